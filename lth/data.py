@@ -1,0 +1,309 @@
+"""Datasets as tensors, and the device-resident loader.
+
+    ds = load("mnist", data_dir="../shared/data")          # or "digits": built in, offline
+    loader = DeviceLoader(ds.train_x, ds.train_y, ds, batch_size=128, device="cpu",
+                          train=True, augment="crop_flip", image_size=32,
+                          order_seed=1, augment_seed=2)
+    for x, y in loader: ...                                 # one epoch
+
+Every dataset is held whole as uint8 NCHW tensors (CIFAR-10: 150 MB), moved to the device
+once; cropping, flipping, warping and resizing are batched tensor ops there. The data order
+and the augmentation draw from two private generators, so two copies of a ticket can differ
+in exactly those two sources of SGD noise (lth.analysis.stability).
+
+Datasets (`DATASETS`): digits (scikit-learn's, ships with the package: no network), mnist,
+cifar10, cifar100 (their standard on-disk layouts under --data-dir; CIFAR pickles are read
+directly, so partial copies load too), caltech101 (torchvision's layout; a seeded 80/20 split).
+"""
+import gzip
+import logging
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lth.errors import LthError
+
+log = logging.getLogger(__name__)
+
+AUGMENTATIONS = ("none", "crop_flip", "fastai")
+CROP_PADDING = 4          # crop_flip: pixels of zero padding before the random crop (CIFAR standard)
+FASTAI_MAX_ROTATE = 10.0  # fastai aug_transforms defaults: degrees
+FASTAI_MAX_ZOOM = 1.1     # ... zoom factor
+FASTAI_MAX_WARP = 0.2     # ... perspective warp magnitude
+TEST_FRACTION = 0.2       # digits and caltech101 have no official split: seeded 80/20
+
+
+@dataclass
+class Dataset:
+    """A dataset held in memory: uint8 images (N, C, H, W), int64 labels."""
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def native_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Per-channel mean of the training images in [0, 1] (used to normalise)."""
+        return self.train_x.float().mean(dim=(0, 2, 3)) / 255.0
+
+    @property
+    def std(self) -> torch.Tensor:
+        return (self.train_x.float().std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
+
+
+Loader = Callable[[Path, bool, int], Dataset]
+DATASETS: Dict[str, Loader] = {}
+
+
+def register(name: str):
+    def add(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+    return add
+
+
+def load(name: str, data_dir: str = "data", download: bool = False, split_seed: int = 0) -> Dataset:
+    """Load a dataset by name; a clear LthError when it is missing and cannot be fetched."""
+    if name not in DATASETS:
+        raise LthError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](Path(data_dir).expanduser(), download, split_seed)
+
+
+def _missing(name: str, looked_for: Path, reason: str = "") -> LthError:
+    why = f" ({reason})" if reason else ""
+    return LthError(f"dataset {name} not found: looked for {looked_for}{why}; point --data-dir at a copy, "
+                    f"add --download on a machine with network, or use --dataset digits (built in, offline)")
+
+
+def _split(x: np.ndarray, y: np.ndarray, seed: int):
+    """A seeded split into train and test (TEST_FRACTION of the rows to test)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(len(y) * TEST_FRACTION))
+    test, train = order[:n_test], order[n_test:]
+    return torch.from_numpy(x[train]), torch.from_numpy(y[train]), torch.from_numpy(x[test]), torch.from_numpy(y[test])
+
+
+@register("digits")
+def _digits(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, ships inside the package)."""
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
+    x = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    y = bunch.target.astype(np.int64)
+    return Dataset("digits", *_split(x, y, split_seed), num_classes=10)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format), plain or gzipped."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if array.size != math.prod(shape):
+        raise LthError(f"{path} is truncated: header says {shape}, file holds {array.size} values")
+    return array.reshape(shape)
+
+
+@register("mnist")
+def _mnist(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    raw = data_dir / "MNIST" / "raw"
+    if download and not (raw / "train-images-idx3-ubyte").exists():
+        _torchvision_download("mnist", lambda tv: [tv.datasets.MNIST(str(data_dir), train=t, download=True) for t in (True, False)])
+    arrays = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        path = next((p for p in (raw / stem, raw / f"{stem}.gz") if p.exists()), None)
+        if path is None:
+            raise _missing("mnist", raw / stem)
+        arrays.append(_read_idx(path))
+    train_x, train_y, test_x, test_y = arrays
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise LthError(f"MNIST under {raw}: image and label counts differ")
+    return Dataset("mnist", torch.from_numpy(train_x.copy())[:, None], torch.from_numpy(train_y.astype(np.int64)),
+                   torch.from_numpy(test_x.copy())[:, None], torch.from_numpy(test_y.astype(np.int64)), num_classes=10)
+
+
+def _read_cifar_pickles(name: str, folder: Path, files, label_key: str):
+    xs, ys = [], []
+    for file in files:
+        path = folder / file
+        if not path.exists():
+            raise _missing(name, path)
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")  # the official format; data files are trusted input here
+        except Exception as e:
+            raise LthError(f"{path} is not a readable CIFAR pickle ({type(e).__name__})") from None
+        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch[label_key], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def _torchvision_download(name: str, fetch) -> None:
+    import torchvision
+    try:
+        fetch(torchvision)
+    except Exception as e:  # network errors come in many types
+        raise LthError(f"could not download {name}: {type(e).__name__}: {e}") from None
+
+
+@register("cifar10")
+def _cifar10(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    folder = data_dir / "cifar-10-batches-py"
+    if download and not folder.exists():
+        _torchvision_download("cifar10", lambda tv: tv.datasets.CIFAR10(str(data_dir), download=True))
+    train_x, train_y = _read_cifar_pickles("cifar10", folder, [f"data_batch_{i}" for i in range(1, 6)], "labels")
+    test_x, test_y = _read_cifar_pickles("cifar10", folder, ["test_batch"], "labels")
+    return Dataset("cifar10", train_x, train_y, test_x, test_y, num_classes=10)
+
+
+@register("cifar100")
+def _cifar100(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    folder = data_dir / "cifar-100-python"
+    if download and not folder.exists():
+        _torchvision_download("cifar100", lambda tv: tv.datasets.CIFAR100(str(data_dir), download=True))
+    train_x, train_y = _read_cifar_pickles("cifar100", folder, ["train"], "fine_labels")
+    test_x, test_y = _read_cifar_pickles("cifar100", folder, ["test"], "fine_labels")
+    return Dataset("cifar100", train_x, train_y, test_x, test_y, num_classes=100)
+
+
+CALTECH_SIZE = 224  # Caltech-101 images vary in size: stored resized to the paper's 224x224
+
+
+@register("caltech101")
+def _caltech101(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    import torchvision
+    folder = data_dir / "caltech101" / "101_ObjectCategories"
+    if download and not folder.exists():
+        _torchvision_download("caltech101", lambda tv: tv.datasets.Caltech101(str(data_dir), download=True))
+    if not folder.exists():
+        raise _missing("caltech101", folder)
+    dataset = torchvision.datasets.Caltech101(str(data_dir), target_type="category", download=False)
+    xs, ys = [], []
+    for image, label in dataset:
+        image = image.convert("RGB").resize((CALTECH_SIZE, CALTECH_SIZE))
+        xs.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+        ys.append(label)
+    x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    return Dataset("caltech101", *_split(x, y, split_seed), num_classes=int(y.max()) + 1)
+
+
+# ---- the device-resident loader ------------------------------------------------------------
+
+class DeviceLoader:
+    """Batches of one split, held whole on `device`; one pass of iteration is one epoch.
+
+    train=True: reshuffles every epoch (order generator) and augments (augment generator);
+    train=False: fixed order, no augmentation, the last partial batch kept.
+    Yields (float images normalised by the dataset's mean/std, int64 labels).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, dataset: Dataset, batch_size: int, device,
+                 train: bool, augment: str = "none", image_size: Optional[int] = None,
+                 order_seed: int = 0, augment_seed: int = 0, channels_last: bool = False):
+        if augment not in AUGMENTATIONS:
+            raise LthError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
+        if batch_size < 1:
+            raise LthError(f"batch size must be at least 1, got {batch_size}")
+        if train and len(y) < batch_size:
+            raise LthError(f"batch size {batch_size} exceeds the {len(y)} training images of {dataset.name}")
+        self.device = torch.device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        self.batch_size, self.train, self.augment = batch_size, train, augment if train else "none"
+        self.image_size = image_size or dataset.native_size
+        self.channels_last = channels_last
+        self.mean = dataset.mean.to(self.device).view(1, -1, 1, 1)
+        self.std = dataset.std.to(self.device).view(1, -1, 1, 1)
+        self.order_generator = torch.Generator(device=self.device).manual_seed(order_seed)
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(augment_seed)
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        if self.train:
+            order = torch.randperm(n, generator=self.order_generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.transform(self.x[index]), self.y[index]
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> augmented, resized, normalised float batch."""
+        x = images.float().div_(255.0)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if self.augment == "crop_flip":
+            x = self._crop_flip(x)
+        elif self.augment == "fastai":
+            x = self._warp(x)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=self.augment_generator, device=self.device) * (high - low) + low
+
+    def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+        """Random crop after zero padding, then random horizontal flip: batched gathers."""
+        b, _, h, w = x.shape
+        p = CROP_PADDING
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (b,), generator=self.augment_generator, device=self.device)
+        dx = torch.randint(0, 2 * p + 1, (b,), generator=self.augment_generator, device=self.device)
+        flip = torch.rand(b, generator=self.augment_generator, device=self.device) < 0.5
+        rows = dy[:, None] + torch.arange(h, device=self.device)                      # (b, h)
+        cols = dx[:, None] + torch.arange(w, device=self.device)                      # (b, w)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        batch = torch.arange(b, device=self.device)[:, None, None]
+        return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+    def _warp(self, x: torch.Tensor) -> torch.Tensor:
+        """fastai-style augmentation in one resampling: flip, rotation, zoom (a random crop)
+        and perspective warp, as a per-image homography applied with grid_sample."""
+        b, _, h, w = x.shape
+        angle = self._uniform(b, -FASTAI_MAX_ROTATE, FASTAI_MAX_ROTATE) * (math.pi / 180.0)
+        scale = 1.0 / self._uniform(b, 1.0, FASTAI_MAX_ZOOM)
+        room = 1.0 - scale                                    # how far a zoomed crop can move
+        tx, ty = self._uniform(b, -1, 1) * room, self._uniform(b, -1, 1) * room
+        flip = torch.where(self._uniform(b, 0, 1) < 0.5, -1.0, 1.0)
+        px, py = self._uniform(b, -FASTAI_MAX_WARP, FASTAI_MAX_WARP) / 2, self._uniform(b, -FASTAI_MAX_WARP, FASTAI_MAX_WARP) / 2
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        homography = torch.stack([
+            torch.stack([cos * flip, -sin, tx], 1),
+            torch.stack([sin * flip, cos, ty], 1),
+            torch.stack([px, py, torch.ones_like(px)], 1)], 1)                        # (b, 3, 3)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=self.device),
+                                torch.linspace(-1, 1, w, device=self.device), indexing="ij")
+        base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, -1, 3)         # (1, h*w, 3)
+        points = base @ homography.transpose(1, 2)                                   # (b, h*w, 3)
+        grid = (points[..., :2] / points[..., 2:]).view(b, h, w, 2)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+
+    # ---- resuming -----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.order_generator.set_state(state["order"])
+        self.augment_generator.set_state(state["augment"])

@@ -1,0 +1,24 @@
+"""User-facing errors: one clear line, exit code 2, never a traceback.
+
+Raise `LthError` for anything the user can fix (bad flag, missing data, corrupted file).
+`cli_main` wraps an entry point so that such errors print one line on stderr.
+"""
+import logging
+import sys
+
+EXIT_USAGE = 2          # bad input: the user can fix it
+EXIT_INTERRUPTED = 130  # Ctrl-C, conventional 128 + SIGINT
+
+
+class LthError(Exception):
+    """An error whose message is complete on its own (names the value and what is allowed)."""
+
+
+def cli_main(main, argv=None) -> int:
+    """Run `main(argv)`; turn LthError into one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return main(argv) or 0
+    except LthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
