@@ -57,6 +57,11 @@ class Dataset:
     def native_size(self) -> int:
         return self.train_x.shape[-1]
 
+    def to(self, device) -> "Dataset":
+        """The same dataset with its tensors on `device` (moved once, reused by every loader)."""
+        return Dataset(self.name, self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
+                       self.test_y.to(device), self.num_classes)
+
     @property
     def mean(self) -> torch.Tensor:
         """Per-channel mean of the training images in [0, 1] (used to normalise)."""

@@ -11,7 +11,7 @@ Methods (`PRUNING_METHODS`):
 
 Invariants (tests/test_masks.py): masks only lose ones; a layer's pruned count is
 round(target * numel), so achieved sparsity is within one weight per layer of the target
-(global: within one weight overall); ties are broken by index (stable sort), so the same
+(global: within one weight overall); ties are broken by index, so the same
 weights give the same mask on every run. We do not use `torch.nn.utils.prune`: it rebuilds
 every weight on every forward through hooks (lth.bench measures the difference).
 """
@@ -49,6 +49,9 @@ class Masks:
         self.params: List[nn.Parameter] = list(params.values())
         # Same dtype as the weight so that enforcement is a plain multiply.
         self.tensors: List[torch.Tensor] = [torch.ones_like(p, requires_grad=False) for p in self.params]
+        # Pruned count per layer as last set by prune_to/load_state_dict, so that deciding
+        # which layers to update costs no device-to-host sync inside the training loop.
+        self._known_counts: Optional[List[int]] = [0] * len(self.tensors)
 
     @classmethod
     def for_model(cls, model: nn.Module, exclude: Sequence[str] = ()) -> "Masks":
@@ -94,38 +97,60 @@ class Masks:
             raise LthError(f"unknown pruning method {method!r}; choose one of {', '.join(PRUNING_METHODS)}")
         if method == "random" and generator is None:
             raise ValueError("random pruning needs a seeded generator")
-        counts = self.pruned_counts()
-        for param, mask, pruned in zip(self.params, self.tensors, counts):
+        counts = self._known_counts if self._known_counts is not None else self.pruned_counts()
+        for i, (param, mask) in enumerate(zip(self.params, self.tensors)):
             target = round(sparsity * mask.numel())
-            if target <= pruned:
+            if target <= counts[i]:
                 continue  # nothing new to prune in this layer (and never revive)
             if method == "random":
                 scores = torch.rand(mask.shape, generator=generator).to(mask.device)
             else:
                 scores = param.detach().abs().float()
-            self._prune_lowest(mask.view(-1), scores.view(-1), target)
+            self._prune_layer(mask, scores, target)
+            counts[i] = target
+        self._known_counts = counts
 
     def _prune_global(self, sparsity: float) -> None:
-        scores = torch.cat([p.detach().abs().float().view(-1) for p in self.params])
-        flat = torch.cat([m.view(-1) for m in self.tensors])
-        target = max(round(sparsity * flat.numel()), int((flat == 0).sum()))
+        scores = torch.cat([p.detach().abs().float().reshape(-1) for p in self.params])
+        flat = torch.cat([m.reshape(-1) for m in self.tensors])
+        already = sum(self._known_counts) if self._known_counts is not None else int((flat == 0).sum())
+        target = round(sparsity * flat.numel())
+        if target <= already:
+            return
         self._prune_lowest(flat, scores, target)
+        self._known_counts = None  # per-layer counts now depend on the weights: recount lazily
         offset = 0
         for mask in self.tensors:
             n = mask.numel()
-            mask.view(-1).copy_(flat[offset:offset + n])
+            mask.copy_(flat[offset:offset + n].view(mask.shape))
             offset += n
+
+    @classmethod
+    def _prune_layer(cls, mask: torch.Tensor, scores: torch.Tensor, count: int) -> None:
+        """`_prune_lowest` on one layer's mask, in row-major index order whatever its memory
+        format (a channels_last weight has a channels_last mask, which has no flat view)."""
+        flat = mask.reshape(-1)  # a view when contiguous, else a copy written back below
+        cls._prune_lowest(flat, scores.reshape(-1), count)
+        if not mask.is_contiguous():
+            mask.copy_(flat.view(mask.shape))
 
     @staticmethod
     def _prune_lowest(flat_mask: torch.Tensor, scores: torch.Tensor, count: int) -> None:
         """Zero the `count` lowest scores of `flat_mask`, already-pruned entries first.
 
         Pruned entries score -1 (below any magnitude or uniform draw), so they are always
-        among the lowest; the stable sort breaks ties by index.
+        among the lowest. A k-th-value threshold (O(n), no host sync) rather than a sort;
+        among entries equal to the threshold the lowest indices are pruned first.
         """
-        scores = torch.where(flat_mask == 0, torch.full_like(scores, -1.0), scores)
-        order = torch.sort(scores, stable=True).indices[:count]
-        flat_mask[order] = 0
+        if count <= 0:
+            return
+        scores = scores.masked_fill(flat_mask == 0, -1.0)
+        threshold = torch.kthvalue(scores, count).values
+        below = scores < threshold
+        ties = scores == threshold
+        take_ties = count - below.sum()
+        prune = below | (ties & (torch.cumsum(ties, 0) <= take_ties))
+        flat_mask.masked_fill_(prune, 0)
 
     @torch.no_grad()
     def random_like(self, generator: torch.Generator) -> "Masks":
@@ -133,7 +158,8 @@ class Masks:
         other = Masks(dict(zip(self.names, self.params)))
         for mask, pruned in zip(other.tensors, self.pruned_counts()):
             scores = torch.rand(mask.shape, generator=generator).to(mask.device)
-            self._prune_lowest(mask.view(-1), scores.view(-1), pruned)
+            self._prune_layer(mask, scores, pruned)
+        other._known_counts = None
         return other
 
     # ---- enforcing -------------------------------------------------------------------
@@ -174,6 +200,7 @@ class Masks:
                 raise LthError(f"mask for {name} has shape {tuple(state[name].shape)}, "
                                f"the model's weight {tuple(mask.shape)}")
             mask.copy_(state[name].to(mask.dtype))
+        self._known_counts = None
 
     def is_subset_of(self, other: "Masks") -> bool:
         """True when every weight kept here is kept in `other` (masks only lose ones)."""

@@ -6,6 +6,7 @@ after each pair) and a 256-256 fully connected head.
 """
 from torch import nn
 
+from lth.errors import LthError
 from lth.models import register
 
 
@@ -29,7 +30,7 @@ def _conv_net(pairs: int, num_classes: int, in_channels: int, image_size: int) -
                    nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         channels, size = width, size // 2
     if size < 1:
-        raise ValueError(f"conv{2 * pairs} needs images of at least {2 ** pairs} px, got {image_size}")
+        raise LthError(f"conv{2 * pairs} needs images of at least {2 ** pairs} px, got {image_size}")
     return nn.Sequential(*layers, nn.Flatten(), *_mlp([channels * size * size, 256, 256], num_classes))
 
 

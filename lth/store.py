@@ -1,0 +1,285 @@
+"""The run directory: one module owns its layout, and every write and read goes through it.
+
+    runs/<dataset>-<model>-<schedule>-<hash8>/
+      config.json            resolved config, versions, git commit, device
+      init.pt                W0 (model state: weights and BatchNorm buffers)
+      rewind.pt              W_k, with --rewind-step k
+      round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
+      stability/round_01/<kind>/ copy_a.pt copy_b.pt interpolation.json   (analysis)
+
+Guarantees: every file is written to a temporary name in the same folder, flushed, fsynced and
+renamed, so a reader sees the old file or the new one, never half of one. A round is done only
+when its summary.json exists (written last). Tensor files carry a SHA-256 of their contents,
+recorded at write time and checked at read time, and are read with `weights_only=True`, so a
+corrupted file is reported with its path and a crafted pickle cannot run code. One process at
+a time writes a run: `RunStore.lock()` holds an flock on `.lock` (released by the kernel when
+the holder dies, so a stale lock is simply taken over).
+"""
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import torch
+
+from lth.errors import LthError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "lth-tensors/1"
+
+
+# ---- atomic files ---------------------------------------------------------------------------
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically; an OSError (full disk, no permission) becomes an
+    LthError naming the path, and the old file, if any, is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise LthError(f"cannot write {path}: {reason}; earlier results are intact") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LthError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LthError(f"{path} is corrupted (not valid JSON: {e})") from None
+
+
+def write_jsonl(path: Path, rows: List[dict]) -> None:
+    atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+
+
+def read_jsonl(path: Path) -> List[dict]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise LthError(f"{path} is missing") from None
+    except json.JSONDecodeError as e:
+        raise LthError(f"{path} is corrupted (not valid JSON lines: {e})") from None
+
+
+# ---- checksummed tensor files ---------------------------------------------------------------
+
+def digest(obj: Any) -> str:
+    """SHA-256 over a nest of dicts, lists, tensors and scalars, in a canonical order."""
+    h = hashlib.sha256()
+
+    def visit(x):
+        if torch.is_tensor(x):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            h.update(b"D")
+            for k in sorted(x, key=str):
+                h.update(repr(k).encode())
+                visit(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(b"L")
+            for v in x:
+                visit(v)
+        else:
+            h.update(repr(x).encode())
+    visit(obj)
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, payload: Any) -> None:
+    """torch.save {format, sha256, payload} atomically (plain tensors and containers only)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "sha256": digest(payload), "payload": payload}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_tensors(path: Path, map_location="cpu") -> Any:
+    """Load a file written by save_tensors: weights_only=True, checksum verified."""
+    path = Path(path)
+    if not path.exists():
+        raise LthError(f"{path} is missing")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, a refused global: all one failure
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LthError(f"{path} is corrupted or not an lth file (refused to load: {first[:160]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or "payload" not in blob:
+        raise LthError(f"{path} is not an lth tensor file (no {FORMAT} header)")
+    if digest(blob["payload"]) != blob.get("sha256"):
+        raise LthError(f"{path} is corrupted (checksum mismatch with the one recorded when it was written)")
+    return blob["payload"]
+
+
+# ---- the lock -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive flock on folder/.lock; refuse with the holder's pid if it is taken."""
+    path = Path(folder) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise LthError(f"cannot create lock file {path}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise LthError(f"{folder} is in use by another process (pid {holder}); wait for it or stop it") from None
+        previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if previous and previous != str(os.getpid()):
+            log.info("took over the lock of %s from pid %s, which is no longer running", folder, previous)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ---- the run directory ----------------------------------------------------------------------
+
+class RunStore:
+    """Paths and reads/writes of one run directory."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    # layout
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def init_path(self) -> Path:
+        return self.root / "init.pt"
+
+    @property
+    def rewind_path(self) -> Path:
+        return self.root / "rewind.pt"
+
+    def round_dir(self, r: int) -> Path:
+        return self.root / f"round_{r:02d}"
+
+    def mask_path(self, r: int) -> Path:
+        return self.round_dir(r) / "mask.pt"
+
+    def final_path(self, r: int) -> Path:
+        return self.round_dir(r) / "final.pt"
+
+    def metrics_path(self, r: int) -> Path:
+        return self.round_dir(r) / "metrics.jsonl"
+
+    def summary_path(self, r: int) -> Path:
+        return self.round_dir(r) / "summary.json"
+
+    def checkpoint_path(self, r: int) -> Path:
+        return self.round_dir(r) / "checkpoint.pt"
+
+    def stability_dir(self, r: int, kind: str) -> Path:
+        return self.root / "stability" / f"round_{r:02d}" / kind
+
+    # queries
+    def is_run(self) -> bool:
+        return self.config_path.exists()
+
+    def round_done(self, r: int) -> bool:
+        return self.summary_path(r).exists()
+
+    def finished_rounds(self) -> List[int]:
+        rounds = []
+        for d in sorted(self.root.glob("round_*")):
+            if d.name[6:].isdigit() and (d / "summary.json").exists():
+                rounds.append(int(d.name[6:]))
+        return rounds
+
+    def config(self) -> dict:
+        """The whole config.json: {'config': ..., 'hash': ..., 'versions': ..., ...}."""
+        return read_json(self.config_path)
+
+    # writes
+    def create(self, meta: dict) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LthError(f"cannot create run directory {self.root}: {e.strerror}") from None
+        if not self.config_path.exists():
+            write_json(self.config_path, meta)
+
+    def lock(self):
+        return run_lock(self.root)
+
+    def save_init(self, state: dict) -> None:
+        save_tensors(self.init_path, state)
+
+    def save_rewind(self, state: dict) -> None:
+        save_tensors(self.rewind_path, state)
+
+    def save_checkpoint(self, r: int, state: dict) -> None:
+        save_tensors(self.checkpoint_path(r), state)
+
+    def save_round(self, r: int, mask: dict, final: dict, metrics: List[dict], summary: dict) -> None:
+        """The round's artefacts; summary.json last, since its presence marks the round done."""
+        save_tensors(self.mask_path(r), mask)
+        save_tensors(self.final_path(r), final)
+        write_jsonl(self.metrics_path(r), metrics)
+        write_json(self.summary_path(r), summary)
+        with contextlib.suppress(FileNotFoundError):
+            self.checkpoint_path(r).unlink()
+
+    # reads
+    def load_init(self) -> dict:
+        return load_tensors(self.init_path)
+
+    def load_rewind(self) -> dict:
+        return load_tensors(self.rewind_path)
+
+    def load_mask(self, r: int) -> dict:
+        return load_tensors(self.mask_path(r))
+
+    def load_final(self, r: int) -> dict:
+        return load_tensors(self.final_path(r))
+
+    def load_summary(self, r: int) -> dict:
+        return read_json(self.summary_path(r))
+
+    def load_metrics(self, r: int) -> List[dict]:
+        return read_jsonl(self.metrics_path(r))
+
+    def load_checkpoint(self, r: int) -> Optional[dict]:
+        return load_tensors(self.checkpoint_path(r)) if self.checkpoint_path(r).exists() else None
+
+
+def open_run(path) -> RunStore:
+    """A RunStore for an existing run, or an LthError saying why `path` is not one."""
+    store = RunStore(path)
+    if not store.root.is_dir():
+        raise LthError(f"{path} is not a directory")
+    if not store.is_run():
+        raise LthError(f"{path} is not an lth run directory (no config.json)")
+    return store

@@ -1,0 +1,227 @@
+"""One training run: LR schedule, pruning while training, mask enforcement, evaluation, metrics.
+
+The IMP driver (lth.imp) and the stability analysis (analysis.stability) both call `train`.
+
+    result = train(model, masks, dataset, cfg.train, device=device, image_size=32,
+                   augment="crop_flip", order_seed=1, augment_seed=2,
+                   pruning=PruningPlan(lambda t: schedules.ocp(t, 0.0, 0.9)))
+
+Each step: (mask update when the schedule's target has risen) -> forward under autocast ->
+backward -> zero pruned gradients -> optimizer step -> zero pruned weights. The mask is updated
+before step k with t = k / total, and once more after the last step with t = 1, so a round
+always ends at exactly its final sparsity (one-shot with start=1.0 is classic IMP: train, then
+prune). Statistics stay on the device and are read once an epoch: no host sync per step.
+"""
+import contextlib
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from lth.config import TrainConfig
+from lth.data import Dataset, DeviceLoader
+from lth.errors import LthError
+from lth.masks import Masks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruningPlan:
+    """Raise sparsity along `target(t)`, t = progress through the run in [0, 1]."""
+    target: Callable[[float], float]
+    method: str = "local"
+    interval: int = 1                            # steps between mask updates
+    generator: Optional[torch.Generator] = None  # drives method="random"
+
+
+def total_steps(cfg: TrainConfig, train_size: int) -> int:
+    """The run's budget in optimizer steps (--steps, else --epochs of full batches)."""
+    if cfg.steps > 0:
+        return cfg.steps
+    if train_size < cfg.batch_size:
+        raise LthError(f"batch size {cfg.batch_size} exceeds the {train_size} training images")
+    return max(1, round(cfg.epochs * (train_size // cfg.batch_size)))
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` of `total` (cfg must be resolved)."""
+    t = step / total
+    if cfg.lr_schedule == "one_cycle":
+        # fastai fit_one_cycle: cosine lr/div -> lr over `warmup`, then cosine lr -> lr/div_final.
+        lo, hi, end = cfg.lr / cfg.div, cfg.lr, cfg.lr / cfg.div_final
+        if t < cfg.warmup:
+            return lo + (hi - lo) * (1 - math.cos(math.pi * t / cfg.warmup)) / 2
+        u = (t - cfg.warmup) / (1 - cfg.warmup)
+        return end + (hi - end) * (1 + math.cos(math.pi * u)) / 2
+    warm = min(1.0, t / cfg.warmup) if cfg.warmup > 0 else 1.0   # linear warm-up
+    if cfg.lr_schedule == "step":
+        return cfg.lr * warm * cfg.gamma ** sum(t >= m for m in cfg.milestones)
+    if cfg.lr_schedule == "constant":
+        return cfg.lr * warm
+    raise LthError(f"unknown LR schedule {cfg.lr_schedule!r}; choose one_cycle, step or constant")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD; BatchNorm weights and biases (1-d parameters) get no weight decay unless
+    cfg.decay_bn_bias. Fused kernels on CUDA, multi-tensor (foreach) on CPU."""
+    matrices = [p for p in model.parameters() if p.dim() > 1]
+    vectors = [p for p in model.parameters() if p.dim() <= 1]
+    vector_decay = cfg.weight_decay if cfg.decay_bn_bias else 0.0
+    groups = [{"params": matrices, "weight_decay": cfg.weight_decay},
+              {"params": vectors, "weight_decay": vector_decay}]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, cfg.beta2), eps=cfg.eps, **fast)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fast)
+    raise LthError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
+
+
+def autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bool = True) -> Dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy over the loader, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    with autocast(loader.device, bf16):
+        for x, y in loader:
+            logits = forward(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(loader.y)
+    return {"test_loss": loss_sum.item() / n, "test_acc": correct.item() / n}
+
+
+def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, augment: str,
+                 order_seed: int, augment_seed: int):
+    channels_last = cfg.channels_last and torch.device(device).type == "cuda"
+    train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
+                                augment=augment, image_size=image_size, order_seed=order_seed,
+                                augment_seed=augment_seed, channels_last=channels_last)
+    test_loader = DeviceLoader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
+                               image_size=image_size, channels_last=channels_last)
+    return train_loader, test_loader
+
+
+def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *, device, image_size: int,
+          augment: str, order_seed: int, augment_seed: int, pruning: Optional[PruningPlan] = None,
+          forward: Optional[Callable] = None, resume: Optional[dict] = None,
+          save_checkpoint: Optional[Callable[[dict], None]] = None,
+          after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
+          progress: bool = True, desc: str = "train") -> dict:
+    """Train `model` in place under `masks` (cfg resolved). Returns the summary and metrics.
+
+    forward: the callable for the forward pass (a torch.compile'd model), default `model`.
+    resume: a state from `save_checkpoint` (saved after every epoch but the last) to continue.
+    after_step(step, model, masks): called after each optimizer step (rewind capture, tests).
+    """
+    device = torch.device(device)
+    forward = forward or model
+    train_loader, test_loader = make_loaders(dataset, cfg, device, image_size, augment, order_seed, augment_seed)
+    total = total_steps(cfg, len(dataset.train_y))
+    steps_per_epoch = len(train_loader)
+    optimizer = make_optimizer(model, cfg, device)
+    step, epoch, pruned_target, metrics, best = 0, 0, -1.0, [], 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        masks.load_state_dict(resume["masks"])
+        optimizer.load_state_dict(resume["optimizer"])
+        train_loader.load_state_dict(resume["loader"])
+        if pruning is not None and pruning.generator is not None and "prune_generator" in resume:
+            pruning.generator.set_state(resume["prune_generator"])
+        step, epoch, pruned_target = resume["step"], resume["epoch"], resume["pruned_target"]
+        metrics, best = list(resume["metrics"]), resume["best_test_acc"]
+
+    def update_mask(t: float) -> None:
+        nonlocal pruned_target
+        target = pruning.target(t)
+        if target > pruned_target:
+            masks.prune_to(target, pruning.method, pruning.generator)
+            masks.zero_optimizer_state(optimizer)
+            masks.enforce()
+            pruned_target = target
+
+    model.train()
+    masks.enforce()
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
+               disable=not (progress and sys.stderr.isatty()))
+    run_start = time.perf_counter()
+    while step < total:
+        epoch_start, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for x, y in train_loader:
+            if step >= total:
+                break
+            if pruning is not None and step % pruning.interval == 0:
+                update_mask(step / total)
+            lr = lr_at(step, total, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, cfg.bf16):
+                logits = forward(x)
+                loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            masks.mask_grads()
+            optimizer.step()
+            masks.enforce()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            step += 1
+            bar.update(1)
+            if after_step is not None:
+                after_step(step, model, masks)
+        epoch += 1
+        line = {"epoch": epoch, "step": step, "lr": lr, "train_loss": loss_sum.item() / max(seen, 1),
+                "train_acc": correct.item() / max(seen, 1), "sparsity": masks.sparsity(),
+                "images_per_s": seen / (time.perf_counter() - epoch_start)}
+        last = step >= total
+        if not last and cfg.eval_every and epoch % cfg.eval_every == 0:
+            line.update(evaluate(forward, model, test_loader, cfg.bf16))
+            best = max(best, line["test_acc"])
+        metrics.append(line)
+        bar.set_postfix(loss=f"{line['train_loss']:.3f}", acc=f"{line.get('test_acc', line['train_acc']):.3f}",
+                        sparsity=f"{line['sparsity']:.3f}", img_s=f"{line['images_per_s']:.0f}")
+        if bar.disable and progress:
+            log.info("%s epoch %d (%d/%d steps): loss %.4f, train acc %.4f%s, sparsity %.4f, %.0f img/s",
+                     desc, epoch, step, total, line["train_loss"], line["train_acc"],
+                     f", test acc {line['test_acc']:.4f}" if "test_acc" in line else "", line["sparsity"],
+                     line["images_per_s"])
+        if save_checkpoint is not None and not last:
+            state = {"step": step, "epoch": epoch, "pruned_target": pruned_target, "best_test_acc": best,
+                     "metrics": metrics, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "masks": masks.state_dict(), "loader": train_loader.state_dict()}
+            if pruning is not None and pruning.generator is not None:
+                state["prune_generator"] = pruning.generator.get_state()
+            save_checkpoint(state)
+    bar.close()
+    if pruning is not None:
+        update_mask(1.0)
+    final = evaluate(forward, model, test_loader, cfg.bf16)
+    best = max(best, final["test_acc"])
+    metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": masks.sparsity(), **final})
+    wall = time.perf_counter() - run_start
+    trained = [m for m in metrics if "images_per_s" in m]
+    return {"test_acc": final["test_acc"], "test_loss": final["test_loss"], "best_test_acc": best,
+            "train_loss": trained[-1]["train_loss"] if trained else None, "steps": step, "epochs": epoch,
+            "steps_per_epoch": steps_per_epoch, "wall_time_s": wall,
+            "images_per_s": sum(m["images_per_s"] for m in trained) / max(len(trained), 1),
+            "metrics": metrics}
