@@ -207,7 +207,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
                      line["images_per_s"])
         if save_checkpoint is not None and not last:
             state = {"step": step, "epoch": epoch, "pruned_target": pruned_target, "best_test_acc": best,
-                     "metrics": metrics, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "metrics": list(metrics), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "masks": masks.state_dict(), "loader": train_loader.state_dict()}
             if pruning is not None and pruning.generator is not None:
                 state["prune_generator"] = pruning.generator.get_state()

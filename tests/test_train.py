@@ -1,0 +1,141 @@
+"""The training engine: accuracy on real data, sparsity following the schedule at every step,
+determinism per seed, exact resume from an epoch checkpoint, LR schedules, optimizer groups."""
+import copy
+import math
+
+import pytest
+import torch
+
+from lth import config, data, models, schedules
+from lth.masks import Masks
+from lth.train import PruningPlan, lr_at, make_optimizer, total_steps, train
+
+TIMING_KEYS = {"images_per_s", "wall_time_s"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def recipe(**overrides):
+    cfg = config.RunConfig()
+    base = {"batch_size": 64, "epochs": 4.0, "eval_every": 2}
+    if overrides.get("recipe", "paper") == "paper":
+        base["lr"] = 3e-3
+    config.apply_overrides(cfg, {**base, **overrides}, "test")
+    return cfg.resolved().train
+
+
+def fresh_model(seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = models.build("lenet300_100", 10, 1, 8)
+    return model, Masks.for_model(model)
+
+
+def run(ds, cfg, pruning=None, augment="none", **kwargs):
+    model, masks = fresh_model()
+    result = train(model, masks, ds, cfg, device="cpu", image_size=8, augment=augment, order_seed=1,
+                   augment_seed=2, pruning=pruning, progress=False, **kwargs)
+    return model, masks, result
+
+
+def strip_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def test_short_training_on_digits_is_far_above_chance(digits):
+    _, _, result = run(digits, recipe(epochs=6.0))
+    assert result["test_acc"] > 0.85  # chance is 0.10
+
+
+def test_sparsity_follows_the_schedule_at_every_step(digits):
+    cfg = recipe(epochs=3.0)
+    target = lambda t: schedules.ocp(t, 0.1, 0.8)  # noqa: E731
+    total = total_steps(cfg, len(digits.train_y))
+    seen = []
+
+    def check(step, model, masks):
+        expected = target((step - 1) / total)  # the mask was last updated before this step
+        for mask, pruned in zip(masks.tensors, masks.pruned_counts()):
+            assert abs(pruned - expected * mask.numel()) <= 1
+        for param, mask in zip(masks.params, masks.tensors):
+            assert torch.all(param[mask == 0] == 0)
+        seen.append(step)
+
+    _, masks, _ = run(digits, cfg, PruningPlan(target), after_step=check)
+    assert seen == list(range(1, total + 1))
+    for mask, pruned in zip(masks.tensors, masks.pruned_counts()):
+        assert pruned == round(0.8 * mask.numel())  # exactly s_f after the final update at t = 1
+
+
+def test_one_shot_at_the_end_is_classic_imp(digits):
+    cfg = recipe(epochs=1.0)
+    counts = []
+    _, masks, _ = run(digits, cfg, PruningPlan(lambda t: schedules.one_shot(t, 0.0, 0.5, start=1.0)),
+                      after_step=lambda step, model, masks: counts.append(sum(masks.pruned_counts())))
+    assert set(counts) == {0}  # dense for the whole run ...
+    assert masks.sparsity() == pytest.approx(0.5, abs=1e-4)  # ... pruned once at the end
+
+
+def test_same_seeds_give_identical_metrics_and_weights(digits):
+    plan = lambda: PruningPlan(lambda t: schedules.agp(t, 0.0, 0.7))  # noqa: E731
+    model_a, masks_a, a = run(digits, recipe(), plan(), augment="crop_flip")
+    model_b, masks_b, b = run(digits, recipe(), plan(), augment="crop_flip")
+    assert strip_timing(a["metrics"]) == strip_timing(b["metrics"])
+    for pa, pb in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_resume_from_an_epoch_checkpoint_equals_an_uninterrupted_run(digits):
+    cfg = recipe(epochs=4.0, optimizer="sgd", momentum=0.9)
+    plan = lambda: PruningPlan(lambda t: schedules.ocp(t, 0.0, 0.8))  # noqa: E731
+    states = []
+    # deepcopy: a state holds live tensors, which the store serialises at once
+    model_full, masks_full, full = run(digits, cfg, plan(), augment="crop_flip",
+                                       save_checkpoint=lambda state: states.append(copy.deepcopy(state)))
+    assert [s["epoch"] for s in states] == [1, 2, 3]  # after every epoch but the last
+    model_resumed, masks_resumed, resumed = run(digits, cfg, plan(), augment="crop_flip", resume=states[1])
+    assert strip_timing(resumed["metrics"]) == strip_timing(full["metrics"])
+    for pa, pb in zip(model_full.state_dict().values(), model_resumed.state_dict().values()):
+        assert torch.equal(pa, pb)
+    for ma, mb in zip(masks_full.tensors, masks_resumed.tensors):
+        assert torch.equal(ma, mb)
+
+
+def test_one_cycle_lr_matches_fastai():
+    cfg = recipe()
+    total = 1000
+    assert lr_at(0, total, cfg) == pytest.approx(cfg.lr / 25)
+    assert lr_at(250, total, cfg) == pytest.approx(cfg.lr)
+    assert lr_at(125, total, cfg) == pytest.approx((cfg.lr / 25 + cfg.lr) / 2)  # cosine midpoint
+    assert lr_at(total, total, cfg) == pytest.approx(cfg.lr / 1e5)
+    values = [lr_at(k, total, cfg) for k in range(total)]
+    assert max(values) == pytest.approx(cfg.lr)
+    assert all(a >= b for a, b in zip(values[250:], values[251:]))
+
+
+def test_step_lr_drops_at_milestones():
+    cfg = recipe(recipe="openlth")
+    assert cfg.optimizer == "sgd" and cfg.lr == 0.1
+    assert lr_at(499, 1000, cfg) == pytest.approx(0.1)
+    assert lr_at(500, 1000, cfg) == pytest.approx(0.01)
+    assert lr_at(750, 1000, cfg) == pytest.approx(0.001)
+
+
+def test_paper_recipe_puts_no_weight_decay_on_batchnorm_and_biases():
+    model = models.build("resnet20", 10, 3, 32)
+    groups = make_optimizer(model, recipe(), torch.device("cpu")).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in decayed) == (p.dim() > 1), name
+    groups = make_optimizer(model, recipe(recipe="openlth"), torch.device("cpu")).param_groups
+    assert all(g["weight_decay"] == pytest.approx(1e-4) for g in groups)
+
+
+def test_budget_in_steps_overrides_epochs(digits):
+    cfg = recipe(steps=7)
+    _, _, result = run(digits, cfg)
+    assert result["steps"] == 7 and total_steps(cfg, len(digits.train_y)) == 7
+    assert math.isfinite(result["test_loss"])
