@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
@@ -272,7 +273,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         base, optional, is_tuple = _field_type(f)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} [default: {default}]")
+        # argparse %-formats help strings: escape the literal percent signs of our help texts
+        text = f"{f.metadata['help']} [default: {default}]".replace("%", "%%")
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text)
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
@@ -317,6 +320,10 @@ def validate(cfg: RunConfig) -> None:
     from lth import models, schedules
     from lth.data import DATASETS
     t, p = cfg.train, cfg.prune
+    for section, f in _all_fields():  # nan and inf pass (or slip past) every range check below
+        value = getattr(getattr(cfg, section), f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LthError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     if cfg.data.dataset not in DATASETS:
         raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     if cfg.model.model not in models.MODELS:

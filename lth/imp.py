@@ -44,6 +44,18 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
     return model
 
 
+def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
+    """Fail early, with one line, when the model cannot take the dataset's images."""
+    model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
+    size = image_size(cfg, dataset)
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, dataset.in_channels, size, size))
+    except RuntimeError as e:
+        raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
+                       f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
+
+
 def round_targets(cfg: RunConfig) -> List[float]:
     """[s_0 = 0, s_1, ..., s_R]."""
     p = cfg.prune

@@ -22,6 +22,7 @@ import lth
 from lth import config as config_mod
 from lth import data, imp
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
+from lth.masks import prunable_weights
 from lth.store import RunStore, open_run
 
 log = logging.getLogger("lth.run")
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
     device = pick_device(cfg.runtime.device)
     dataset = data.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
     imp.check_budget(cfg, dataset)
-    imp.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")  # fails early for a model/data mismatch
+    imp.check_model_fits(cfg, dataset)
+    prunable_weights(imp.build_model(cfg, dataset, 0, "cpu"), cfg.prune.exclude)  # --exclude leaves some?
     store = RunStore(run_dir)
     if store.is_run():
         saved = config_mod.RunConfig.from_dict(store.config()["config"], where=str(store.config_path))
@@ -100,6 +102,8 @@ def main(argv=None) -> int:
                            f"nothing was changed; pick another --run-dir or drop the differing flags")
     store.create(run_metadata(cfg, device))
     with store.lock():
+        for path in store.remove_stale_temp_files():
+            log.info("removed %s, left by a writer that was killed mid-write", path)
         done = len(store.finished_rounds())
         log.info("run %s: %s on %s, %d of %d rounds done", run_dir, cfg.prune.schedule, device, done, cfg.prune.rounds)
         try:
