@@ -258,7 +258,8 @@ def _flag_type(base, name):
         try:
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} takes a {base.__name__}, got {text!r}") from None
+            kind = {int: "an integer", float: "a number"}.get(base, f"a {base.__name__}")
+            raise argparse.ArgumentTypeError(f"--{name} takes {kind}, got {text!r}") from None
     parse.__name__ = base.__name__
     return parse
 

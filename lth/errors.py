@@ -15,10 +15,13 @@ class LthError(Exception):
 
 
 def cli_main(main, argv=None) -> int:
-    """Run `main(argv)`; turn LthError into one line on stderr and exit code 2."""
+    """Run `main(argv)`; turn LthError into one line on stderr and exit code 2, Ctrl-C into 130."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return main(argv) or 0
     except LthError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside the places that say more (lth.run's rounds)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

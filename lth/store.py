@@ -49,11 +49,44 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # OSError, and Ctrl-C in the middle of a write: leave no temp file
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if not isinstance(e, OSError):
+            raise
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise LthError(f"cannot write {path}: {reason}; earlier results are intact") from None
+
+
+def _temp_owner(path: Path) -> Optional[int]:
+    """The pid in a temporary name `.<name>.<pid>.tmp` made by atomic_write_bytes, else None."""
+    parts = path.name.split(".")
+    if len(parts) >= 4 and parts[0] == "" and parts[-1] == "tmp" and parts[-2].isdigit():
+        return int(parts[-2])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: Path) -> List[Path]:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left
+    under `folder`; files of a writer that is still running are kept. Returns those deleted."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp"):
+        pid = _temp_owner(path)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -162,6 +195,47 @@ def run_lock(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """An flock on folder/.lock (the file run_lock uses), for a folder that several processes
+    may want to fill with the same results (the stability analysis). Creates the folder.
+
+    Unlike run_lock it does not refuse: with wait=True it blocks until the holder is done
+    (the waiter then finds the holder's results and reuses them) and yields True; with
+    wait=False it yields False at once when the lock is taken, so the caller can do other
+    work first and come back. The kernel releases the lock when its holder dies.
+    """
+    folder = Path(folder)
+    path = folder / ".lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise LthError(f"cannot create lock file {path}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        if not held and not wait:
+            yield False
+            return
+        if not held:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            log.info("%s is in use by pid %s; waiting for it to finish", folder, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield True
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 # ---- the run directory ----------------------------------------------------------------------
 
 class RunStore:
@@ -204,6 +278,10 @@ class RunStore:
     def stability_dir(self, r: int, kind: str) -> Path:
         return self.root / "stability" / f"round_{r:02d}" / kind
 
+    def stability_lock(self, r: int, kind: str, wait: bool = True):
+        """folder_lock on stability_dir(r, kind): one process at a time fills that folder."""
+        return folder_lock(self.stability_dir(r, kind), wait)
+
     # queries
     def is_run(self) -> bool:
         return self.config_path.exists()
@@ -233,6 +311,9 @@ class RunStore:
 
     def lock(self):
         return run_lock(self.root)
+
+    def remove_stale_temp_files(self) -> List[Path]:
+        return remove_stale_temp_files(self.root)
 
     def save_init(self, state: dict) -> None:
         save_tensors(self.init_path, state)

@@ -1,0 +1,98 @@
+"""Training one copy of a ticket with its mask fixed: lth.train with pruning=None, the run's own
+resolved recipe, and the copy's own data-order and augmentation seeds.
+
+Resumable at two levels: a finished copy (copy_a.pt) is loaded, never retrained; an unfinished
+one continues from its last epoch checkpoint (copy_a.checkpoint.pt), which lth.train makes
+exact, so a killed analysis finishes with the same copy as one never killed.
+"""
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from analysis.settings import CopySettings
+from analysis.tickets import StartingPoint
+from lth import imp
+from lth.config import RunConfig
+from lth.data import Dataset
+from lth.errors import LthError
+from lth.masks import Masks
+from lth.store import digest, load_tensors, save_tensors
+from lth.train import total_steps, train
+
+log = logging.getLogger(__name__)
+
+OUTCOME_KEYS = ("test_acc", "test_loss", "best_test_acc", "train_loss", "steps", "epochs")  # the results
+TIMING_KEYS = ("wall_time_s", "images_per_s")  # how long it took: differs between identical runs
+
+
+@dataclass
+class Workspace:
+    """One model of the run's architecture with its masks, reused for every copy and as the
+    interpolation probe, so that a torch.compile'd forward is compiled once per process."""
+    cfg: RunConfig          # the run's resolved config with the copies' budget
+    dataset: Dataset        # already on `device`
+    device: torch.device
+    model: nn.Module
+    masks: Masks
+    forward: Callable       # the model, or its compiled version (--compile in the run's config)
+
+
+def copy_config(cfg: RunConfig, copies: CopySettings) -> RunConfig:
+    """The run's config with the copies' budget override, if any."""
+    out = RunConfig.from_dict(cfg.to_dict())
+    if copies.epochs is not None:
+        out.train.epochs, out.train.steps = copies.epochs, 0
+    if copies.steps is not None:
+        out.train.steps = copies.steps
+    return out
+
+
+def make_workspace(cfg: RunConfig, dataset: Dataset, device: torch.device) -> Workspace:
+    dataset = dataset.to(device)
+    total_steps(cfg.train, len(dataset.train_y))  # refuses a batch larger than the training set, early
+    model = imp.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    forward = torch.compile(model) if cfg.train.compile else model
+    return Workspace(cfg, dataset, device, model, Masks.for_model(model, cfg.prune.exclude), forward)
+
+
+def budget(ws: Workspace) -> dict:
+    """The copies' training budget as recorded in the results."""
+    return {"epochs": ws.cfg.train.epochs, "steps": total_steps(ws.cfg.train, len(ws.dataset.train_y)),
+            "batch_size": ws.cfg.train.batch_size}
+
+
+def load_copy(path: Path, start: StartingPoint) -> dict:
+    """A finished copy, checked to have been trained from `start`."""
+    payload = load_tensors(path)
+    if payload.get("start_digest") != digest(start.state) or payload.get("mask_digest") != digest(start.mask):
+        raise LthError(f"{path} was trained from other weights or another mask than this ticket; "
+                       f"delete it to train it again")
+    return payload
+
+
+def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, checkpoint: Path,
+               progress: bool, desc: str) -> dict:
+    """Train one copy from `start` under its fixed mask and save it to `path`; returns the payload
+    {model, outcome, timing, metrics, seeds, start_digest, mask_digest}."""
+    ws.model.load_state_dict(start.state)
+    ws.masks.load_state_dict(start.mask)
+    ws.masks.enforce()
+    resume = load_tensors(checkpoint) if checkpoint.exists() else None
+    if resume is not None:
+        log.info("%s: resuming from the checkpoint after epoch %d", desc, resume["epoch"])
+    result = train(ws.model, ws.masks, ws.dataset, ws.cfg.train, device=ws.device,
+                   image_size=imp.image_size(ws.cfg, ws.dataset), augment=ws.cfg.data.augment,
+                   order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], pruning=None,
+                   forward=ws.forward, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
+                   progress=progress, desc=desc)
+    payload = {"model": {k: v.detach().to("cpu", copy=True) for k, v in ws.model.state_dict().items()},
+               "outcome": {k: result[k] for k in OUTCOME_KEYS}, "timing": {k: result[k] for k in TIMING_KEYS},
+               "metrics": result["metrics"], "seeds": dict(seeds),
+               "start_digest": digest(start.state), "mask_digest": digest(start.mask)}
+    save_tensors(path, payload)
+    checkpoint.unlink(missing_ok=True)
+    return payload

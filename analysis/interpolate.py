@@ -1,0 +1,113 @@
+"""Linear interpolation between two trained copies: alpha * W_a + (1 - alpha) * W_b.
+
+The probe is one model whose tensors are overwritten in place for each alpha (a multi-tensor
+copy of W_b, then a multi-tensor lerp towards W_a), rather than a new state dict per alpha.
+torch.lerp computes `end - (end - start) * (1 - w)` for w >= 0.5 and `start + w * (end - start)`
+below, so alpha = 1 gives W_a and alpha = 0 gives W_b bit for bit, and weights pruned in both
+copies (zero in both) stay exactly zero at every alpha.
+
+BatchNorm statistics (`mode`):
+  interpolate  running means and variances are interpolated like the weights
+  reset        they are recomputed for each interpolated network: running stats reset,
+               momentum=None (an exact average over batches), train mode, on the first
+               `bn_batches` training batches without augmentation
+  none         the model has no BatchNorm: nothing to choose
+The same mode is applied at every alpha, endpoints included, so the curve's endpoints are the
+copies as evaluated in that mode.
+
+Errors: instability error = error at alpha 0.5 (Hubens et al., section 5); error barrier =
+max over the grid of the error minus the mean of the two endpoint errors (Frankle et al. 2020).
+"""
+import itertools
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lth.data import DeviceLoader
+from lth.train import autocast, evaluate
+
+BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, BATCHNORM_TYPES) for m in model.modules())
+
+
+def floating_tensors(model: nn.Module) -> List[torch.Tensor]:
+    """The model's float parameters and buffers (weights, biases, BatchNorm running stats), in
+    state-dict order, as tensors sharing the model's storage (num_batches_tracked is skipped)."""
+    return [t for t in model.state_dict().values() if t.is_floating_point()]
+
+
+def snapshot(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+    """`state` loaded into the model (device, memory format) and copied out as floating_tensors."""
+    model.load_state_dict(state)
+    return [t.clone() for t in floating_tensors(model)]
+
+
+@torch.no_grad()
+def lerp_into(probe: Sequence[torch.Tensor], a: Sequence[torch.Tensor], b: Sequence[torch.Tensor],
+              alpha: float) -> None:
+    """probe <- alpha * a + (1 - alpha) * b, in place, two multi-tensor ops."""
+    torch._foreach_copy_(list(probe), list(b))
+    torch._foreach_lerp_(list(probe), list(a), alpha)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, forward: Callable, loader: DeviceLoader, batches: int,
+                        bf16: bool) -> int:
+    """Replace every BatchNorm's running stats by their exact average over `batches` batches of
+    `loader` in train mode; returns the number of images used."""
+    norms = [m for m in model.modules() if isinstance(m, BATCHNORM_TYPES)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts the same
+    was_training, seen = model.training, 0
+    model.train()
+    with autocast(loader.device, bf16):
+        for x, _ in itertools.islice(loader, batches):
+            forward(x)
+            seen += len(x)
+    model.train(was_training)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return seen
+
+
+def curve(model: nn.Module, forward: Callable, state_a: dict, state_b: dict, alphas: Sequence[float], mode: str,
+          test_loader: DeviceLoader, bn_loader: Optional[DeviceLoader], bn_batches: int, bf16: bool,
+          inspect: Optional[Callable[[float, nn.Module], None]] = None) -> List[dict]:
+    """Test accuracy, error and loss of the interpolated network at each alpha.
+
+    inspect(alpha, model) sees each interpolated network before it is evaluated (tests use it).
+    """
+    a, b = snapshot(model, state_a), snapshot(model, state_b)
+    probe = floating_tensors(model)
+    points = []
+    bar = tqdm(alphas, desc="interpolate", unit="alpha", leave=False, disable=not sys.stderr.isatty())
+    for alpha in bar:
+        lerp_into(probe, a, b, alpha)
+        if mode == "reset":
+            recompute_batchnorm(model, forward, bn_loader, bn_batches, bf16)
+        if inspect is not None:
+            inspect(alpha, model)
+        measured = evaluate(forward, model, test_loader, bf16)
+        points.append({"alpha": alpha, "acc": measured["test_acc"], "error": 1.0 - measured["test_acc"],
+                       "loss": measured["test_loss"]})
+    bar.close()
+    return points
+
+
+def summarise(points: List[dict]) -> dict:
+    """Endpoints (alpha 1 is copy a, alpha 0 copy b), instability error and error barrier."""
+    by_alpha = {p["alpha"]: p for p in points}
+    end_a, end_b, middle = by_alpha[1.0], by_alpha[0.0], by_alpha[0.5]
+    endpoint_mean = (end_a["error"] + end_b["error"]) / 2
+    return {"endpoints": {"a": {"acc": end_a["acc"], "error": end_a["error"]},
+                          "b": {"acc": end_b["acc"], "error": end_b["error"]}},
+            "instability_error": middle["error"],
+            "error_barrier": max(p["error"] for p in points) - endpoint_mean}

@@ -1,0 +1,114 @@
+"""Saved stability results, read back from run directories and summarised over runs.
+
+One result per (run, round, kind) for the chosen settings (analysis.settings). Runs are grouped
+by their schedule (and model, when the runs mix models): the runs of a group differ only in
+their seeds (a warning says when they differ in more), and the spread over them is what
+Fig. 3's bands and Table 4's +- show.
+"""
+import logging
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from analysis import cli
+from analysis.settings import CopySettings, ProbeSettings, find_result
+from analysis.tickets import KINDS
+from lth.errors import LthError
+from lth.run import differing_fields
+from lth.store import RunStore, read_json
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_ORDER = ("one_shot", "iterative", "agp", "ocp")   # the paper's order; others follow by name
+SCHEDULE_LABELS = {"one_shot": "One-Shot", "iterative": "Iterative", "agp": "AGP", "ocp": "One-Cycle"}
+KIND_LABELS = {"ticket": "Ticket", "reinit": "Random reinit", "random": "Random pruning"}
+
+
+def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettings) -> List[dict]:
+    """Every saved result of these settings in these runs, labelled with its group (the schedule,
+    and the model when the runs mix models) as the run's config says."""
+    rows, experiments = [], {}
+    for store in stores:
+        cfg = cli.run_config(store)
+        found = [read_json(path) for r in store.finished_rounds() for kind in KINDS
+                 if (path := find_result(store, r, kind, copies, probe)) is not None]
+        if not found:
+            log.warning("%s has no stability results for these settings (copies %s, %s); skipped",
+                        store.root, copies.folder_name(), probe.file_name(True)[:-5])
+        for row in found:
+            row.update(run_dir=str(store.root.resolve()), schedule=cfg.prune.schedule, model=cfg.model.model)
+        rows += found
+        experiments[store.root] = (cfg.prune.schedule, cfg.model.model, cfg.experiment_dict())
+    if not rows:
+        raise LthError(f"no stability results with these settings (copies {copies.folder_name()}, "
+                       f"{probe.file_name(True)[:-5]}) in the given runs; run python -m analysis.stability first")
+    models_mixed = len({row["model"] for row in rows}) > 1
+    for row in rows:
+        label = SCHEDULE_LABELS.get(row["schedule"], row["schedule"])
+        row["group"] = f"{row['model']} {label}" if models_mixed else label
+    warn_beyond_seeds(experiments)
+    return rows
+
+
+def warn_beyond_seeds(experiments: Dict[Path, tuple]) -> None:
+    """Runs averaged into one line should differ only in their seeds; say so when they do not."""
+    first = {}
+    for root, (schedule, model, experiment) in experiments.items():
+        without_seeds = {k: v for k, v in experiment.items() if k != "seeds"}
+        reference = first.setdefault((schedule, model), (root, without_seeds))
+        if without_seeds != reference[1]:
+            fields = ", ".join(differing_fields(reference[1], without_seeds)[:4])
+            log.warning("%s and %s are drawn as one %s line but differ beyond their seeds (%s)",
+                        reference[0], root, schedule, fields)
+
+
+def group_order(rows: List[dict]) -> List[str]:
+    """Group labels in the paper's schedule order."""
+    def key(row):
+        rank = SCHEDULE_ORDER.index(row["schedule"]) if row["schedule"] in SCHEDULE_ORDER else len(SCHEDULE_ORDER)
+        return (row["model"], rank, row["schedule"])
+    ordered = []
+    for row in sorted(rows, key=key):
+        if row["group"] not in ordered:
+            ordered.append(row["group"])
+    return ordered
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min, max and count."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": len(v)}
+
+
+def by_round(rows: List[dict], metric: str, kind: str = "ticket") -> List[dict]:
+    """Fig. 3's points: `metric` per (group, round) over the group's runs."""
+    points = []
+    for group in group_order(rows):
+        selected = [row for row in rows if row["group"] == group and row["kind"] == kind]
+        for r in sorted({row["round"] for row in selected}):
+            at = [row for row in selected if row["round"] == r]
+            points.append({"group": group, "round": r, "sparsity": float(np.mean([row["sparsity"] for row in at])),
+                           **spread([row[metric] for row in at])})
+    return points
+
+
+def last_round(rows: List[dict]) -> List[dict]:
+    """Table 4's cells: per group, the re-trained accuracy of each kind at each run's last
+    measured round."""
+    last = {}
+    for row in rows:
+        last[row["run_dir"]] = max(last.get(row["run_dir"], 0), row["round"])
+    at_last = [row for row in rows if row["round"] == last[row["run_dir"]]]
+    table = []
+    for group in group_order(rows):
+        members = [row for row in at_last if row["group"] == group]
+        cells = {kind: spread([row["ticket_acc"] for row in members if row["kind"] == kind])
+                 for kind in KINDS if any(row["kind"] == kind for row in members)}
+        rounds = sorted({row["round"] for row in members})
+        if len(rounds) > 1:
+            log.warning("%s: the runs' last measured rounds differ (%s); Table 4 mixes them", group, rounds)
+        table.append({"group": group, "rounds": rounds, "runs": len({row["run_dir"] for row in members}),
+                      "sparsity": float(np.mean([row["sparsity"] for row in members])), "cells": cells})
+    return table

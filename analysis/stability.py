@@ -1,0 +1,157 @@
+"""Ticket stability: train two copies of each round's ticket with different SGD noise, then
+evaluate the networks on the line between them.
+
+    python -m analysis.stability runs/digits-lenet300_100-ocp-62661386
+    python -m analysis.stability runs/*-ocp-* runs/*-agp-* --rounds 1 5 14 --alphas 30
+    python -m analysis.stability RUN --controls reinit random     # controls at the last round
+    python -m analysis.stability RUN --steps 200 --no-figures     # cheaper copies, no figures
+
+For each selected round r, the ticket W_rewind * m_r is trained twice with its mask fixed and
+the run's own recipe and budget (or --epochs/--steps); the copies differ only in data order and
+augmentation (analysis.settings: copy a's seeds come from --seed, copy b's from --seed + 1).
+Their interpolation is evaluated at alpha = 0.5 and on an --alphas grid (analysis.interpolate).
+Results go beside the run, under stability/round_RR/KIND/ (layout: analysis.settings; the
+record: analysis.measure); then Fig. 3 and Table 4 are drawn into --out (analysis.figures).
+
+Running the same command again reuses every finished copy and interpolation, and continues an
+unfinished copy from its last epoch. Other settings add results beside earlier ones. Two
+processes on the same run share the work: each round/kind folder is locked while it is filled;
+a process first does the folders nobody holds, then waits for the others and reuses their results.
+"""
+import argparse
+import logging
+import sys
+from typing import Dict, List
+
+from analysis import cli
+from analysis.copies import Workspace, copy_config, make_workspace
+from analysis.measure import measure
+from analysis.settings import CopySettings, ProbeSettings, find_result
+from analysis.tickets import CONTROLS
+from lth import data, imp
+from lth.config import RunConfig
+from lth.errors import EXIT_INTERRUPTED, cli_main
+from lth.run import pick_device
+from lth.store import RunStore
+from lth.train import total_steps
+
+log = logging.getLogger("analysis.stability")
+
+
+def parser() -> cli.OneLineParser:
+    p = cli.OneLineParser(prog="python -m analysis.stability", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories made by python -m lth.run")
+    p.add_argument("--rounds", nargs="+", default=["all"], metavar="ROUND",
+                   help="rounds to measure: numbers, 'all' or 'last' (the last finished) [default: all]")
+    p.add_argument("--controls", nargs="*", default=[], choices=CONTROLS,
+                   help="also measure these controls: reinit (same mask, fresh init), random (random mask "
+                        "of the same per-layer sparsity, rewind init) [default: none]")
+    p.add_argument("--control-rounds", nargs="+", default=["last"], metavar="ROUND",
+                   help="rounds at which the controls are measured [default: last]")
+    cli.add_settings_arguments(p)
+    p.add_argument("--eval-batch-size", type=int, default=cli.DEFAULTS.eval_batch_size,
+                   help=f"test batch size of the interpolation [default: {cli.DEFAULTS.eval_batch_size}]")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets [default: the run's]")
+    p.add_argument("--out", default="figures", help="folder for Fig. 3 and Table 4 [default: figures]")
+    p.add_argument("--no-figures", action="store_true", help="measure only; draw nothing")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars (on a terminal) or per-epoch log lines while copies train [default: on]")
+    return p
+
+
+def jobs_of(store: RunStore, args) -> List[tuple]:
+    """(round, kind) pairs to measure in one run, in order."""
+    jobs = [(r, "ticket") for r in cli.select_rounds(args.rounds, store, "--rounds")]
+    if args.controls:
+        jobs += [(r, kind) for r in cli.select_rounds(args.control_rounds, store, "--control-rounds")
+                 for kind in args.controls]
+    return jobs
+
+
+def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, probe: ProbeSettings, data_dir,
+                  cache: dict) -> None:
+    """Read every file the jobs need (checksums verified) and, when something is left to
+    measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
+    impossible budget stops the analysis before anything is written."""
+    cfg = copy_config(cli.run_config(store), copies)
+    imp.rewind_state(store, cfg)
+    for r in sorted({r for r, _ in jobs}):
+        store.load_mask(r)
+        store.load_summary(r)
+    if any(find_result(store, r, kind, copies, probe) is None for r, kind in jobs):
+        total_steps(cfg.train, len(run_data(cfg, data_dir, cache).train_y))
+
+
+def run_data(cfg: RunConfig, data_dir, cache: Dict[tuple, data.Dataset]) -> data.Dataset:
+    """The run's dataset, loaded once per (name, folder, split) in this process."""
+    key = (cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.split_seed)
+    if key not in cache:
+        cache[key] = data.load(key[0], key[1], cfg.data.download, key[2])
+    return cache[key]
+
+
+def measure_run(store: RunStore, jobs: List[tuple], copies: CopySettings, probe: ProbeSettings, device, data_dir,
+                cache: dict, progress: bool) -> List[dict]:
+    """Every job of one run: first those no other process holds, then the rest (waiting)."""
+    cfg = copy_config(cli.run_config(store), copies)
+    built: List[Workspace] = []
+
+    def workspace() -> Workspace:  # built on first need: a fully measured run loads no data
+        if not built:
+            built.append(make_workspace(cfg, run_data(cfg, data_dir, cache), device))
+        return built[0]
+
+    results, deferred = {}, []
+    for wait in (False, True):
+        for r, kind in (jobs if not wait else deferred):
+            with store.stability_lock(r, kind, wait=wait) as held:
+                if not held:
+                    log.info("%s round %d %s: another process is on it; coming back later",
+                             cli.run_name(store), r, kind)
+                    deferred.append((r, kind))
+                    continue
+                results[(r, kind)] = measure(store, r, kind, copies, probe, workspace, progress)
+    return [results[job] for job in jobs]
+
+
+def print_table(results: List[dict]) -> None:
+    width = max(len(res["run"]) for res in results)
+    print(f"{'run':<{width}}  {'round':>5}  {'kind':<6}  {'sparsity':>8}  {'acc a':>7}  {'acc b':>7}  "
+          f"{'instab.':>7}  {'barrier':>7}")
+    for res in results:
+        print(f"{res['run']:<{width}}  {res['round']:>5}  {res['kind']:<6}  {100 * res['sparsity']:>7.2f}%  "
+              f"{100 * res['copies']['a']['test_acc']:>6.2f}%  {100 * res['copies']['b']['test_acc']:>6.2f}%  "
+              f"{100 * res['instability_error']:>6.2f}%  {100 * res['error_barrier']:>6.2f}%")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    copies, probe = cli.settings_from_args(args, args.eval_batch_size)
+    stores = cli.open_runs(args.runs)
+    cache, plans = {}, []
+    for store in stores:
+        jobs = jobs_of(store, args)
+        verify_inputs(store, jobs, copies, probe, args.data_dir, cache)
+        plans.append((store, jobs))
+    if not args.no_figures:
+        cli.check_out_dir(args.out)
+    device = pick_device(args.device)
+    results = []
+    try:
+        for store, jobs in plans:
+            results += measure_run(store, jobs, copies, probe, device, args.data_dir, cache, args.progress)
+    except KeyboardInterrupt:
+        print("interrupted: finished copies and the last epoch checkpoint of an unfinished one are kept; "
+              "run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print_table(results)
+    if not args.no_figures:
+        from analysis import figures  # matplotlib and seaborn cost a second to import: only when drawing
+        for path in figures.draw_measured(stores, copies, probe, args.out):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))
