@@ -265,7 +265,9 @@ def _flag_type(base, name):
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description)
+    # no abbreviations: `--epoch 3` or `--final 0.9` must be refused, not guessed (and a new flag
+    # must not change what an old abbreviation meant)
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="a named setting; explicit flags override it (see lth.config.PRESETS)")
     parser.add_argument("--config", default=None, metavar="FILE.json",

@@ -9,7 +9,7 @@
 Every dataset is held whole as uint8 NCHW tensors (CIFAR-10: 150 MB), moved to the device
 once; cropping, flipping, warping and resizing are batched tensor ops there. The data order
 and the augmentation draw from two private generators, so two copies of a ticket can differ
-in exactly those two sources of SGD noise (lth.analysis.stability).
+in exactly those two sources of SGD noise (analysis.stability).
 
 Datasets (`DATASETS`): digits (scikit-learn's, ships with the package: no network), mnist,
 cifar10, cifar100 (their standard on-disk layouts under --data-dir; CIFAR pickles are read

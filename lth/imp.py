@@ -19,7 +19,7 @@ from lth import models, schedules
 from lth.config import RunConfig
 from lth.data import Dataset
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.masks import Masks, prunable_weights
 from lth.store import RunStore
 from lth.train import PruningPlan, total_steps, train
 
@@ -45,8 +45,10 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
 
 
 def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
-    """Fail early, with one line, when the model cannot take the dataset's images."""
+    """Fail early, with one line, when the model cannot take the dataset's images or --exclude
+    leaves it nothing to prune."""
     model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
+    prunable_weights(model, cfg.prune.exclude)
     size = image_size(cfg, dataset)
     try:
         with torch.inference_mode():

@@ -8,7 +8,6 @@
 Running the same command again resumes: finished rounds are skipped, an unfinished round
 continues from its last epoch checkpoint. `--help` lists every flag with its default.
 """
-import json
 import logging
 import platform
 import subprocess
@@ -22,7 +21,6 @@ import lth
 from lth import config as config_mod
 from lth import data, imp
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
-from lth.masks import prunable_weights
 from lth.store import RunStore, open_run
 
 log = logging.getLogger("lth.run")
@@ -92,7 +90,6 @@ def main(argv=None) -> int:
     dataset = data.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
     imp.check_budget(cfg, dataset)
     imp.check_model_fits(cfg, dataset)
-    prunable_weights(imp.build_model(cfg, dataset, 0, "cpu"), cfg.prune.exclude)  # --exclude leaves some?
     store = RunStore(run_dir)
     if store.is_run():
         saved = config_mod.RunConfig.from_dict(store.config()["config"], where=str(store.config_path))

@@ -5,7 +5,8 @@
       init.pt                W0 (model state: weights and BatchNorm buffers)
       rewind.pt              W_k, with --rewind-step k
       round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
-      stability/round_01/<kind>/ copy_a.pt copy_b.pt interpolation.json   (analysis)
+      stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
+                             (written by the analysis package; analysis/settings.py names them)
 
 Guarantees: every file is written to a temporary name in the same folder, flushed, fsynced and
 renamed, so a reader sees the old file or the new one, never half of one. A round is done only
