@@ -1,0 +1,148 @@
+"""The command line of lth.bench: parse flags, run the sections of a command, print, write JSON."""
+import argparse
+import dataclasses
+import json
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from lth import models
+from lth.bench import loading, masking, throughput
+from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for, pick_device
+from lth.bench.engine import load_data
+from lth.errors import LthError
+
+log = logging.getLogger("lth.bench")
+
+SEED = 0  # the global RNG, for anything not seeded on its own generator
+
+# section name -> (measure, render)
+SECTIONS: Dict[str, Tuple[Callable[[Bench], dict], Callable[[str, dict], str]]] = {
+    "mask_step": (masking.step_cost, masking.render),
+    "mask_update": (masking.mask_update, masking.render),
+    "mask_profile": (masking.profile_masking, masking.render),
+    "loader": (loading.loader_throughput, loading.render),
+    "train": (throughput.training, throughput.render),
+    "interpolation": (throughput.interpolation, throughput.render),
+}
+COMMANDS = {
+    "masks": ("mask_step", "mask_update"),
+    "loader": ("loader",),
+    "train": ("train", "interpolation", "mask_update"),
+    "all": ("mask_step", "mask_update", "loader", "train", "interpolation"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump (as lth.run)
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    from lth import bench
+    p = _Parser(prog="python -m lth.bench", description=bench.__doc__.split("\n\n")[0],
+                epilog="examples:\n" + bench.__doc__.split("\n\n")[1],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS),
+                   help="what to measure [default: all]")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+    p.add_argument("--size", choices=sorted(SIZES), default=None,
+                   help="how big (lth.bench.common.SIZES) [default: full on CUDA, small on CPU]")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                   help="models of the masks and train measurements [default: the size's]; the loader and "
+                        "interpolation use resnet20 on a CPU, resnet18 on CUDA")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per block [default: the size's]")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch of every model [default: the size's]")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure torch.compile'd models [default: on for CUDA, off on CPU]")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU intra-op threads [default: 1 on CPU for steadier numbers; torch's own on CUDA]")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense bf16 peak of the device for the %% peak column [default: from the device name]")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding cifar-10-batches-py [default: data or ../shared/data, else synthetic]")
+    p.add_argument("--synthetic", action="store_true", help="use seeded synthetic CIFAR-sized data")
+    p.add_argument("--profile", action="store_true",
+                   help="masks: also profile a dense and an lth-masked step (torch.profiler), ops that differ most")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write every result to this JSON file")
+    return p
+
+
+def setup(args: argparse.Namespace) -> Bench:
+    device = pick_device(args.device)
+    size_name = args.size or ("full" if device.type == "cuda" else "small")
+    size = SIZES[size_name]
+    if args.steps is not None:
+        if args.steps < 1:
+            raise LthError(f"--steps must be at least 1, got {args.steps}")
+        size = dataclasses.replace(size, steps=args.steps)
+        size_name += f", --steps {args.steps}"
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise LthError(f"--batch-size must be at least 1, got {args.batch_size}")
+        size = dataclasses.replace(size, step_batch=args.batch_size, train_batch=args.batch_size,
+                                   big_batch=args.batch_size)
+        size_name += f", --batch-size {args.batch_size}"
+    for name in args.models or ():
+        if name not in models.MODELS:
+            raise LthError(f"unknown model {name!r}; choose one of {', '.join(models.names())}")
+    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else None)
+    if threads is not None:
+        if threads < 1:
+            raise LthError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    dataset, source = load_data(args.data_dir, args.synthetic, size.synthetic)
+    batches = (size.step_batch, size.train_batch, size.big_batch)
+    if len(dataset.train_y) < max(batches):
+        raise LthError(f"batch size {max(batches)} exceeds the {len(dataset.train_y)} training images of {source}")
+    peak = args.peak_tflops if args.peak_tflops is not None else (
+        peak_for(device_name(device)) if device.type == "cuda" else None)
+    compile_ = args.compile if args.compile is not None else device.type == "cuda"
+    return Bench(device=device, size=size, size_name=size_name, dataset=dataset, data_source=source, compile=compile_,
+                 threads=torch.get_num_threads(), peak_tflops=peak,
+                 models=tuple(args.models) if args.models else None)
+
+
+def header(command: str, hw: dict) -> str:
+    load = f", load average {hw['load_average_1min']:.2f}" if hw["load_average_1min"] is not None else ""
+    lines = [f"lth.bench {command} (size {hw['size']})",
+             f"device: {hw['device']} ({hw['device_name']}), torch {hw['torch']}, "
+             f"{hw['threads']} intra-op thread(s), {hw['cpu_count']} CPU cores{load}",
+             f"data: {hw['data']}; torch.compile: {'on' if hw['compile'] else 'off'}"]
+    if "cuda" in hw:
+        lines.append(f"CUDA {hw['cuda']}; TF32 convolutions {hw['cudnn_tf32']}, matmuls {hw['matmul_tf32']}; "
+                     f"dense bf16 peak {hw['peak_bf16_tflops'] or 'unknown (--peak-tflops)'} TFLOP/s")
+    return "\n".join(lines)
+
+
+def run(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = print) -> dict:
+    """Run a command; print its tables through `out`; return (and with --json write) the results."""
+    args = parser().parse_args(argv)
+    bench = setup(args)
+    hw = hardware(bench)
+    out(header(args.command, hw))
+    results: Dict[str, dict] = {}
+    sections = COMMANDS[args.command]
+    if args.profile and "mask_step" in sections:
+        sections += ("mask_profile",)
+    for section in sections:
+        measure, render = SECTIONS[section]
+        results[section] = measure(bench)
+        out("")
+        out(render(section, results[section]))
+    report = {"command": args.command, "hardware": hw, "size": dataclasses.asdict(bench.size), "results": results}
+    if args.json:
+        try:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+        except OSError as e:
+            raise LthError(f"cannot write {args.json}: {e.strerror}") from None
+        log.info("results written to %s", args.json)
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    run(argv)
+    return 0
