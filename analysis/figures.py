@@ -95,10 +95,14 @@ def fig1(out: Path) -> Dict[Path, bytes]:
             ax.set_ylabel("Sparsity (%)" if name == "alpha" else "")
             ax.legend(loc="lower right")
         files = render(fig, out / "fig1_ocp_shapes")
-    files[out / "fig1_ocp_shapes.csv"] = csv_bytes(["progress_pct", *curves],
-                                                   [[f"{100 * t:.1f}", *(f"{c[i]:.4f}" for c in curves.values())]
-                                                    for i, t in enumerate(PROGRESS)])
+    files[out / "fig1_ocp_shapes.csv"] = progress_csv(curves)
     return files
+
+
+def progress_csv(curves: Dict[str, Sequence[float]]) -> bytes:
+    """Sparsity curves over PROGRESS as CSV: one column per curve."""
+    return csv_bytes(["progress_pct", *curves], [[f"{100 * t:.1f}", *(f"{c[i]:.4f}" for c in curves.values())]
+                                                  for i, t in enumerate(PROGRESS)])
 
 
 def fig2(out: Path) -> Dict[Path, bytes]:
@@ -114,9 +118,7 @@ def fig2(out: Path) -> Dict[Path, bytes]:
         ax.set(xlabel="Training progress (%)", ylabel="Sparsity (%)")
         ax.legend(loc="lower right")
         files = render(fig, out / "fig2_schedules")
-    files[out / "fig2_schedules.csv"] = csv_bytes(["progress_pct", *curves],
-                                                  [[f"{100 * t:.1f}", *(f"{c[i]:.4f}" for c in curves.values())]
-                                                   for i, t in enumerate(PROGRESS)])
+    files[out / "fig2_schedules.csv"] = progress_csv(curves)
     return files
 
 

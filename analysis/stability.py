@@ -31,7 +31,7 @@ from analysis.tickets import CONTROLS
 from lth import data, imp
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, cli_main
-from lth.run import pick_device
+from lth.train import pick_device
 from lth.store import RunStore
 from lth.train import total_steps
 

@@ -22,20 +22,9 @@ from lth import config as config_mod
 from lth import data, imp
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
 from lth.store import RunStore, open_run
+from lth.train import pick_device
 
 log = logging.getLogger("lth.run")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LthError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LthError(f"device {name} requested but CUDA is not available here; use --device cpu")
-    return device
 
 
 def git_commit() -> str:

@@ -169,8 +169,11 @@ def load_tensors(path: Path, map_location="cpu") -> Any:
 # ---- the lock -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive flock on folder/.lock; refuse with the holder's pid if it is taken."""
+def _flock(folder: Path, on_busy: str) -> Iterator[bool]:
+    """An exclusive flock on folder/.lock holding this process's pid. When another process
+    holds it: on_busy="refuse" raises an LthError naming the holder's pid, "wait" blocks until
+    it is free, "skip" yields False at once. The kernel releases a dead holder's lock, so a
+    stale lock file is simply taken over."""
     path = Path(folder) / ".lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -181,51 +184,17 @@ def run_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise LthError(f"{folder} is in use by another process (pid {holder}); wait for it or stop it") from None
-        previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        if previous and previous != str(os.getpid()):
-            log.info("took over the lock of %s from pid %s, which is no longer running", folder, previous)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
-    """An flock on folder/.lock (the file run_lock uses), for a folder that several processes
-    may want to fill with the same results (the stability analysis). Creates the folder.
-
-    Unlike run_lock it does not refuse: with wait=True it blocks until the holder is done
-    (the waiter then finds the holder's results and reuses them) and yields True; with
-    wait=False it yields False at once when the lock is taken, so the caller can do other
-    work first and come back. The kernel releases the lock when its holder dies.
-    """
-    folder = Path(folder)
-    path = folder / ".lock"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise LthError(f"cannot create lock file {path}: {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held = True
-        except BlockingIOError:
-            held = False
-        if not held and not wait:
-            yield False
-            return
-        if not held:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if on_busy == "refuse":
+                raise LthError(f"{folder} is in use by another process (pid {holder}); wait for it or stop it") from None
+            if on_busy == "skip":
+                yield False
+                return
             log.info("%s is in use by pid %s; waiting for it to finish", folder, holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            if previous and previous != str(os.getpid()):
+                log.info("took over the lock of %s from pid %s, which is no longer running", folder, previous)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
@@ -235,6 +204,28 @@ def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold the run's lock; refuse with the holder's pid if another process has it."""
+    with _flock(folder, "refuse"):
+        yield
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """The lock of a folder that several processes may want to fill with the same results
+    (the stability analysis). Creates the folder. It does not refuse: with wait=True it blocks
+    until the holder is done (the waiter then finds the holder's results and reuses them) and
+    yields True; with wait=False it yields False at once when the lock is taken, so the caller
+    can do other work first and come back."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LthError(f"cannot create {folder}: {e.strerror}") from None
+    with _flock(folder, "wait" if wait else "skip") as held:
+        yield held
 
 
 # ---- the run directory ----------------------------------------------------------------------

@@ -87,6 +87,21 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     raise LthError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
 
 
+def pick_device(name: str) -> torch.device:
+    """`auto` (CUDA when present), cpu, cuda or cuda:N, with a one-line error otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LthError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise LthError(f"device {name}: lth runs on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LthError(f"device {name} requested but CUDA is not available here; use --device cpu")
+    return device
+
+
 def autocast(device: torch.device, bf16: bool):
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)

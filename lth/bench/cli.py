@@ -9,7 +9,8 @@ import torch
 
 from lth import models
 from lth.bench import loading, masking, throughput
-from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for, pick_device
+from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
+from lth.train import pick_device
 from lth.bench.engine import load_data
 from lth.errors import LthError
 

@@ -14,7 +14,6 @@ import torch
 
 from lth.bench.engine import count_training_flops
 from lth.data import Dataset
-from lth.errors import LthError
 
 log = logging.getLogger("lth.bench")
 
@@ -88,20 +87,6 @@ class Bench:
 
 
 # ---- hardware and environment ------------------------------------------------------------
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LthError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LthError(f"--device {name}: CUDA is not available here; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise LthError(f"--device {name}: lth.bench runs on cpu or cuda")
-    return device
-
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
