@@ -132,8 +132,8 @@ def loader_throughput(bench: Bench) -> dict:
              f"{size.steps} steps) after {warmup} untimed"
              + ("" if bench.is_cuda() else "; with the model, the pipelines were taken in turn")]
     if not bench.is_cuda():
-        notes.append("layout: memory format of the batches; lth's crop_flip gather yields NHWC (channels_last) "
-                     "strides even on a CPU, where that alone changes the step time of the NCHW model")
+        notes.append("layout: memory format of the batches, which alone changes a CPU step's time "
+                     "(lth's loader yields NCHW unless channels_last is asked for)")
     if not bench.compile:
         notes.append("torch.compile rows skipped (opt-in on CPU: --compile)")
     return {"rows": rows, "notes": notes}
