@@ -76,7 +76,7 @@ def interpolation_result(store: RunStore, ws: Workspace, r: int, kind: str, star
     if not with_bn:
         log.info("%s has no BatchNorm: --bn %s changes nothing (recorded as bn_mode none)",
                  ws.cfg.model.model, probe.bn)
-    size, channels_last = imp.image_size(ws.cfg, ws.dataset), ws.cfg.train.channels_last and ws.device.type == "cuda"
+    size, channels_last = imp.image_size(ws.cfg, ws.dataset), ws.cfg.train.channels_last
     test_loader = DeviceLoader(ws.dataset.test_x, ws.dataset.test_y, ws.dataset, probe.eval_batch_size, ws.device,
                                train=False, image_size=size, channels_last=channels_last)
     # BatchNorm statistics come from the first training images, unaugmented, in a fixed order.

@@ -78,7 +78,7 @@ class TrainConfig:
     eval_every: int = knob(1, "evaluate on the test split every this many epochs (0: only at the end)")
     eval_batch_size: int = knob(1024, "batch size for evaluation")
     bf16: bool = knob(True, "bf16 autocast (CUDA only)")
-    channels_last: bool = knob(True, "channels_last memory format (CUDA only)")
+    channels_last: bool = knob(True, "channels_last memory format for the model and its batches (CPU: resnet20 step 0.75-0.84x the NCHW time)")
     compile: bool = knob(False, "torch.compile the model once per process", runtime=True)
 
 

@@ -39,7 +39,7 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
         except ValueError as e:
             raise LthError(str(e)) from None
     model = model.to(device)
-    if cfg.train.channels_last and torch.device(device).type == "cuda":
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 

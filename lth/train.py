@@ -127,7 +127,7 @@ def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bo
 
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, augment: str,
                  order_seed: int, augment_seed: int):
-    channels_last = cfg.channels_last and torch.device(device).type == "cuda"
+    channels_last = cfg.channels_last
     train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
                                 augment=augment, image_size=image_size, order_seed=order_seed,
                                 augment_seed=augment_seed, channels_last=channels_last)

@@ -48,8 +48,8 @@ def test_all_commands_tiny(tmp_path):
     assert {(r["pipeline"], r["workers"]) for r in loader} == {
         ("lth DeviceLoader", None), ("torchvision DataLoader", 0), ("torchvision DataLoader", 2)}
     assert all(positive(r["images_per_s"]) for r in loader)
-    assert {(r["pipeline"], r["layout"]) for r in loader} == {("lth DeviceLoader", "NCHW"),
-                                                               ("torchvision DataLoader", "NCHW")}
+    assert {(r["pipeline"], r["layout"]) for r in loader} == {("lth DeviceLoader", "NHWC"),
+                                                               ("torchvision DataLoader", "NHWC")}
     assert {r["feeds"] for r in loader} == {"nothing (loader alone)", "resnet20 fp32 eager"}
 
     train = rows(report, "train")

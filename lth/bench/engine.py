@@ -72,7 +72,7 @@ def run_config(model_name: str, batch_size: int, bf16: bool = True) -> RunConfig
 
 
 def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> nn.Module:
-    """Seeded as lth.imp builds it (channels_last on CUDA)."""
+    """Seeded as lth.imp builds it (channels_last when the config says so)."""
     return imp.build_model(cfg, dataset, cfg.seeds.init_seed, device)
 
 

@@ -68,7 +68,7 @@ def on_device(batches: Iterator, device: torch.device, channels_last: bool) -> I
 def pipelines(bench: Bench, cfg, batch: int):
     """(name, workers, a factory of an endless iterator of device batches) for each pipeline."""
     device, dataset = bench.device, bench.dataset
-    channels_last = cfg.train.channels_last and bench.is_cuda()
+    channels_last = cfg.train.channels_last
     yield "lth DeviceLoader", None, lambda: cycle(train_loader(cfg, dataset.to(device), device))
     for workers in bench.size.loader_workers:
         yield "torchvision DataLoader", workers, lambda w=workers: on_device(

@@ -159,7 +159,7 @@ def interpolation(bench: Bench) -> dict:
     a = build_model(cfg, dataset, device)
     b = imp.build_model(cfg, dataset, cfg.seeds.init_seed + 1, device)
     probe = build_model(cfg, dataset, device)
-    channels_last = cfg.train.channels_last and bench.is_cuda()
+    channels_last = cfg.train.channels_last
     n = size.eval_images or len(dataset.test_y)
     test = DeviceLoader(dataset.test_x[:n], dataset.test_y[:n], dataset, cfg.train.eval_batch_size, device,
                         train=False, channels_last=channels_last)
