@@ -110,6 +110,7 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
         if store.round_done(r):
+            store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
             summaries.append(store.load_summary(r))
             continue
         summaries.append(_run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress,

@@ -322,6 +322,10 @@ class RunStore:
         save_tensors(self.final_path(r), final)
         write_jsonl(self.metrics_path(r), metrics)
         write_json(self.summary_path(r), summary)
+        self.discard_checkpoint(r)
+
+    def discard_checkpoint(self, r: int) -> None:
+        """Remove round r's epoch checkpoint (once the round is done it is dead weight)."""
         with contextlib.suppress(FileNotFoundError):
             self.checkpoint_path(r).unlink()
 

@@ -11,6 +11,7 @@ table at the end of the session and writes it to $LTH_FAULT_LOG when that is set
 import collections
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,11 +51,18 @@ def cli(args: List[str], cwd, module: str = "lth.run", timeout: float = 300,
                           timeout=timeout, preexec_fn=preexec_fn)
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python installs its Ctrl-C handler as in a
+    terminal. A shell starts background jobs with SIGINT ignored, and the children of a pytest
+    started that way would otherwise inherit the ignore and never see a Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: List[str], cwd, module: str = "lth.run", code: Optional[str] = None) -> subprocess.Popen:
     """Start `python -m module args` (or `python -c code args`) in the background."""
     head = [PY, "-c", code] if code is not None else [PY, "-m", module]
     return subprocess.Popen([*head, *args], cwd=cwd, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def wait_until(condition: Callable[[], bool], proc: Optional[subprocess.Popen] = None,

@@ -158,6 +158,29 @@ KILL_IN_WRITE = textwrap.dedent("""
     runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
 """)
 
+# A signal from inside the process right after a file matching a glob is renamed into place:
+# deterministic "the file has just appeared", however fast the run (a poller can miss a
+# checkpoint that lives a fraction of a second).
+SIGNAL_AFTER_RENAME = textwrap.dedent("""
+    import fnmatch, os, runpy, signal, sys
+    import lth.store
+    pattern, sig = sys.argv[1], getattr(signal, sys.argv[2])
+    del sys.argv[1:3]
+
+    class Os:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def replace(self, src, dst):
+            os.replace(src, dst)
+            if fnmatch.fnmatch(os.path.abspath(dst), pattern):
+                os.kill(os.getpid(), sig)
+
+    lth.store.os = Os()
+    sys.argv[0] = "lth.run"
+    runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
+""")
+
 # (glob of the temporary file, which write of that kind)
 IN_WRITE = [
     ("*/round_02/.checkpoint.pt.*.tmp", 2),   # replacing round 2's first epoch checkpoint
@@ -278,9 +301,7 @@ def _check_interrupted(proc, err):
                                      pytest.param("*/round_01/checkpoint.pt", marks=pytest.mark.slow),
                                      pytest.param("*/round_01/summary.json", marks=pytest.mark.slow)])
 def test_sigint_stops_cleanly_and_resume_finishes(tmp_path, reference, pattern):
-    proc = start(ARGS, cwd=tmp_path)
-    assert wait_until(file_appears(tmp_path / "runs", pattern), proc)
-    proc.send_signal(signal.SIGINT)
+    proc = start([pattern, "SIGINT", *ARGS], cwd=tmp_path, code=SIGNAL_AFTER_RENAME)
     _, err = proc.communicate(timeout=120)
     line = _check_interrupted(proc, err)
     run_dir = only_run_dir(tmp_path / "runs")
