@@ -13,13 +13,6 @@ from lth.store import RunStore, open_run
 DEFAULTS = ProbeSettings()    # the probe flags' defaults are the dataclass's
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2 (like every lth error)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that name a result (analysis.settings): measuring and drawing share them."""
     parser.add_argument("--seed", type=int, default=0,
@@ -87,7 +80,7 @@ def run_name(store: RunStore) -> str:
 
 def run_config(store: RunStore) -> RunConfig:
     """The run's resolved config as config.json records it."""
-    return RunConfig.from_dict(store.config()["config"], where=str(store.config_path)).resolved()
+    return store.run_config().resolved()
 
 
 def select_rounds(spec: Sequence[str], store: RunStore, flag: str) -> List[int]:

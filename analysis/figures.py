@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from analysis import cli, results, tables
 from analysis.settings import CopySettings, ProbeSettings
 from lth import schedules
-from lth.errors import cli_main
+from lth.errors import OneLineParser, cli_main
 from lth.store import RunStore, atomic_write_bytes
 
 log = logging.getLogger("analysis.figures")
@@ -174,8 +174,8 @@ def draw_measured(stores: Sequence[RunStore], copies: CopySettings, probe: Probe
     return write({**fig3(rows, out), **table4(rows, out)})
 
 
-def parser() -> cli.OneLineParser:
-    p = cli.OneLineParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", metavar="RUN_DIR",
                    help="runs whose stability results to draw (none: only Fig. 1 and 2)")
     p.add_argument("--out", default="figures", help="output folder [default: figures]")

@@ -30,16 +30,15 @@ from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import CONTROLS
 from lth import data, imp
 from lth.config import RunConfig
-from lth.errors import EXIT_INTERRUPTED, cli_main
-from lth.train import pick_device
+from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
 from lth.store import RunStore
-from lth.train import total_steps
+from lth.train import pick_device, total_steps
 
 log = logging.getLogger("analysis.stability")
 
 
-def parser() -> cli.OneLineParser:
-    p = cli.OneLineParser(prog="python -m analysis.stability", description=__doc__.split("\n\n")[0])
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m analysis.stability", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories made by python -m lth.run")
     p.add_argument("--rounds", nargs="+", default=["all"], metavar="ROUND",
                    help="rounds to measure: numbers, 'all' or 'last' (the last finished) [default: all]")

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from lth.errors import LthError
+from lth.errors import LthError, OneLineParser
 
 
 def knob(default, help: str, choices=None, runtime: bool = False):
@@ -248,11 +248,6 @@ def apply_overrides(cfg: RunConfig, overrides: dict, where: str) -> None:
         _set_fields(getattr(cfg, owner[key]), {key: value}, where)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _flag_type(base, name):
     def parse(text):
         try:
@@ -265,9 +260,7 @@ def _flag_type(base, name):
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    # no abbreviations: `--epoch 3` or `--final 0.9` must be refused, not guessed (and a new flag
-    # must not change what an old abbreviation meant)
-    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="a named setting; explicit flags override it (see lth.config.PRESETS)")
     parser.add_argument("--config", default=None, metavar="FILE.json",

@@ -3,6 +3,7 @@
 Raise `LthError` for anything the user can fix (bad flag, missing data, corrupted file).
 `cli_main` wraps an entry point so that such errors print one line on stderr.
 """
+import argparse
 import logging
 import sys
 
@@ -12,6 +13,18 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, conventional 128 + SIGINT
 
 class LthError(Exception):
     """An error whose message is complete on its own (names the value and what is allowed)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit code 2 (no usage dump), like every
+    lth error. Abbreviated flags are refused: `--epoch 3` must not silently mean `--epochs`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
 def cli_main(main, argv=None) -> int:

@@ -62,7 +62,7 @@ def resolve_config(argv):
     cfg, args = config_mod.from_args(argv, parser())
     if args.resume:
         store = open_run(args.resume)
-        saved = config_mod.RunConfig.from_dict(store.config()["config"], where=str(store.config_path))
+        saved = store.run_config()
         explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "config", "run_dir", "resume")}
         explicit = {k: tuple(v) if isinstance(v, list) else v for k, v in explicit.items()}
         config_mod.apply_overrides(saved, explicit, "flags")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     imp.check_model_fits(cfg, dataset)
     store = RunStore(run_dir)
     if store.is_run():
-        saved = config_mod.RunConfig.from_dict(store.config()["config"], where=str(store.config_path))
+        saved = store.run_config()
         if saved.experiment_dict() != cfg.experiment_dict():
             fields = ", ".join(differing_fields(saved.experiment_dict(), cfg.experiment_dict())[:6])
             raise LthError(f"{run_dir} holds a run with a different config (differs in {fields}); "

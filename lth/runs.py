@@ -2,11 +2,10 @@
 
     python -m lth.runs [list] [ROOT]     # one row per run under ROOT (default: runs)
 """
-import argparse
 import sys
 from pathlib import Path
 
-from lth.errors import LthError, cli_main
+from lth.errors import LthError, OneLineParser, cli_main
 from lth.store import RunStore
 
 
@@ -29,7 +28,7 @@ def rows(root: Path):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lth.runs", description="List lth run directories.")
+    p = OneLineParser(prog="python -m lth.runs", description="List lth run directories.")
     p.add_argument("command", nargs="?", default="list", choices=["list"])
     p.add_argument("root", nargs="?", default="runs", help="folder holding run directories")
     args = p.parse_args(argv)

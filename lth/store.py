@@ -29,6 +29,7 @@ from typing import Any, Iterator, List, Optional
 
 import torch
 
+from lth.config import RunConfig
 from lth.errors import LthError
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,10 @@ class RunStore:
     def config(self) -> dict:
         """The whole config.json: {'config': ..., 'hash': ..., 'versions': ..., ...}."""
         return read_json(self.config_path)
+
+    def run_config(self) -> RunConfig:
+        """The run's config as config.json records it (an unknown key is a one-line error)."""
+        return RunConfig.from_dict(self.config()["config"], where=str(self.config_path))
 
     # writes
     def create(self, meta: dict) -> None:

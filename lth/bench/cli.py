@@ -12,7 +12,7 @@ from lth.bench import loading, masking, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
 from lth.train import pick_device
 from lth.bench.engine import load_data
-from lth.errors import LthError
+from lth.errors import LthError, OneLineParser
 
 log = logging.getLogger("lth.bench")
 
@@ -35,14 +35,9 @@ COMMANDS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump (as lth.run)
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def parser() -> argparse.ArgumentParser:
     from lth import bench
-    p = _Parser(prog="python -m lth.bench", description=bench.__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m lth.bench", description=bench.__doc__.split("\n\n")[0],
                 epilog="examples:\n" + bench.__doc__.split("\n\n")[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS),
