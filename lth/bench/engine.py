@@ -1,7 +1,7 @@
 """What lth.bench measures: lth's own data, models, masks and training step, and the usual alternatives.
 
 The training step is built from lth's parts (lth.imp.build_model, lth.train.make_optimizer with the
-resolved paper recipe, lth.train.autocast and lr_at, lth.masks.Masks, lth.data.DeviceLoader), so
+resolved paper recipe, lth.train.train_step and lr_at, lth.masks.Masks, lth.data.DeviceLoader), so
 what is timed is the engine that `python -m lth.run` runs.
 """
 import logging
@@ -17,7 +17,7 @@ from lth.config import RunConfig
 from lth.data import Dataset, DeviceLoader, load
 from lth.errors import LthError
 from lth.masks import Masks
-from lth.train import autocast, lr_at, make_loaders, make_optimizer
+from lth.train import lr_at, make_loaders, make_optimizer, train_step
 
 log = logging.getLogger("lth.bench")
 
@@ -112,9 +112,8 @@ def masked(model: nn.Module, sparsity: float = SPARSITY) -> Masks:
 
 
 class EngineStep:
-    """One training step exactly as lth.train.train takes it: LR from the schedule, forward under
-    autocast, zero_grad, backward, [mask_grads], optimizer step, [enforce], statistics on the device.
-    """
+    """One training step as lth.train.train takes it (lth.train.train_step, LR from the
+    schedule, statistics on the device)."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, device: torch.device, masks: Optional[Masks] = None,
                  forward: Optional[Callable] = None, total: int = 10 ** 6):
@@ -128,20 +127,9 @@ class EngineStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         lr = lr_at(self.step % self.total, self.total, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        with autocast(self.device, self.cfg.bf16):
-            logits = self.forward(x)
-            loss = F.cross_entropy(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.masks is not None:
-            self.masks.mask_grads()
-        self.optimizer.step()
-        if self.masks is not None:
-            self.masks.enforce()
-        self.loss_sum += loss.detach() * len(y)
-        self.correct += (logits.detach().argmax(1) == y).sum()
+        loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr, self.device, self.cfg.bf16)
+        self.loss_sum += loss * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
         self.step += 1
 
 
