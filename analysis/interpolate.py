@@ -27,19 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 from lth.data import DeviceLoader
-from lth.train import autocast, evaluate
-
-BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, BATCHNORM_TYPES) for m in model.modules())
-
-
-def floating_tensors(model: nn.Module) -> List[torch.Tensor]:
-    """The model's float parameters and buffers (weights, biases, BatchNorm running stats), in
-    state-dict order, as tensors sharing the model's storage (num_batches_tracked is skipped)."""
-    return [t for t in model.state_dict().values() if t.is_floating_point()]
+from lth.interpolate import floating_tensors, lerp_into
+from lth.interpolate import recompute_batchnorm as recompute_bn_over
+from lth.train import evaluate
 
 
 def snapshot(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
@@ -48,34 +38,10 @@ def snapshot(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[torch.Ten
     return [t.clone() for t in floating_tensors(model)]
 
 
-@torch.no_grad()
-def lerp_into(probe: Sequence[torch.Tensor], a: Sequence[torch.Tensor], b: Sequence[torch.Tensor],
-              alpha: float) -> None:
-    """probe <- alpha * a + (1 - alpha) * b, in place, two multi-tensor ops."""
-    torch._foreach_copy_(list(probe), list(b))
-    torch._foreach_lerp_(list(probe), list(a), alpha)
-
-
-@torch.no_grad()
 def recompute_batchnorm(model: nn.Module, forward: Callable, loader: DeviceLoader, batches: int,
                         bf16: bool) -> int:
-    """Replace every BatchNorm's running stats by their exact average over `batches` batches of
-    `loader` in train mode; returns the number of images used."""
-    norms = [m for m in model.modules() if isinstance(m, BATCHNORM_TYPES)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: every batch counts the same
-    was_training, seen = model.training, 0
-    model.train()
-    with autocast(loader.device, bf16):
-        for x, _ in itertools.islice(loader, batches):
-            forward(x)
-            seen += len(x)
-    model.train(was_training)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return seen
+    """lth.interpolate.recompute_batchnorm over the first `batches` batches of `loader`."""
+    return recompute_bn_over(model, forward, itertools.islice(loader, batches), loader.device, bf16)
 
 
 def curve(model: nn.Module, forward: Callable, state_a: dict, state_b: dict, alphas: Sequence[float], mode: str,

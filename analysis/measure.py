@@ -19,7 +19,8 @@ from typing import Callable
 
 from analysis import cli
 from analysis.copies import Workspace, budget, load_copy, train_copy
-from analysis.interpolate import curve, has_batchnorm, summarise
+from analysis.interpolate import curve, summarise
+from lth.interpolate import has_batchnorm
 from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpoint_path, copy_path, find_result,
                                result_path)
 from analysis.tickets import StartingPoint, starting_point

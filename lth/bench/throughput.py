@@ -19,7 +19,6 @@ from typing import Callable, List
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lth import imp, models
 from lth.bench.common import Bench, Spec, format_table, measure_rows, sync
@@ -27,7 +26,8 @@ from lth.bench.engine import (EngineStep, build_model, cycle, masked, model_make
                               train_loader)
 from lth.bench.loading import torchvision_loader
 from lth.data import DeviceLoader
-from lth.train import autocast, evaluate
+from lth.interpolate import floating_tensors, lerp_into, recompute_batchnorm
+from lth.train import evaluate
 
 log = logging.getLogger("lth.bench")
 
@@ -128,28 +128,6 @@ def training(bench: Bench) -> dict:
 
 # ---- interpolation ------------------------------------------------------------------------
 
-def float_state(model: nn.Module) -> List[torch.Tensor]:
-    """Parameters and float buffers (BatchNorm statistics), sharing storage with the model."""
-    return [t for t in model.state_dict().values() if t.is_floating_point()]
-
-
-@torch.no_grad()
-def recompute_bn(model: nn.Module, batches, device: torch.device, bf16: bool) -> None:
-    """BatchNorm statistics from scratch: train mode, momentum=None (a cumulative average)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with autocast(device, bf16):
-        for x, _ in batches:
-            model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
-
-
 def interpolation(bench: Bench) -> dict:
     size, device = bench.size, bench.device
     name = INTERP_MODEL[device.type]
@@ -166,20 +144,18 @@ def interpolation(bench: Bench) -> dict:
     bn_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, batch, device, train=False,
                              channels_last=channels_last)
     bn_batches = list(itertools.islice(iter(bn_loader), size.bn_batches))
-    ta, tb, tp = float_state(a), float_state(b), float_state(probe)
+    ta, tb, tp = floating_tensors(a), floating_tensors(b), floating_tensors(probe)
     alphas = torch.linspace(0, 1, size.alphas).tolist()
 
     def sweep(lerp_only: bool, bn_reset: bool) -> float:
         sync(device)
         start = time.perf_counter()
         for alpha in alphas:
-            with torch.no_grad():
-                torch._foreach_copy_(tp, ta)
-                torch._foreach_lerp_(tp, tb, alpha)
+            lerp_into(tp, tb, ta, alpha)
             if lerp_only:
                 continue
             if bn_reset:
-                recompute_bn(probe, bn_batches, device, cfg.train.bf16)
+                recompute_batchnorm(probe, probe, bn_batches, device, cfg.train.bf16)
             evaluate(probe, probe, test, cfg.train.bf16)  # reads its result: one host sync per alpha
         sync(device)
         return time.perf_counter() - start
