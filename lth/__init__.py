@@ -6,10 +6,13 @@ Modules, one idea each:
   models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6)
   data       datasets as tensors and the device-resident loader
   train      one training run, pruning while training
+  interpolate  in-place interpolation between networks, BatchNorm recomputation
   config     the dataclasses that describe a run and generate the CLI
   store      the run directory: layout, atomic writes, checksums, lock
   imp        the IMP driver (rounds with rewinding)
-  run        `python -m lth.run`, the main entry point
+  run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
+  bench      `python -m lth.bench`, the benchmarks
+  errors     one-line user errors and the CLI wrapper
 """
 
 __version__ = "0.1.0"
