@@ -15,7 +15,7 @@ from torch import nn
 
 from analysis.settings import CopySettings
 from analysis.tickets import StartingPoint
-from lth import imp
+from lth import assemble
 from lth.config import RunConfig
 from lth.data import Dataset
 from lth.errors import LthError
@@ -54,9 +54,9 @@ def copy_config(cfg: RunConfig, copies: CopySettings) -> RunConfig:
 def make_workspace(cfg: RunConfig, dataset: Dataset, device: torch.device) -> Workspace:
     dataset = dataset.to(device)
     total_steps(cfg.train, len(dataset.train_y))  # refuses a batch larger than the training set, early
-    model = imp.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
     forward = torch.compile(model) if cfg.train.compile else model
-    return Workspace(cfg, dataset, device, model, Masks.for_model(model, cfg.prune.exclude), forward)
+    return Workspace(cfg, dataset, device, model, assemble.make_masks(cfg, model), forward)
 
 
 def budget(ws: Workspace) -> dict:
@@ -85,7 +85,7 @@ def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, che
     if resume is not None:
         log.info("%s: resuming from the checkpoint after epoch %d", desc, resume["epoch"])
     result = train(ws.model, ws.masks, ws.dataset, ws.cfg.train, device=ws.device,
-                   image_size=imp.image_size(ws.cfg, ws.dataset), augment=ws.cfg.data.augment,
+                   image_size=assemble.image_size(ws.cfg, ws.dataset), augment=ws.cfg.data.augment,
                    order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], pruning=None,
                    forward=ws.forward, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
                    progress=progress, desc=desc)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from lth.data import DeviceLoader
 from lth.interpolate import floating_tensors, lerp_into
-from lth.interpolate import recompute_batchnorm as recompute_bn_over
+from lth.interpolate import recompute_batchnorm
 from lth.train import evaluate
 
 
@@ -36,12 +36,6 @@ def snapshot(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[torch.Ten
     """`state` loaded into the model (device, memory format) and copied out as floating_tensors."""
     model.load_state_dict(state)
     return [t.clone() for t in floating_tensors(model)]
-
-
-def recompute_batchnorm(model: nn.Module, forward: Callable, loader: DeviceLoader, batches: int,
-                        bf16: bool) -> int:
-    """lth.interpolate.recompute_batchnorm over the first `batches` batches of `loader`."""
-    return recompute_bn_over(model, forward, itertools.islice(loader, batches), loader.device, bf16)
 
 
 def curve(model: nn.Module, forward: Callable, state_a: dict, state_b: dict, alphas: Sequence[float], mode: str,
@@ -58,7 +52,7 @@ def curve(model: nn.Module, forward: Callable, state_a: dict, state_b: dict, alp
     for alpha in bar:
         lerp_into(probe, a, b, alpha)
         if mode == "reset":
-            recompute_batchnorm(model, forward, bn_loader, bn_batches, bf16)
+            recompute_batchnorm(model, forward, itertools.islice(bn_loader, bn_batches), bn_loader.device, bf16)
         if inspect is not None:
             inspect(alpha, model)
         measured = evaluate(forward, model, test_loader, bf16)

@@ -24,7 +24,7 @@ from lth.interpolate import has_batchnorm
 from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpoint_path, copy_path, find_result,
                                result_path)
 from analysis.tickets import StartingPoint, starting_point
-from lth import imp
+from lth import assemble
 from lth.data import DeviceLoader
 from lth.store import RunStore, read_json, write_json
 
@@ -77,7 +77,7 @@ def interpolation_result(store: RunStore, ws: Workspace, r: int, kind: str, star
     if not with_bn:
         log.info("%s has no BatchNorm: --bn %s changes nothing (recorded as bn_mode none)",
                  ws.cfg.model.model, probe.bn)
-    size, channels_last = imp.image_size(ws.cfg, ws.dataset), ws.cfg.train.channels_last
+    size, channels_last = assemble.image_size(ws.cfg, ws.dataset), ws.cfg.train.channels_last
     test_loader = DeviceLoader(ws.dataset.test_x, ws.dataset.test_y, ws.dataset, probe.eval_batch_size, ws.device,
                                train=False, image_size=size, channels_last=channels_last)
     # BatchNorm statistics come from the first training images, unaugmented, in a fixed order.

@@ -15,7 +15,7 @@ from analysis import cli
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import KINDS
 from lth.errors import LthError
-from lth.run import differing_fields
+from lth.config import differing_fields
 from lth.store import RunStore, read_json
 
 log = logging.getLogger(__name__)

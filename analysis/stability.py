@@ -28,7 +28,7 @@ from analysis.copies import Workspace, copy_config, make_workspace
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import CONTROLS
-from lth import data, imp
+from lth import assemble, data
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
 from lth.store import RunStore
@@ -74,7 +74,7 @@ def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, prob
     measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
     impossible budget stops the analysis before anything is written."""
     cfg = copy_config(cli.run_config(store), copies)
-    imp.rewind_state(store, cfg)
+    assemble.rewind_state(store, cfg)
     for r in sorted({r for r, _ in jobs}):
         store.load_mask(r)
         store.load_summary(r)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lth import imp
+from lth import assemble
 from lth.config import RunConfig
 from lth.data import Dataset
-from lth.masks import Masks
+from lth.pruning import random_mask_like
 from lth.store import RunStore
 
 KINDS = ("ticket", "reinit", "random")
@@ -45,17 +45,17 @@ class StartingPoint:
 def starting_point(store: RunStore, cfg: RunConfig, dataset: Dataset, r: int, kind: str, seed: int) -> StartingPoint:
     """The masked weights both copies of (round r, kind) start from. Built on the CPU, so the
     same seeds give the same start whatever device trains the copies."""
-    model = imp.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
-    masks = Masks.for_model(model, cfg.prune.exclude)
+    model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
+    masks = assemble.make_masks(cfg, model)
     masks.load_state_dict(store.load_mask(r))
     provenance = {"kind": kind, "mask": f"round {r}", "init": "rewind"}
     if kind == "reinit":
         provenance["init"] = f"fresh, seed {reinit_seed(cfg, seed)}"
-        model.load_state_dict(imp.build_model(cfg, dataset, reinit_seed(cfg, seed), "cpu").state_dict())
+        model.load_state_dict(assemble.build_model(cfg, dataset, reinit_seed(cfg, seed), "cpu").state_dict())
     else:
-        model.load_state_dict(imp.rewind_state(store, cfg))
+        model.load_state_dict(assemble.rewind_state(store, cfg))
     if kind == "random":
         provenance["mask"] = f"random with round {r}'s per-layer sparsity, seed {random_mask_seed(seed)}"
-        masks = masks.random_like(torch.Generator().manual_seed(random_mask_seed(seed)))
+        masks = random_mask_like(masks, torch.Generator().manual_seed(random_mask_seed(seed)))
     masks.enforce()
     return StartingPoint(model.state_dict(), masks.state_dict(), masks.sparsity(), provenance)

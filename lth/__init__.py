@@ -1,18 +1,34 @@
 """lth: lottery-ticket research toolkit.
 
-Modules, one idea each:
-  schedules  in-round sparsity schedules (one-shot, iterative, AGP, one-cycle)
-  masks      pruning masks: magnitude (local/global) and random pruning, enforcement
+    from lth import config, execute
+    result = execute(config.from_overrides({"schedule": "ocp"}, preset="quick"), device="cpu")
+
+Modules, one idea each (docs/DESIGN.md has the map):
+  registry   registries whose entries declare their parameters; knobs: fields with bounds
+  schedules  in-round sparsity schedules (one-shot, IMP, iterative, AGP, one-cycle)
+  lr_schedules, optimizers   the training recipe's registries
+  masks      mask storage and enforcement
+  pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater
+  restart    round restart policies (rewind to W0 or W_k)
   models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6)
   data       datasets as tensors and the device-resident loader
   train      one training run, pruning while training
   interpolate  in-place interpolation between networks, BatchNorm recomputation
-  config     the dataclasses that describe a run and generate the CLI
+  config     the dataclasses that describe a run and generate the CLI; the normalised hash
   store      the run directory: layout, atomic writes, checksums, lock
-  imp        the IMP driver (rounds with rewinding)
+  assemble   model, data, masks and restart state from a config
+  imp        the IMP driver (rounds)
+  execution  lth.execute(cfg): a whole run as a library call
   run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
   bench      `python -m lth.bench`, the benchmarks
   errors     one-line user errors and the CLI wrapper
 """
 
 __version__ = "0.1.0"
+
+
+def execute(cfg, **kwargs):
+    """A whole IMP run as a library call: lth.execution.execute (imported on first use, so that
+    `import lth` stays light)."""
+    from lth.execution import execute as run_execute
+    return run_execute(cfg, **kwargs)

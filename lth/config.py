@@ -1,29 +1,46 @@
 """The one description of a run: dataclasses that generate the CLI, presets, recipes, hash.
 
-Every field is a flag (`--field-name`), its help and default taken from where it is defined.
-Precedence: field defaults < `--config FILE.json` < `--preset` < explicit flags. Training
-hyperparameters left at None take their value from the chosen `--recipe` when the config
-is resolved; the resolved config is what `config.json` records and what the run hash covers.
+Every section field is a flag (`--field-name`), its help, default and allowed range taken from
+where it is defined (lth.knobs). Pluggable choices (optimizer, LR schedule, in-round schedule,
+round restart) come from registries whose entries declare their own parameters: `--alpha`
+belongs to the `ocp` schedule, and given with `--schedule agp` it is a one-line error naming
+its entry. Precedence: field defaults < `--config FILE.json` < `--preset` < explicit flags.
+Training fields left unset take their value from the chosen `--recipe` when the config is
+resolved.
 
-    cfg = config.from_args(["--preset", "quick", "--schedule", "ocp"])
-    cfg.resolved().hash()   # names the run directory
+The resolved config keeps only the chosen entries' parameters and drops what the run never
+reads (a rate overridden by --final-sparsity, seeds of randomness the run does not draw), so
+equivalent configs have one hash and share a run directory (docs/DESIGN.md §6).
+
+    cfg = config.from_overrides({"schedule": "ocp"}, preset="quick")   # resolved and validated
+    cfg.hash()                                                          # names the run directory
 """
 import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import typing
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from lth.errors import LthError, OneLineParser
+from lth.knobs import check_bounds, flag, knob
+from lth.lr_schedules import LR_SCHEDULES
+from lth.masks import LAYER_SETS
+from lth.optimizers import OPTIMIZERS
+from lth.pruning.criteria import CRITERIA
+from lth.pruning.scope import SCOPES
+from lth.registry import Registry
+from lth.restart import RESTARTS
+from lth.schedules import SCHEDULES
+
+FORMAT = 2  # config.json format: 1 = flat pruning/training knobs (before registries), 2 = now
 
 
-def knob(default, help: str, choices=None, runtime: bool = False):
-    """A config field. runtime=True: where/how it runs, not what it computes (not hashed)."""
-    kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
-    return field(metadata={"help": help, "choices": choices, "runtime": runtime}, **kwargs)
+def params_of(registry: Registry, help: str):
+    """The field holding the chosen entry's parameters (a dict; complete once resolved)."""
+    return field(default_factory=dict, metadata={"help": help, "registry": registry, "runtime": False,
+                                                  "bounds": {}, "choices": None})
 
 
 @dataclass
@@ -31,9 +48,9 @@ class DataConfig:
     dataset: str = knob("cifar10", "dataset name (cifar10, cifar100, mnist, caltech101, digits: built in, offline)")
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
-    image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)")
+    image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
     augment: str = knob("fastai", "training augmentation", choices=("none", "crop_flip", "fastai"))
-    split_seed: int = knob(0, "seed of the train/test split for datasets without an official one")
+    split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one")
 
 
 @dataclass
@@ -41,17 +58,16 @@ class ModelConfig:
     model: str = knob("resnet18", "model name (resnet18, vgg16, resnet20, lenet300_100, conv2, conv4, conv6)")
 
 
-# Training recipes. A None field of TrainConfig takes the recipe's value.
+# Training recipes. A training field left unset (None) takes the recipe's value; the recipe's
+# optimizer and LR-schedule parameters apply to the chosen entry where it has them.
 RECIPES = {
     # Hubens et al.: fastai fit_one_cycle, AdamW, lr 1e-3, cosine warm-up over 25 % from lr/25,
     # cosine decay to lr/1e5, decoupled wd 0.01, no wd on BatchNorm and biases.
-    "paper": dict(optimizer="adamw", lr=1e-3, momentum=0.9, beta2=0.99, eps=1e-5, weight_decay=0.01,
-                  decay_bn_bias=False, lr_schedule="one_cycle", warmup=0.25, div=25.0, div_final=1e5,
-                  milestones=(), gamma=0.1),
+    "paper": dict(optimizer="adamw", lr=1e-3, beta1=0.9, beta2=0.99, eps=1e-5, weight_decay=0.01,
+                  decay_bn_bias=False, lr_schedule="one_cycle", warmup=0.25, div=25.0, div_final=1e5),
     # OpenLTH's CIFAR recipe: SGD 0.1, momentum 0.9, wd 1e-4 on everything, x0.1 at 50 % and 75 %.
-    "openlth": dict(optimizer="sgd", lr=0.1, momentum=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-4,
-                    decay_bn_bias=True, lr_schedule="step", warmup=0.0, div=25.0, div_final=1e5,
-                    milestones=(0.5, 0.75), gamma=0.1),
+    "openlth": dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, decay_bn_bias=True,
+                    lr_schedule="step", warmup=0.0, milestones=(0.5, 0.75), gamma=0.1),
 }
 
 
@@ -59,24 +75,18 @@ RECIPES = {
 class TrainConfig:
     recipe: str = knob("paper", "optimizer and LR-schedule preset; fields left unset take its values",
                        choices=tuple(RECIPES))
-    optimizer: Optional[str] = knob(None, "optimizer", choices=("adamw", "sgd"))
-    lr: Optional[float] = knob(None, "peak learning rate")
-    momentum: Optional[float] = knob(None, "SGD momentum, or AdamW beta1")
-    beta2: Optional[float] = knob(None, "AdamW beta2")
-    eps: Optional[float] = knob(None, "AdamW epsilon")
-    weight_decay: Optional[float] = knob(None, "weight decay (decoupled for AdamW)")
+    optimizer: Optional[str] = knob(None, "optimizer (lth.optimizers)", choices=tuple(OPTIMIZERS.names()))
+    optimizer_params: dict = params_of(OPTIMIZERS, "the chosen optimizer's parameters")
+    lr: Optional[float] = knob(None, "peak learning rate", gt=0)
+    weight_decay: Optional[float] = knob(None, "weight decay (decoupled for AdamW)", ge=0)
     decay_bn_bias: Optional[bool] = knob(None, "apply weight decay to BatchNorm weights and biases too")
-    lr_schedule: Optional[str] = knob(None, "LR schedule", choices=("one_cycle", "step", "constant"))
-    warmup: Optional[float] = knob(None, "fraction of the budget spent warming the LR up")
-    div: Optional[float] = knob(None, "one_cycle: the LR starts at lr/div")
-    div_final: Optional[float] = knob(None, "one_cycle: the LR ends at lr/div_final")
-    milestones: Optional[Tuple[float, ...]] = knob(None, "step: fractions of the budget where the LR is multiplied by gamma")
-    gamma: Optional[float] = knob(None, "step: LR factor at each milestone")
-    epochs: float = knob(50.0, "training budget of one round, in epochs (paper: 50)")
-    steps: int = knob(0, "training budget in optimizer steps; overrides --epochs when > 0")
-    batch_size: int = knob(128, "training batch size")
-    eval_every: int = knob(1, "evaluate on the test split every this many epochs (0: only at the end)")
-    eval_batch_size: int = knob(1024, "batch size for evaluation")
+    lr_schedule: Optional[str] = knob(None, "LR schedule (lth.lr_schedules)", choices=tuple(LR_SCHEDULES.names()))
+    lr_schedule_params: dict = params_of(LR_SCHEDULES, "the chosen LR schedule's parameters")
+    epochs: float = knob(50.0, "training budget of one round, in epochs (paper: 50)", gt=0)
+    steps: int = knob(0, "training budget in optimizer steps; overrides --epochs when > 0", ge=0)
+    batch_size: int = knob(128, "training batch size", ge=1)
+    eval_every: int = knob(1, "evaluate on the test split every this many epochs (0: only at the end)", ge=0)
+    eval_batch_size: int = knob(1024, "batch size for evaluation", ge=1)
     bf16: bool = knob(True, "bf16 autocast (CUDA only)")
     channels_last: bool = knob(True, "channels_last memory format for the model and its batches (CPU: resnet20 step 0.75-0.84x the NCHW time)")
     compile: bool = knob(False, "torch.compile the model once per process", runtime=True)
@@ -84,27 +94,30 @@ class TrainConfig:
 
 @dataclass
 class PruneConfig:
-    schedule: str = knob("ocp", "in-round sparsity schedule (lth.schedules: one_shot, iterative, agp, ocp)")
-    alpha: float = knob(14.0, "ocp: steepness (paper: 14)")
-    beta: float = knob(5.0, "ocp: horizontal offset (paper: 5; fasterai's code: 6)")
-    start: Optional[float] = knob(None, "one_shot/iterative/agp: progress where pruning starts (default: the schedule's: 0.4/0.2/0.2)")
-    end: float = knob(1.0, "iterative/agp: progress where pruning ends")
-    prune_steps: int = knob(3, "iterative: number of equal pruning steps")
-    method: str = knob("local", "which weights to prune", choices=("local", "global", "random"))
+    schedule: str = knob("ocp", "in-round sparsity schedule (lth.schedules)", choices=tuple(SCHEDULES.names()))
+    schedule_params: dict = params_of(SCHEDULES, "the chosen schedule's parameters")
+    criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=tuple(CRITERIA.names()))
+    scope: str = knob("local", "local: every layer to the target; global: one threshold over all layers",
+                      choices=SCOPES)
+    layers: str = knob("all", "candidate layers: all conv+linear, conv only (fasterai), all but the output layer (OpenLTH)",
+                       choices=LAYER_SETS)
+    layer_rate: Tuple[str, ...] = knob((), "per-layer rate factors GLOB=FACTOR (local scope), e.g. 'fc3.*=0.5'")
     exclude: Tuple[str, ...] = knob((), "glob patterns of weight names never pruned (e.g. 'fc.*')")
-    rate: float = knob(0.2, "fraction of remaining weights pruned per round (14 rounds of 0.2: 95.6 %)")
-    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate")
-    rounds: int = knob(14, "IMP rounds")
-    rewind_step: int = knob(0, "rewind to the weights after this many steps of round 1 (0: to W0)")
-    prune_interval: int = knob(1, "update the mask at most every this many steps")
+    rate: Optional[float] = knob(0.2, "fraction of remaining weights pruned per round (14 rounds of 0.2: 95.6 %)",
+                                 gt=0, lt=1)
+    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate", gt=0, lt=1)
+    rounds: int = knob(14, "IMP rounds", ge=1)
+    restart: str = knob("rewind", "where each round restarts (lth.restart)", choices=tuple(RESTARTS.names()))
+    restart_params: dict = params_of(RESTARTS, "the chosen restart policy's parameters")
+    prune_interval: int = knob(1, "update the mask at most every this many steps", ge=1)
 
 
 @dataclass
 class SeedConfig:
     init_seed: int = knob(0, "seed of the weight initialisation W0")
     order_seed: int = knob(1, "seed of the data order")
-    augment_seed: int = knob(2, "seed of the data augmentation")
-    prune_seed: int = knob(3, "seed of random pruning")
+    augment_seed: Optional[int] = knob(2, "seed of the data augmentation")
+    prune_seed: Optional[int] = knob(3, "seed of random pruning (--criterion random)")
 
 
 @dataclass
@@ -116,6 +129,10 @@ class RuntimeConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
             "seeds": SeedConfig, "runtime": RuntimeConfig}
+# choice field -> its parameters field, per section
+CHOICES = {("train", "optimizer"): "optimizer_params", ("train", "lr_schedule"): "lr_schedule_params",
+           ("prune", "schedule"): "schedule_params", ("prune", "restart"): "restart_params"}
+SEEDED_SPLIT = ("digits", "caltech101")  # datasets without an official test split (lth.data splits them)
 
 
 @dataclass
@@ -128,12 +145,18 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become lists
+        return {"format": FORMAT, **json.loads(json.dumps(dataclasses.asdict(self)))}  # tuples become lists
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
         if not isinstance(d, dict):
             raise LthError(f"{where}: expected an object of sections {', '.join(SECTIONS)}")
+        d = dict(d)
+        version = d.pop("format", 1)
+        if version == 1:
+            d = migrate_v1(d)
+        elif version != FORMAT:
+            raise LthError(f"{where}: config format {version!r} is not one this lth reads (1 or {FORMAT})")
         unknown = set(d) - set(SECTIONS)
         if unknown:
             raise LthError(f"{where}: unknown section {sorted(unknown)[0]!r}; allowed: {', '.join(SECTIONS)}")
@@ -143,18 +166,31 @@ class RunConfig:
         return cfg
 
     def resolved(self) -> "RunConfig":
-        """A copy with every None training field filled from the recipe."""
+        """A normalised copy: recipe values filled in, the chosen entries' parameters complete
+        and range-checked, and every field the run will not read set to None."""
         cfg = RunConfig.from_dict(self.to_dict())
-        if cfg.train.recipe not in RECIPES:
-            raise LthError(f"unknown recipe {cfg.train.recipe!r}; choose one of {', '.join(RECIPES)}")
-        for name, value in RECIPES[cfg.train.recipe].items():
-            if getattr(cfg.train, name) is None:
-                setattr(cfg.train, name, value)
+        t, p = cfg.train, cfg.prune
+        if t.recipe not in RECIPES:
+            raise LthError(f"unknown recipe {t.recipe!r}; choose one of {', '.join(RECIPES)}")
+        recipe = RECIPES[t.recipe]
+        for name, value in recipe.items():
+            if name in {f.name for f in dataclasses.fields(TrainConfig)} and getattr(t, name) is None:
+                setattr(t, name, value)
+        for (section, choice), params_field in CHOICES.items():
+            _resolve_choice(getattr(cfg, section), choice, params_field, recipe)
+        if p.final_sparsity is not None:
+            p.rate = None                  # the final sparsity sets the per-round rate
+        if p.criterion != "random":
+            cfg.seeds.prune_seed = None    # only random pruning draws from it
+        if cfg.data.augment == "none":
+            cfg.seeds.augment_seed = None  # no augmentation, no draws
+        if cfg.data.dataset not in SEEDED_SPLIT:
+            cfg.data.split_seed = None     # the dataset's official split is used
         return cfg
 
     def experiment_dict(self) -> dict:
         """The fields that decide the results (no runtime fields): what the hash covers."""
-        out = {}
+        out = {"format": FORMAT}
         for section, cls in SECTIONS.items():
             values = dataclasses.asdict(getattr(self, section))
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
@@ -166,9 +202,64 @@ class RunConfig:
         text = json.dumps(self.experiment_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
-    def run_name(self) -> str:
-        return f"{self.data.dataset}-{self.model.model}-{self.prune.schedule}-{self.hash()}"
 
+def _resolve_choice(section, choice: str, params_field: str, recipe: dict) -> None:
+    registry: Registry = section.__dataclass_fields__[params_field].metadata["registry"]
+    name = getattr(section, choice)
+    if name is None:
+        raise LthError(f"{flag(choice)} is unset and the recipe does not choose one")
+    entry = registry.get(name)
+    explicit = getattr(section, params_field)
+    for key in explicit:
+        if key not in entry.param_names():
+            owners = registry.owners(key)
+            where = f"{registry.kind} {', '.join(owners)}" if owners else f"no {registry.kind}"
+            raise LthError(f"{flag(key)} belongs to {where}, not to the chosen {registry.kind} {name!r}")
+    values = {k: recipe[k] for k in entry.param_names() if k in recipe}
+    values.update(explicit)
+    params = entry.make_params({k: _coerce(entry.params.__dataclass_fields__[k], v, f"{registry.kind} {name}")
+                                for k, v in values.items()})
+    setattr(section, params_field, json.loads(json.dumps(dataclasses.asdict(params))))
+
+
+def migrate_v1(d: dict) -> dict:
+    """A format-1 config (flat optimizer, LR-schedule and pruning knobs) as format 2, so runs
+    made before the registries still open for analysis and `lth.runs list`."""
+    d = json.loads(json.dumps(d))
+    t, p = d.get("train", {}), d.get("prune", {})
+    if t:
+        momentum, beta2, eps = t.pop("momentum", None), t.pop("beta2", None), t.pop("eps", None)
+        if t.get("optimizer") == "adamw":
+            t["optimizer_params"] = _present(beta1=momentum, beta2=beta2, eps=eps)
+        elif t.get("optimizer") == "sgd":
+            t["optimizer_params"] = _present(momentum=momentum)
+        warmup, div, div_final = t.pop("warmup", None), t.pop("div", None), t.pop("div_final", None)
+        milestones, gamma = t.pop("milestones", None), t.pop("gamma", None)
+        schedule = t.get("lr_schedule")
+        t["lr_schedule_params"] = (_present(warmup=warmup, div=div, div_final=div_final) if schedule == "one_cycle" else
+                                   _present(warmup=warmup, milestones=milestones, gamma=gamma) if schedule == "step" else
+                                   _present(warmup=warmup) if schedule == "constant" else {})
+    if p:
+        alpha, beta, start = p.pop("alpha", None), p.pop("beta", None), p.pop("start", None)
+        end, steps = p.pop("end", None), p.pop("prune_steps", None)
+        schedule = p.get("schedule")
+        p["schedule_params"] = (_present(alpha=alpha, beta=beta) if schedule == "ocp" else
+                                _present(start=start, end=end, prune_steps=steps) if schedule == "iterative" else
+                                _present(start=start, end=end) if schedule == "agp" else
+                                _present(start=start) if schedule == "one_shot" else {})
+        method = p.pop("method", "local")
+        p["criterion"] = "random" if method == "random" else "magnitude"
+        p["scope"] = "global" if method == "global" else "local"
+        p["restart"] = "rewind"
+        p["restart_params"] = _present(rewind_step=p.pop("rewind_step", None))
+    return d
+
+
+def _present(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ---- typed fields -------------------------------------------------------------------------
 
 def _field_type(f: dataclasses.Field):
     """(base type, is_optional, is_tuple) of a field's annotation."""
@@ -194,6 +285,10 @@ def _coerce(f: dataclasses.Field, value, where: str):
 
 
 def _coerce_scalar(base, value, where):
+    if base is dict:
+        if not isinstance(value, dict):
+            raise LthError(f"{where} must be an object, got {value!r}")
+        return dict(value)
     ok = (isinstance(value, bool) if base is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
           isinstance(value, int) and not isinstance(value, bool) if base is int else isinstance(value, base))
@@ -212,6 +307,65 @@ def _set_fields(obj, values: dict, where: str) -> None:
         setattr(obj, key, _coerce(fields[key], value, where))
 
 
+# ---- the flat namespace: section fields and entry parameters by name ------------------------
+
+def _section_fields():
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if "registry" not in f.metadata:
+                yield section, f
+
+
+def _entry_params():
+    """(section, params field, registry, param name, dataclass field) for every entry parameter."""
+    for (section, _), params_field in CHOICES.items():
+        registry = SECTIONS[section].__dataclass_fields__[params_field].metadata["registry"]
+        for name, f in registry.param_fields().items():
+            yield section, params_field, registry, name, f
+
+
+def _flat_owners() -> Dict[str, tuple]:
+    owners = {f.name: ("field", section, f) for section, f in _section_fields()}
+    for section, params_field, registry, name, f in _entry_params():
+        if name in owners and owners[name][0] == "field":
+            raise ValueError(f"parameter {name!r} of {registry.kind} clashes with a config field")
+        owners.setdefault(name, ("param", section, params_field, f))
+    return owners
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict, where: str) -> None:
+    """Set flat names (section fields or entry parameters, as in PRESETS) on the right place.
+    Choices are set first; changing a choice drops the parameters given for the old one."""
+    owners = _flat_owners()
+    choice_names = {choice for _, choice in CHOICES}
+    for key in sorted(overrides, key=lambda k: k not in choice_names):
+        if key not in owners:
+            raise LthError(f"{where}: unknown field {key!r}")
+        value = overrides[key]
+        owner = owners[key]
+        if owner[0] == "field":
+            section_obj = getattr(cfg, owner[1])
+            params_field = CHOICES.get((owner[1], key))
+            if params_field is not None and getattr(section_obj, key) != value:
+                setattr(section_obj, params_field, {})
+            _set_fields(section_obj, {key: value}, where)
+        else:
+            _, section, params_field, f = owner
+            getattr(getattr(cfg, section), params_field)[key] = _coerce(f, value, where)
+
+
+def differing_fields(a: dict, b: dict, prefix: str = "") -> List[str]:
+    """Dotted names of the leaves where two config dicts differ."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += differing_fields(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 # ---- presets ------------------------------------------------------------------------------
 PRESETS = {
     # The paper's LTH setting (section 5): ResNet-18, CIFAR-10 at 224 px, fastai augmentation,
@@ -221,32 +375,19 @@ PRESETS = {
     "paper32": {"image_size": 0, "augment": "crop_flip"},
     # OpenLTH's CIFAR-10 ResNet-20 lottery-ticket setting: SGD, global magnitude pruning.
     "openlth": {"model": "resnet20", "image_size": 0, "augment": "crop_flip", "recipe": "openlth",
-                "epochs": 160.0, "method": "global"},
+                "epochs": 160.0, "scope": "global"},
     # LeNet-300-100 on MNIST (Frankle & Carbin's first experiment), with the paper's recipe.
-    # Measured on the 3,009-image MNIST copy on 2 CPU cores: about 2 s a round.
+    # Measured on the 3,009-image MNIST copy on 2 CPU cores: 7-9 s an OCP round, 4 s dense.
     "mnist": {"dataset": "mnist", "model": "lenet300_100", "image_size": 0, "augment": "none",
               "lr": 3e-3, "epochs": 20.0, "batch_size": 64},
     # Offline and small: scikit-learn's digits, LeNet-300-100, a few epochs a round.
-    # Measured on 2 CPU cores: 14 rounds in well under a minute.
+    # Measured on 2 CPU cores: 14 rounds in about 10 s.
     "quick": {"dataset": "digits", "model": "lenet300_100", "image_size": 0, "augment": "none",
               "lr": 3e-3, "epochs": 10.0, "batch_size": 64, "eval_every": 5},
 }
 
 
-def _all_fields():
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            yield section, f
-
-
-def apply_overrides(cfg: RunConfig, overrides: dict, where: str) -> None:
-    """Set flat field names (as in PRESETS) on the right sections."""
-    owner = {f.name: section for section, f in _all_fields()}
-    for key, value in overrides.items():
-        if key not in owner:
-            raise LthError(f"{where}: unknown field {key!r}")
-        _set_fields(getattr(cfg, owner[key]), {key: value}, where)
-
+# ---- the CLI ------------------------------------------------------------------------------
 
 def _flag_type(base, name):
     def parse(text):
@@ -259,24 +400,43 @@ def _flag_type(base, name):
     return parse
 
 
+def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
+    base, _, is_tuple = _field_type(f)
+    kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))  # argparse %-formats help
+    if base is bool:
+        parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+    else:
+        parser.add_argument(flag(f.name), type=_flag_type(base, f.name.replace("_", "-")),
+                            choices=f.metadata.get("choices"), nargs="*" if is_tuple else None,
+                            metavar=base.__name__.upper(), **kwargs)
+
+
+def _default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    from lth.knobs import describe_bounds
+    _flat_owners()  # refuses an entry parameter named like a config field (one flag, two meanings)
     parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="a named setting; explicit flags override it (see lth.config.PRESETS)")
     parser.add_argument("--config", default=None, metavar="FILE.json",
                         help="start from a config file (the 'config' of a run's config.json, or that whole file)")
-    for section, f in _all_fields():
-        base, optional, is_tuple = _field_type(f)
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        # argparse %-formats help strings: escape the literal percent signs of our help texts
-        text = f"{f.metadata['help']} [default: {default}]".replace("%", "%%")
-        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text)
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            parser.add_argument(flag, type=_flag_type(base, f.name.replace("_", "-")), choices=f.metadata["choices"],
-                                nargs="*" if is_tuple else None, metavar=base.__name__.upper(), **kwargs)
+    for _, f in _section_fields():
+        bounds = f.metadata["bounds"]
+        _add_flag(parser, f, f"{f.metadata['help']} [default: {_default(f)}"
+                             f"{'; ' + describe_bounds(bounds) if bounds else ''}]")
+    seen = set()
+    for _, _, registry, name, f in _entry_params():
+        if name in seen:
+            continue
+        seen.add(name)
+        owners = registry.owners(name)
+        defaults = ", ".join(f"{o} {_default(registry.get(o).params.__dataclass_fields__[name])}" for o in owners)
+        bounds = f.metadata["bounds"]
+        _add_flag(parser, f, f"{registry.kind} {', '.join(owners)}: {f.metadata['help']} [default: {defaults}"
+                             f"{'; ' + describe_bounds(bounds) if bounds else ''}]")
     return parser
 
 
@@ -284,18 +444,31 @@ def from_args(argv=None, parser: Optional[argparse.ArgumentParser] = None) -> Tu
     """Parse argv into a RunConfig (not yet resolved) and the raw namespace."""
     parser = parser or build_parser("lth", "")
     args = parser.parse_args(argv)
-    cfg = RunConfig()
-    if args.config:
-        cfg = load_config_file(args.config)
+    cfg = load_config_file(args.config) if args.config else RunConfig()
     if args.preset:
         apply_overrides(cfg, PRESETS[args.preset], f"preset {args.preset}")
-    explicit = {name: value for name, value in vars(args).items() if name not in ("preset", "config")
-                and name in {f.name for _, f in _all_fields()}}
-    for name, value in explicit.items():
-        if isinstance(value, list):
-            explicit[name] = tuple(value)
-    apply_overrides(cfg, explicit, "flags")
+    apply_overrides(cfg, explicit_flags(args), "flags")
     return cfg, args
+
+
+def explicit_flags(args: argparse.Namespace) -> dict:
+    """The config flags given on the command line, by flat name (lists as tuples)."""
+    names = _flat_owners()
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names}
+
+
+def from_overrides(overrides: dict, preset: Optional[str] = None) -> RunConfig:
+    """A resolved, validated config from flat names (as in PRESETS) over an optional preset:
+    how a study or a script describes a run."""
+    cfg = RunConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise LthError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
+    apply_overrides(cfg, overrides, "overrides")
+    cfg = cfg.resolved()
+    validate(cfg)
+    return cfg
 
 
 def load_config_file(path: str) -> RunConfig:
@@ -312,40 +485,19 @@ def load_config_file(path: str) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that need no data; raise LthError naming the value and what is allowed."""
-    from lth import models, schedules
+    """Every declared range (lth.knobs), then what needs the registries of data and models.
+    Raises an LthError naming the value and what is allowed; nothing has been written yet."""
+    from lth import models
     from lth.data import DATASETS
-    t, p = cfg.train, cfg.prune
-    for section, f in _all_fields():  # nan and inf pass (or slip past) every range check below
-        value = getattr(getattr(cfg, section), f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise LthError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+    for section in SECTIONS:
+        check_bounds(getattr(cfg, section))
     if cfg.data.dataset not in DATASETS:
         raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     if cfg.model.model not in models.MODELS:
         raise LthError(f"unknown model {cfg.model.model!r}; choose one of {', '.join(models.names())}")
-    schedules.get(p.schedule)
-    checks = [
-        (p.rounds >= 1, f"--rounds must be at least 1, got {p.rounds}"),
-        (0.0 < p.rate < 1.0, f"--rate must be in (0, 1), got {p.rate}"),
-        (p.final_sparsity is None or 0.0 < p.final_sparsity < 1.0,
-         f"--final-sparsity must be in (0, 1), got {p.final_sparsity}"),
-        (p.start is None or 0.0 <= p.start <= 1.0, f"--start must be in [0, 1], got {p.start}"),
-        (0.0 < p.end <= 1.0, f"--end must be in (0, 1], got {p.end}"),
-        (p.prune_steps >= 1, f"--prune-steps must be at least 1, got {p.prune_steps}"),
-        (p.prune_interval >= 1, f"--prune-interval must be at least 1, got {p.prune_interval}"),
-        (p.rewind_step >= 0, f"--rewind-step must be at least 0, got {p.rewind_step}"),
-        (t.epochs > 0, f"--epochs must be positive, got {t.epochs}"),
-        (t.steps >= 0, f"--steps must be at least 0, got {t.steps}"),
-        (t.batch_size >= 1, f"--batch-size must be at least 1, got {t.batch_size}"),
-        (t.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {t.eval_batch_size}"),
-        (t.eval_every >= 0, f"--eval-every must be at least 0, got {t.eval_every}"),
-        (cfg.data.image_size >= 0, f"--image-size must be at least 0, got {cfg.data.image_size}"),
-        (t.lr is None or t.lr > 0, f"--lr must be positive, got {t.lr}"),
-        (t.weight_decay is None or t.weight_decay >= 0, f"--weight-decay must be at least 0, got {t.weight_decay}"),
-        (t.warmup is None or 0.0 <= t.warmup < 1.0, f"--warmup must be in [0, 1), got {t.warmup}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise LthError(message)
-
+    p = cfg.prune
+    if p.layer_rate and p.scope == "global":
+        raise LthError("--layer-rate sets per-layer rates, which global pruning (one threshold) cannot follow; "
+                       "use --scope local")
+    from lth.pruning.targets import parse_layer_rates
+    parse_layer_rates(p.layer_rate)

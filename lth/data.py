@@ -93,11 +93,11 @@ def register(name: str):
     return add
 
 
-def load(name: str, data_dir: str = "data", download: bool = False, split_seed: int = 0) -> Dataset:
+def load(name: str, data_dir: str = "data", download: bool = False, split_seed: Optional[int] = 0) -> Dataset:
     """Load a dataset by name; a clear LthError when it is missing and cannot be fetched."""
     if name not in DATASETS:
         raise LthError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](Path(data_dir).expanduser(), download, split_seed)
+    return DATASETS[name](Path(data_dir).expanduser(), download, split_seed or 0)  # None: an official split
 
 
 def _missing(name: str, looked_for: Path, reason: str = "") -> LthError:
@@ -248,7 +248,7 @@ class DeviceLoader:
         self.mean = dataset.mean.to(self.device).view(1, -1, 1, 1)
         self.std = dataset.std.to(self.device).view(1, -1, 1, 1)
         self.order_generator = torch.Generator(device=self.device).manual_seed(order_seed)
-        self.augment_generator = torch.Generator(device=self.device).manual_seed(augment_seed)
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(augment_seed or 0)  # None: no augmentation
 
     def __len__(self) -> int:
         n = len(self.y)

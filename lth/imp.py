@@ -1,112 +1,70 @@
-"""The IMP driver: rounds of rewind, train while pruning, save (DESIGN.md section 2).
+"""The IMP driver: rounds of restart, train while pruning, save (docs/DESIGN.md §2).
 
     W0 = the seeded initialisation, m_0 = ones.
-    Round r = 1..R: weights <- W_rewind * m_{r-1} (W0, or W_k with --rewind-step k);
+    Round r = 1..R: weights <- restart(r) * m_{r-1} (rewind: W0, or W_k with --rewind-step k);
     train the round's budget while the in-round schedule raises sparsity from s_{r-1} to
-    s_r = 1 - (1 - p)^r; save m_r, the final weights, the metrics and a summary.
+    s_r = 1 - (1 - p)^r (per layer with --layer-rate); save m_r, the final weights, the
+    metrics and a summary.
 
 Finished rounds are skipped, and an unfinished round continues from its last epoch
-checkpoint, so running the same command again after a kill finishes the same run.
+checkpoint, so running the same command again after a kill finishes the same run. Library
+users call `lth.execute`, which takes the lock and writes config.json first.
 """
-import functools
 import logging
 from typing import Callable, List, Optional
 
 import torch
 from torch import nn
 
-from lth import models, schedules
+from lth import assemble
 from lth.config import RunConfig
 from lth.data import Dataset
-from lth.errors import LthError
-from lth.masks import Masks, prunable_weights
+from lth.masks import Masks
+from lth.pruning import MaskUpdater
+from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.store import RunStore
-from lth.train import PruningPlan, total_steps, train
+from lth.train import train
 
 log = logging.getLogger(__name__)
 
 
-def image_size(cfg: RunConfig, dataset: Dataset) -> int:
-    return cfg.data.image_size or dataset.native_size
-
-
-def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Module:
-    """The model of `cfg`, initialised from `seed` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            model = models.build(cfg.model.model, dataset.num_classes, dataset.in_channels, image_size(cfg, dataset))
-        except ValueError as e:
-            raise LthError(str(e)) from None
-    model = model.to(device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
-    """Fail early, with one line, when the model cannot take the dataset's images or --exclude
-    leaves it nothing to prune."""
-    model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
-    prunable_weights(model, cfg.prune.exclude)
-    size = image_size(cfg, dataset)
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, dataset.in_channels, size, size))
-    except RuntimeError as e:
-        raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
-                       f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
-
-
-def round_targets(cfg: RunConfig) -> List[float]:
-    """[s_0 = 0, s_1, ..., s_R]."""
+def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
+    """[s_0, s_1, ..., s_R]: floats, or per-layer lists with --layer-rate."""
     p = cfg.prune
-    rate = schedules.rate_for(p.final_sparsity, p.rounds) if p.final_sparsity is not None else p.rate
-    return [0.0] + schedules.round_sparsities(p.rounds, rate)
+    rate = round_rate(p.rate, p.final_sparsity, p.rounds)
+    if not p.layer_rate:
+        return round_targets(p.rounds, rate)
+    per_layer = [round_targets(p.rounds, r) for r in layer_rates(masks.names, rate, p.layer_rate)]
+    return [[layer[r] for layer in per_layer] for r in range(p.rounds + 1)]
 
 
-def in_round_schedule(cfg: RunConfig, s_i: float, s_f: float) -> Callable[[float], float]:
-    """The chosen schedule bound to this round's start and final sparsity."""
+def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int) -> MaskUpdater:
+    """The in-round schedule of round r bound to this run's masks (what lth.train calls)."""
     p = cfg.prune
-    fn = schedules.get(p.schedule)
-    params = {"ocp": {"alpha": p.alpha, "beta": p.beta},
-              "iterative": {"end": p.end, "steps": p.prune_steps},
-              "agp": {"end": p.end}}.get(p.schedule, {})
-    if p.start is not None and p.schedule in ("one_shot", "iterative", "agp"):
-        params["start"] = p.start
-    return functools.partial(fn, s_i=s_i, s_f=s_f, **params)
-
-
-def check_budget(cfg: RunConfig, dataset: Dataset) -> int:
-    """The round budget in steps; refuses a rewind step beyond it."""
-    steps = total_steps(cfg.train, len(dataset.train_y))
-    if cfg.prune.rewind_step > steps:
-        raise LthError(f"--rewind-step {cfg.prune.rewind_step} is beyond the round's budget of {steps} steps")
-    return steps
-
-
-def rewind_state(store: RunStore, cfg: RunConfig) -> dict:
-    return store.load_rewind() if cfg.prune.rewind_step > 0 else store.load_init()
+    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
+    return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
+                       p.prune_interval, generator)
 
 
 def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: bool = True,
         on_round_start: Optional[Callable[[int, nn.Module, Masks], None]] = None) -> List[dict]:
-    """Run (or finish) every round of `cfg` in `store`. cfg must be resolved and validated.
+    """Run (or finish) every round of `cfg` in `store`. cfg must be resolved and validated,
+    and the caller must hold the run's lock (lth.execute does both).
 
     on_round_start(r, model, masks) sees the weights each round starts from (tests use it).
     Returns the summaries of all rounds.
     """
     device = torch.device(device)
-    check_budget(cfg, dataset)
+    assemble.check_budget(cfg, dataset)
     dataset = dataset.to(device)
-    model = build_model(cfg, dataset, cfg.seeds.init_seed, device)
-    masks = Masks.for_model(model, cfg.prune.exclude)
+    model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    masks = assemble.make_masks(cfg, model)
     if store.init_path.exists():
         model.load_state_dict(store.load_init())
     else:
         store.save_init(model.state_dict())
     forward = torch.compile(model) if cfg.train.compile else model  # compiled once, reused every round
-    targets = round_targets(cfg)
+    targets = sparsity_targets(cfg, masks)
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
         if store.round_done(r):
@@ -120,8 +78,9 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
 
 def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress, on_round_start) -> dict:
     s_i, s_f = targets[r - 1], targets[r]
-    # Rewind: W_rewind * m_{r-1}, exactly (kept weights are multiplied by 1.0).
-    model.load_state_dict(rewind_state(store, cfg) if r > 1 else store.load_init())
+    restart = assemble.restart_policy(cfg)
+    # Restart, then apply m_{r-1} exactly (kept weights are multiplied by 1.0).
+    model.load_state_dict(restart.start_state(store, r))
     masks.load_state_dict(store.load_mask(r - 1) if r > 1 else {n: torch.ones_like(t, dtype=torch.bool)
                                                                  for n, t in masks.state_dict().items()})
     masks.enforce()
@@ -130,19 +89,19 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     resume = store.load_checkpoint(r)
     if resume is not None:
         log.info("round %d: resuming from the checkpoint after epoch %d", r, resume["epoch"])
-    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if cfg.prune.method == "random" else None
-    plan = PruningPlan(in_round_schedule(cfg, s_i, s_f), cfg.prune.method, cfg.prune.prune_interval, generator)
+    updater = mask_updater(cfg, masks, s_i, s_f, r)
 
     def after_step(step, model, masks):
-        if r == 1 and step == cfg.prune.rewind_step:
+        if r == 1 and step == restart.capture_step:
             store.save_rewind(model.state_dict())
 
-    log.info("round %d/%d: %s from sparsity %.4f to %.4f", r, cfg.prune.rounds, cfg.prune.schedule, s_i, s_f)
-    result = train(model, masks, dataset, cfg.train, device=device, image_size=image_size(cfg, dataset),
-                   augment=cfg.data.augment, order_seed=cfg.seeds.order_seed, augment_seed=cfg.seeds.augment_seed,
-                   pruning=plan, forward=forward, resume=resume,
+    final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
+    log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
+    result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),
+                   augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
+                   augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
-                   after_step=after_step if cfg.prune.rewind_step > 0 else None,
+                   after_step=after_step if restart.capture_step is not None else None,
                    progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
@@ -152,3 +111,8 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary
+
+
+def masks_total(masks: Masks, per_layer: List[float]) -> float:
+    """The overall sparsity that per-layer targets amount to."""
+    return sum(round(s * m.numel()) for s, m in zip(per_layer, masks.tensors)) / masks.numel()

@@ -1,19 +1,13 @@
-"""Pruning masks owned by lth: one tensor per prunable weight, 1 = kept, 0 = pruned.
+"""Pruning masks owned by lth: the storage, one tensor per prunable weight, 1 = kept, 0 = pruned.
 
     masks = Masks.for_model(model, exclude=("fc.*",))
-    masks.prune_to(0.9, method="local")     # L1 magnitude, every layer to 90 %
+    lth.pruning.prune(masks, 0.9)           # which weights to zero: lth.pruning decides
     ... optimizer.step(); masks.enforce()   # after every step: one multi-tensor multiply
 
-Methods (`PRUNING_METHODS`):
-  local   L1 magnitude, every layer to the same sparsity (the paper's setting)
-  global  L1 magnitude, one threshold over all layers (OpenLTH's setting)
-  random  uniformly random weights, every layer to the same sparsity (the control)
-
-Invariants (tests/test_masks.py): masks only lose ones; a layer's pruned count is
-round(target * numel), so achieved sparsity is within one weight per layer of the target
-(global: within one weight overall); ties are broken by index, so the same
-weights give the same mask on every run. We do not use `torch.nn.utils.prune`: it rebuilds
-every weight on every forward through hooks (lth.bench measures the difference).
+Invariants (tests/test_masks.py, docs/DESIGN.md §4): masks only lose ones; pruned weights,
+their gradients and their optimizer state stay exactly zero. We do not use
+`torch.nn.utils.prune`: it rebuilds every weight on every forward through hooks (lth.bench
+measures the difference).
 """
 import fnmatch
 from typing import Dict, List, Optional, Sequence
@@ -23,20 +17,35 @@ from torch import nn
 
 from lth.errors import LthError
 
-PRUNING_METHODS = ("local", "global", "random")
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Which layers are candidates before --exclude. fasterai's sparsifier prunes nn.Conv2d only (so the
+# paper's classifier stayed dense); OpenLTH prunes every layer but the output layer.
+LAYER_SETS = ("all", "conv", "all_but_output")
 
 
-def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> Dict[str, nn.Parameter]:
-    """Conv and linear weights by parameter name, minus names matching an `exclude` glob."""
-    found = {}
+def prunable_weights(model: nn.Module, exclude: Sequence[str] = (), layers: str = "all") -> Dict[str, nn.Parameter]:
+    """Conv and linear weights by parameter name (`layers`: all of them, convolutions only, or
+    all but the output layer, i.e. the last linear or conv layer), minus names matching an
+    `exclude` glob. A glob that matches no layer is an error listing the layer names."""
+    candidates = {}
     for module_name, module in model.named_modules():
         if isinstance(module, PRUNABLE_TYPES):
-            name = f"{module_name}.weight" if module_name else "weight"
-            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
-                found[name] = module.weight
+            candidates[f"{module_name}.weight" if module_name else "weight"] = module
+    all_names = list(candidates)
+    if layers == "conv":
+        candidates = {n: m for n, m in candidates.items() if isinstance(m, CONV_TYPES)}
+    elif layers == "all_but_output":
+        candidates = dict(list(candidates.items())[:-1])
+    elif layers != "all":
+        raise LthError(f"unknown layer set {layers!r}; choose one of {', '.join(LAYER_SETS)}")
+    for pattern in exclude:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in all_names):
+            raise LthError(f"--exclude {pattern!r} matches no layer; the prunable weights are {', '.join(all_names)}")
+    found = {name: module.weight for name, module in candidates.items()
+             if not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)}
     if not found:
-        raise LthError(f"no prunable weights left after excluding {list(exclude)}")
+        raise LthError(f"no prunable weights left after excluding {list(exclude)} (layers: {layers})")
     return found
 
 
@@ -49,13 +58,13 @@ class Masks:
         self.params: List[nn.Parameter] = list(params.values())
         # Same dtype as the weight so that enforcement is a plain multiply.
         self.tensors: List[torch.Tensor] = [torch.ones_like(p, requires_grad=False) for p in self.params]
-        # Pruned count per layer as last set by prune_to/load_state_dict, so that deciding
-        # which layers to update costs no device-to-host sync inside the training loop.
-        self._known_counts: Optional[List[int]] = [0] * len(self.tensors)
+        # Pruned count per layer as last set by lth.pruning (None: unknown, recount), so that
+        # deciding which layers to update costs no device-to-host sync inside the training loop.
+        self.known_counts: Optional[List[int]] = [0] * len(self.tensors)
 
     @classmethod
-    def for_model(cls, model: nn.Module, exclude: Sequence[str] = ()) -> "Masks":
-        return cls(prunable_weights(model, exclude))
+    def for_model(cls, model: nn.Module, exclude: Sequence[str] = (), layers: str = "all") -> "Masks":
+        return cls(prunable_weights(model, exclude, layers))
 
     # ---- measuring -------------------------------------------------------------------
     def numel(self) -> int:
@@ -79,91 +88,6 @@ class Masks:
         rows.append({"name": "total", "shape": [], "numel": self.numel(),
                      "pruned": total_pruned, "sparsity": total_pruned / self.numel()})
         return rows
-
-    # ---- pruning ---------------------------------------------------------------------
-    @torch.no_grad()
-    def prune_to(self, sparsity: float, method: str = "local",
-                 generator: Optional[torch.Generator] = None) -> None:
-        """Raise sparsity to `sparsity` (never lower: pruned weights stay pruned).
-
-        `generator` (a CPU torch.Generator) drives the `random` method.
-        """
-        if not 0.0 <= sparsity < 1.0:
-            raise LthError(f"sparsity {sparsity} is outside [0, 1)")
-        if method == "global":
-            self._prune_global(sparsity)
-            return
-        if method not in PRUNING_METHODS:
-            raise LthError(f"unknown pruning method {method!r}; choose one of {', '.join(PRUNING_METHODS)}")
-        if method == "random" and generator is None:
-            raise ValueError("random pruning needs a seeded generator")
-        counts = self._known_counts if self._known_counts is not None else self.pruned_counts()
-        for i, (param, mask) in enumerate(zip(self.params, self.tensors)):
-            target = round(sparsity * mask.numel())
-            if target <= counts[i]:
-                continue  # nothing new to prune in this layer (and never revive)
-            if method == "random":
-                scores = torch.rand(mask.shape, generator=generator).to(mask.device)
-            else:
-                scores = param.detach().abs().float()
-            self._prune_layer(mask, scores, target - counts[i])
-            counts[i] = target
-        self._known_counts = counts
-
-    def _prune_global(self, sparsity: float) -> None:
-        scores = torch.cat([p.detach().abs().float().reshape(-1) for p in self.params])
-        flat = torch.cat([m.reshape(-1) for m in self.tensors])
-        already = sum(self._known_counts) if self._known_counts is not None else int((flat == 0).sum())
-        target = round(sparsity * flat.numel())
-        if target <= already:
-            return
-        self._prune_lowest(flat, scores, target - already)
-        self._known_counts = None  # per-layer counts now depend on the weights: recount lazily
-        offset = 0
-        for mask in self.tensors:
-            n = mask.numel()
-            mask.copy_(flat[offset:offset + n].view(mask.shape))
-            offset += n
-
-    @classmethod
-    def _prune_layer(cls, mask: torch.Tensor, scores: torch.Tensor, count: int) -> None:
-        """`_prune_lowest` on one layer's mask, in row-major index order whatever its memory
-        format (a channels_last weight has a channels_last mask, which has no flat view)."""
-        flat = mask.reshape(-1)  # a view when contiguous, else a copy written back below
-        cls._prune_lowest(flat, scores.reshape(-1), count)
-        if not mask.is_contiguous():
-            mask.copy_(flat.view(mask.shape))
-
-    @staticmethod
-    def _prune_lowest(flat_mask: torch.Tensor, scores: torch.Tensor, count: int) -> None:
-        """Prune `count` more entries of `flat_mask`: the lowest scores among the kept ones,
-        the lowest index first among equal scores.
-
-        A threshold, not a sort (no host sync): topk when few are needed (an OCP step prunes
-        a few hundred weights of millions), else a k-th value. lth.bench masks, resnet18 on
-        CPU: an OCP-step update went from 267 ms (k-th value over all weights) to 109 ms.
-        """
-        if count <= 0:
-            return
-        scores = scores.masked_fill(flat_mask == 0, float("inf"))  # pruned: never chosen again
-        if count * 8 < scores.numel():
-            threshold = torch.topk(scores, count, largest=False, sorted=False).values.max()
-        else:
-            threshold = torch.kthvalue(scores, count).values
-        below = scores < threshold
-        ties = scores == threshold
-        prune = below | (ties & (torch.cumsum(ties, 0, dtype=torch.int32) <= count - below.sum()))
-        flat_mask.masked_fill_(prune, 0)
-
-    @torch.no_grad()
-    def random_like(self, generator: torch.Generator) -> "Masks":
-        """A random mask with this mask's per-layer pruned counts (the random-pruning control)."""
-        other = Masks(dict(zip(self.names, self.params)))
-        for mask, pruned in zip(other.tensors, self.pruned_counts()):
-            scores = torch.rand(mask.shape, generator=generator).to(mask.device)
-            self._prune_layer(mask, scores, pruned)
-        other._known_counts = None
-        return other
 
     # ---- enforcing -------------------------------------------------------------------
     @torch.no_grad()
@@ -203,7 +127,7 @@ class Masks:
                 raise LthError(f"mask for {name} has shape {tuple(state[name].shape)}, "
                                f"the model's weight {tuple(mask.shape)}")
             mask.copy_(state[name].to(mask.dtype))
-        self._known_counts = None
+        self.known_counts = None
 
     def is_subset_of(self, other: "Masks") -> bool:
         """True when every weight kept here is kept in `other` (masks only lose ones)."""

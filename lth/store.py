@@ -298,11 +298,16 @@ class RunStore:
         return RunConfig.from_dict(self.config()["config"], where=str(self.config_path))
 
     # writes
-    def create(self, meta: dict) -> None:
+    def make_root(self) -> None:
+        """Create the (empty) run directory, so its lock can be taken before anything is written."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LthError(f"cannot create run directory {self.root}: {e.strerror}") from None
+
+    def create(self, meta: dict) -> None:
+        """Write config.json (the run's identity) if the run is new."""
+        self.make_root()
         if not self.config_path.exists():
             write_json(self.config_path, meta)
 
@@ -355,6 +360,11 @@ class RunStore:
 
     def load_checkpoint(self, r: int) -> Optional[dict]:
         return load_tensors(self.checkpoint_path(r)) if self.checkpoint_path(r).exists() else None
+
+
+def run_name(cfg: RunConfig) -> str:
+    """The run directory's name: <dataset>-<model>-<schedule>-<hash8 of the normalised config>."""
+    return f"{cfg.data.dataset}-{cfg.model.model}-{cfg.prune.schedule}-{cfg.hash()}"
 
 
 def open_run(path) -> RunStore:

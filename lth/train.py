@@ -4,7 +4,7 @@ The IMP driver (lth.imp) and the stability analysis (analysis.stability) both ca
 
     result = train(model, masks, dataset, cfg.train, device=device, image_size=32,
                    augment="crop_flip", order_seed=1, augment_seed=2,
-                   pruning=PruningPlan(lambda t: schedules.ocp(t, 0.0, 0.9)))
+                   pruning=MaskUpdater(masks, lambda t: schedules.ocp(t, 0.0, 0.9)))
 
 Each step: (mask update when the schedule's target has risen) -> forward under autocast ->
 backward -> zero pruned gradients -> optimizer step -> zero pruned weights. The mask is updated
@@ -14,10 +14,8 @@ prune). Statistics stay on the device and are read once an epoch: no host sync p
 """
 import contextlib
 import logging
-import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import torch
@@ -28,18 +26,12 @@ from tqdm import tqdm
 from lth.config import TrainConfig
 from lth.data import Dataset, DeviceLoader
 from lth.errors import LthError
+from lth.lr_schedules import LR_SCHEDULES
 from lth.masks import Masks
+from lth.optimizers import OPTIMIZERS
+from lth.pruning import MaskUpdater
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PruningPlan:
-    """Raise sparsity along `target(t)`, t = progress through the run in [0, 1]."""
-    target: Callable[[float], float]
-    method: str = "local"
-    interval: int = 1                            # steps between mask updates
-    generator: Optional[torch.Generator] = None  # drives method="random"
 
 
 def total_steps(cfg: TrainConfig, train_size: int) -> int:
@@ -52,39 +44,19 @@ def total_steps(cfg: TrainConfig, train_size: int) -> int:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimizer step `step` of `total` (cfg must be resolved)."""
-    t = step / total
-    if cfg.lr_schedule == "one_cycle":
-        # fastai fit_one_cycle: cosine lr/div -> lr over `warmup`, then cosine lr -> lr/div_final.
-        lo, hi, end = cfg.lr / cfg.div, cfg.lr, cfg.lr / cfg.div_final
-        if t < cfg.warmup:
-            return lo + (hi - lo) * (1 - math.cos(math.pi * t / cfg.warmup)) / 2
-        u = (t - cfg.warmup) / (1 - cfg.warmup)
-        return end + (hi - end) * (1 + math.cos(math.pi * u)) / 2
-    warm = min(1.0, t / cfg.warmup) if cfg.warmup > 0 else 1.0   # linear warm-up
-    if cfg.lr_schedule == "step":
-        return cfg.lr * warm * cfg.gamma ** sum(t >= m for m in cfg.milestones)
-    if cfg.lr_schedule == "constant":
-        return cfg.lr * warm
-    raise LthError(f"unknown LR schedule {cfg.lr_schedule!r}; choose one_cycle, step or constant")
+    """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.lr_schedules."""
+    return LR_SCHEDULES.get(cfg.lr_schedule).fn(step / total, cfg.lr, **cfg.lr_schedule_params)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW or SGD; BatchNorm weights and biases (1-d parameters) get no weight decay unless
-    cfg.decay_bn_bias. Fused kernels on CUDA and CPU: on CPU the foreach path's sqrt is about 5x
-    slower on the exact zeros that masked Adam moments hold (lth.bench masks --profile, resnet18
-    batch 16: AdamW step 49.9 -> 7.1 ms masked)."""
+    """The configured optimizer (lth.optimizers). BatchNorm weights and biases (1-d parameters)
+    get no weight decay unless cfg.decay_bn_bias."""
     matrices = [p for p in model.parameters() if p.dim() > 1]
     vectors = [p for p in model.parameters() if p.dim() <= 1]
     vector_decay = cfg.weight_decay if cfg.decay_bn_bias else 0.0
     groups = [{"params": matrices, "weight_decay": cfg.weight_decay},
               {"params": vectors, "weight_decay": vector_decay}]
-    fast = {"fused": True}
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, cfg.beta2), eps=cfg.eps, **fast)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fast)
-    raise LthError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
+    return OPTIMIZERS.get(cfg.optimizer).fn(groups, cfg.lr, **cfg.optimizer_params)
 
 
 def pick_device(name: str) -> torch.device:
@@ -156,7 +128,7 @@ def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, au
 
 
 def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *, device, image_size: int,
-          augment: str, order_seed: int, augment_seed: int, pruning: Optional[PruningPlan] = None,
+          augment: str, order_seed: int, augment_seed: int, pruning: Optional[MaskUpdater] = None,
           forward: Optional[Callable] = None, resume: Optional[dict] = None,
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
@@ -173,25 +145,16 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
     total = total_steps(cfg, len(dataset.train_y))
     steps_per_epoch = len(train_loader)
     optimizer = make_optimizer(model, cfg, device)
-    step, epoch, pruned_target, metrics, best = 0, 0, -1.0, [], 0.0
+    step, epoch, metrics, best = 0, 0, [], 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
         masks.load_state_dict(resume["masks"])
         optimizer.load_state_dict(resume["optimizer"])
         train_loader.load_state_dict(resume["loader"])
-        if pruning is not None and pruning.generator is not None and "prune_generator" in resume:
-            pruning.generator.set_state(resume["prune_generator"])
-        step, epoch, pruned_target = resume["step"], resume["epoch"], resume["pruned_target"]
+        if pruning is not None:
+            pruning.load_state_dict(resume)
+        step, epoch = resume["step"], resume["epoch"]
         metrics, best = list(resume["metrics"]), resume["best_test_acc"]
-
-    def update_mask(t: float) -> None:
-        nonlocal pruned_target
-        target = pruning.target(t)
-        if target > pruned_target:
-            masks.prune_to(target, pruning.method, pruning.generator)
-            masks.zero_optimizer_state(optimizer)
-            masks.enforce()
-            pruned_target = target
 
     model.train()
     masks.enforce()
@@ -205,8 +168,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         for x, y in train_loader:
             if step >= total:
                 break
-            if pruning is not None and step % pruning.interval == 0:
-                update_mask(step / total)
+            if pruning is not None and pruning.due(step):
+                pruning.update(step / total, optimizer)
             lr = lr_at(step, total, cfg)
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16)
             loss_sum += loss * len(y)
@@ -233,15 +196,14 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
                      f", test acc {line['test_acc']:.4f}" if "test_acc" in line else "", line["sparsity"],
                      line["images_per_s"])
         if save_checkpoint is not None and not last:
-            state = {"step": step, "epoch": epoch, "pruned_target": pruned_target, "best_test_acc": best,
-                     "metrics": list(metrics), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "masks": masks.state_dict(), "loader": train_loader.state_dict()}
-            if pruning is not None and pruning.generator is not None:
-                state["prune_generator"] = pruning.generator.get_state()
+            state = {"step": step, "epoch": epoch, "best_test_acc": best, "metrics": list(metrics),
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "masks": masks.state_dict(), "loader": train_loader.state_dict(),
+                     **(pruning.state_dict() if pruning is not None else {"pruned_target": -1.0})}
             save_checkpoint(state)
     bar.close()
     if pruning is not None:
-        update_mask(1.0)
+        pruning.update(1.0, optimizer)
     final = evaluate(forward, model, test_loader, cfg.bf16)
     best = max(best, final["test_acc"])
     metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": masks.sparsity(), **final})

@@ -5,6 +5,7 @@ retraining, figures and tables from a synthetic set of runs, one-line errors (ex
 The runs are tiny real ones (digits at 8 px, a few steps a round), made through lth.run.
 """
 import csv
+import itertools
 import os
 import shutil
 import subprocess
@@ -17,9 +18,10 @@ import torch
 import analysis
 from analysis import cli, figures, interpolate, stability, tickets
 from analysis.settings import CopySettings, ProbeSettings, copy_path, find_result, result_path
-from lth import config, data, imp
+from lth import assemble, config, data, imp
 from lth import run as lth_run
 from lth.data import DeviceLoader
+from lth.interpolate import recompute_batchnorm
 from lth.errors import cli_main
 from lth.store import RunStore, digest, load_tensors, read_json, write_json
 from lth.train import evaluate, make_loaders
@@ -78,8 +80,8 @@ def probe_setup(store: RunStore, probe: ProbeSettings):
     """The run's model and the loaders the interpolation uses, rebuilt here."""
     cfg = cli.run_config(store)
     dataset = data.load(cfg.data.dataset)
-    model = imp.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
-    size = imp.image_size(cfg, dataset)
+    model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
+    size = assemble.image_size(cfg, dataset)
     test = DeviceLoader(dataset.test_x, dataset.test_y, dataset, probe.eval_batch_size, "cpu", train=False,
                         image_size=size)
     bn = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.train.batch_size, "cpu", train=False,
@@ -117,7 +119,7 @@ def test_endpoints_reproduce_each_copy_exactly_with_batchnorm(bn_run, mode):
     for copy, alpha in (("a", 1.0), ("b", 0.0)):
         model.load_state_dict(load_tensors(copy_path(bn_run, 1, "ticket", copies, copy))["model"])
         if mode == "reset":
-            interpolate.recompute_batchnorm(model, model, bn, probe.bn_batches, bf16=False)
+            recompute_batchnorm(model, model, itertools.islice(bn, probe.bn_batches), bn.device, bf16=False)
         alone = evaluate(model, model, test, bf16=False)["test_acc"]
         on_line = next(p for p in result["curve"] if p["alpha"] == alpha)
         assert on_line["acc"] == alone == result["endpoints"][copy]["acc"]

@@ -9,9 +9,18 @@ import pytest
 from lth import config
 from lth.config import PRESETS, RECIPES, SECTIONS, RunConfig
 from lth.errors import LthError
+from lth.store import run_name
 
-ALL_FIELDS = [(section, f) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+ALL_FIELDS = [(section, f) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+              if "registry" not in f.metadata]
 FIELD_IDS = [f"{s}.{f.name}" for s, f in ALL_FIELDS]
+# every parameter of every registry entry: (registry, entry name, field)
+ENTRY_PARAMS = [(section, config.CHOICES[(section, choice)], registry_entry, f)
+                for (section, choice) in config.CHOICES
+                for registry_entry in SECTIONS[section].__dataclass_fields__[config.CHOICES[(section, choice)]]
+                .metadata["registry"].entries.values()
+                for f in dataclasses.fields(registry_entry.params)]
+PARAM_IDS = [f"{e.name}.{f.name}" for _, _, e, f in ENTRY_PARAMS]
 
 
 def flag(f):
@@ -55,7 +64,7 @@ def test_every_field_has_a_flag_with_its_default_in_help(help_text, section, f):
     m = re.search(rf"(?:^| ){re.escape(flag(f))}(?=[ ,])", help_text)
     assert m, f"{flag(f)} missing from --help"
     after = help_text[m.end():]
-    default = re.search(r"\[default: (.*?)\](?= |$)", after)
+    default = re.search(r"\[default: (.*?)(?:; [^\]]*)?\](?= |$)", after)
     assert default and default.group(1) == str(default_of(f)), (flag(f), after[:200])
     assert f.metadata["help"] and f.metadata["help"].split()[0] in after[:default.start()]
 
@@ -71,8 +80,12 @@ def _other_value(f):
     if is_tuple:
         value = (0.3, 0.6) if base is float else ("fc.*", "conv*")
         return value, [flag(f), *map(str, value)]
-    if choices:
+    if choices and len(choices) == 1:
+        value = default  # a registry with one entry so far: the flag can only restate it
+    elif choices:
         value = [c for c in choices if c != default][0]
+    elif f.name == "end":
+        value = 0.9  # must stay above start
     elif base is int:
         value = (default or 0) + 3
     elif base is float:
@@ -80,6 +93,22 @@ def _other_value(f):
     else:
         value = "other_" + str(default)
     return value, [flag(f), str(value)]
+
+
+@pytest.mark.parametrize("section,params_field,entry,f", ENTRY_PARAMS, ids=PARAM_IDS)
+def test_every_entry_parameter_has_a_flag_naming_its_entry(help_text, section, params_field, entry, f):
+    m = re.search(rf"(?:^| ){re.escape(flag(f))}(?=[ ,])", help_text)
+    assert m, f"{flag(f)} missing from --help"
+    after = help_text[m.end():m.end() + 300]
+    assert entry.name in after and f"{entry.name} {default_of(f)}" in after, (flag(f), after)
+
+
+@pytest.mark.parametrize("section,params_field,entry,f", ENTRY_PARAMS, ids=PARAM_IDS)
+def test_every_entry_parameter_flag_sets_it_when_its_entry_is_chosen(section, params_field, entry, f):
+    choice = next(c for (s, c), pf in config.CHOICES.items() if s == section and pf == params_field)
+    value, argv = _other_value(f)
+    cfg = parse(["--" + choice.replace("_", "-"), entry.name, *argv]).resolved()
+    assert getattr(getattr(cfg, section), params_field)[f.name] == (list(value) if isinstance(value, tuple) else value)
 
 
 @pytest.mark.parametrize("section,f", ALL_FIELDS, ids=FIELD_IDS)
@@ -105,7 +134,8 @@ def test_help_runs_and_lists_every_flag(capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--epochs", "abc"], "abc"), (["--alpha", "abc"], "abc"), (["--rounds", "1.5"], "1.5"),
-    (["--method", "nope"], "nope"), (["--milestones", "0.5", "x"], "x"), (["--no-such-flag"], "--no-such-flag"),
+    (["--scope", "nope"], "nope"), (["--schedule", "nope"], "nope"), (["--optimizer", "nope"], "nope"), (["--milestones", "0.5", "x"], "x"), (["--no-such-flag"], "--no-such-flag"),
+    (["--method", "global"], "--method"),   # the old flag: now --scope and --criterion
     (["--epoch", "3"], "--epoch"), (["--final", "0.9"], "--final"),   # no guessing from abbreviations
 ])
 def test_bad_flag_values_are_one_line_errors(capsys, argv, needle):
@@ -140,8 +170,10 @@ def test_recipes_fill_none_fields(recipe):
     cfg = parse(["--recipe", recipe])
     assert cfg.train.lr is None and cfg.train.optimizer is None
     resolved = cfg.resolved()
+    t = resolved.train
     for key, value in RECIPES[recipe].items():
-        assert getattr(resolved.train, key) == value, key
+        got = getattr(t, key) if hasattr(t, key) else {**t.optimizer_params, **t.lr_schedule_params}[key]
+        assert got == (list(value) if isinstance(value, tuple) else value), key
     assert None not in dataclasses.asdict(resolved.train).values()
     assert resolved.resolved().to_dict() == resolved.to_dict()  # idempotent
     assert cfg.train.lr is None  # resolved() returns a copy
@@ -149,8 +181,8 @@ def test_recipes_fill_none_fields(recipe):
 
 def test_recipe_leaves_set_fields_alone():
     cfg = parse(["--recipe", "openlth", "--lr", "0.05", "--milestones", "0.3"]).resolved()
-    assert cfg.train.lr == 0.05 and cfg.train.milestones == (0.3,)
-    assert cfg.train.optimizer == "sgd" and cfg.train.momentum == 0.9
+    assert cfg.train.lr == 0.05 and cfg.train.lr_schedule_params["milestones"] == [0.3]
+    assert cfg.train.optimizer == "sgd" and cfg.train.optimizer_params == {"momentum": 0.9, "nesterov": False}
 
 
 def test_unknown_recipe_is_refused():
@@ -172,7 +204,7 @@ def test_config_file_sets_fields_and_flags_and_presets_override_it(tmp_path):
 
 
 def test_a_runs_config_json_is_a_config_file(tmp_path):
-    from lth.run import run_metadata
+    from lth.execution import run_metadata
     import torch
     cfg = parse(["--preset", "quick", "--schedule", "iterative", "--exclude", "fc3.*"]).resolved()
     path = tmp_path / "config.json"
@@ -210,22 +242,22 @@ def test_unreadable_config_files_are_refused(tmp_path):
 # ---- tuples -----------------------------------------------------------------------------------
 
 def test_tuple_flags_parse():
-    cfg = parse(["--exclude", "fc.*", "conv1.weight", "--milestones", "0.5", "0.75"])
+    cfg = parse(["--recipe", "openlth", "--exclude", "fc.*", "conv1.weight", "--milestones", "0.5", "0.75"])
     assert cfg.prune.exclude == ("fc.*", "conv1.weight")
-    assert cfg.train.milestones == (0.5, 0.75)
-    assert parse(["--milestones"]).train.milestones == ()
+    assert cfg.train.lr_schedule_params["milestones"] == (0.5, 0.75)
+    assert parse(["--recipe", "openlth", "--milestones"]).resolved().train.lr_schedule_params["milestones"] == []
     assert parse(["--exclude", "fc.*"]).prune.exclude == ("fc.*",)
     # and they survive JSON
-    cfg2 = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert cfg2.prune.exclude == ("fc.*", "conv1.weight") and cfg2.train.milestones == (0.5, 0.75)
+    cfg2 = RunConfig.from_dict(json.loads(json.dumps(cfg.resolved().to_dict())))
+    assert cfg2.prune.exclude == ("fc.*", "conv1.weight") and cfg2.train.lr_schedule_params["milestones"] == [0.5, 0.75]
 
 
 # ---- the hash ---------------------------------------------------------------------------------
 
 def test_hash_is_stable_across_to_dict_from_dict():
-    cfg = parse(["--preset", "quick", "--exclude", "fc.*", "--milestones", "0.5"]).resolved()
+    cfg = parse(["--preset", "quick", "--exclude", "fc.*", "--schedule", "agp", "--start", "0.3"]).resolved()
     again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert again.hash() == cfg.hash() and again.run_name() == cfg.run_name()
+    assert again.hash() == cfg.hash() and run_name(again) == run_name(cfg)
     assert again.to_dict() == cfg.to_dict()
     assert re.fullmatch(r"[0-9a-f]{8}", cfg.hash())
     # a fixed value: a change here renames every existing run directory
@@ -235,14 +267,16 @@ def test_hash_is_stable_across_to_dict_from_dict():
 def test_hash_covers_hyperparameters_not_runtime_fields():
     base = parse(["--preset", "quick"]).resolved()
     for argv in (["--lr", "0.01"], ["--rounds", "3"], ["--init-seed", "7"], ["--schedule", "agp"],
-                 ["--exclude", "fc.*"], ["--no-bf16"], ["--image-size", "16"]):
+                 ["--exclude", "fc3.*"], ["--no-bf16"], ["--image-size", "16"], ["--alpha", "10"],
+                 ["--scope", "global"], ["--criterion", "random"], ["--layers", "conv"], ["--beta1", "0.8"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() != base.hash(), argv
     for argv in (["--device", "cpu"], ["--data-dir", "/elsewhere"], ["--no-progress"], ["--runs-root", "x"],
                  ["--download"], ["--compile"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() == base.hash(), argv
     runtime = {f.name for _, f in ALL_FIELDS if f.metadata["runtime"]}
     assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress"}
-    assert not any(name in runtime for section in base.experiment_dict().values() for name in section)
+    assert not any(name in runtime for section in base.experiment_dict().values() if isinstance(section, dict)
+                   for name in section)
 
 
 def test_recipe_default_and_explicit_equal_value_hash_alike():
@@ -257,10 +291,112 @@ def test_recipe_default_and_explicit_equal_value_hash_alike():
     (["--final-sparsity", "-0.1"], "-0.1"), (["--epochs", "-1"], "-1"), (["--steps", "-5"], "-5"),
     (["--epochs", "inf"], "inf"), (["--epochs", "nan"], "nan"), (["--alpha", "nan"], "--alpha"),
     (["--lr", "inf"], "--lr"), (["--rewind-step", "-1"], "-1"), (["--batch-size", "0"], "--batch-size"),
-    (["--schedule", "nope"], "nope"), (["--model", "nope"], "nope"), (["--dataset", "nope"], "nope"),
-    (["--start", "1.5"], "--start"), (["--warmup", "1.0"], "--warmup"),
+    (["--model", "nope"], "nope"), (["--dataset", "nope"], "nope"),
+    (["--schedule", "agp", "--start", "1.5"], "--start"), (["--warmup", "1.0"], "--warmup"),
+    (["--div", "0"], "--div"), (["--beta1", "1.5"], "--beta1"), (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum"),
+    (["--schedule", "agp", "--start", "0.5", "--end", "0.2"], "--end"), (["--eval-every", "-1"], "--eval-every"),
+    (["--image-size", "-1"], "--image-size"), (["--weight-decay", "-0.1"], "--weight-decay"),
+    (["--prune-interval", "0"], "--prune-interval"), (["--lr-schedule", "step", "--gamma", "0"], "--gamma"),
+    (["--layer-rate", "fc3"], "GLOB=FACTOR"), (["--layer-rate", "fc3.*=-1"], "GLOB=FACTOR"),
+    (["--scope", "global", "--layer-rate", "fc3.*=0.5"], "global"),
 ])
 def test_validate_refuses_out_of_range_values(argv, needle):
     with pytest.raises(LthError) as e:
         config.validate(parse(["--preset", "quick", *argv]).resolved())
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+# ---- registries: a parameter belongs to its entry; the hash covers only what a run reads --------
+
+@pytest.mark.parametrize("argv,entry", [
+    (["--schedule", "agp", "--alpha", "10"], "ocp"),            # issue 11's examples
+    (["--schedule", "ocp", "--start", "0.3"], "one_shot"),
+    (["--schedule", "one_shot", "--prune-steps", "4"], "iterative"),
+    (["--optimizer", "sgd", "--beta2", "0.9"], "adamw"),
+    (["--lr-schedule", "constant", "--div", "10"], "one_cycle"),
+])
+def test_a_parameter_of_an_entry_not_chosen_is_a_one_line_error_naming_its_entry(argv, entry):
+    with pytest.raises(LthError) as e:
+        parse(["--preset", "quick", *argv]).resolved()
+    message = str(e.value)
+    assert entry in message and "belongs to" in message and "\n" not in message
+
+
+def test_equivalent_configs_share_a_hash():
+    def h(*argv):
+        return parse(["--preset", "quick", *argv]).resolved().hash()
+    # --final-sparsity sets the rate: an explicit --rate beside it is not read
+    assert h("--final-sparsity", "0.9") == h("--final-sparsity", "0.9", "--rate", "0.3")
+    # seeds of randomness the run never draws
+    assert h() == h("--prune-seed", "11")                        # magnitude pruning draws none
+    assert h("--criterion", "random") != h("--criterion", "random", "--prune-seed", "11")
+    assert h() == h("--augment-seed", "5")                       # quick: no augmentation
+    assert h("--augment", "crop_flip") != h("--augment", "crop_flip", "--augment-seed", "5")
+    # entry parameters at their defaults, given or not
+    assert h("--schedule", "ocp") == h("--schedule", "ocp", "--alpha", "14", "--beta", "5")
+    assert h("--schedule", "agp") == h("--schedule", "agp", "--start", "0.2")
+
+
+def test_changing_a_choice_drops_the_old_entrys_parameters(tmp_path):
+    """A saved config of an OCP run, reused with --schedule agp, is an AGP run (not an error)."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(parse(["--preset", "quick", "--alpha", "10"]).resolved().to_dict()))
+    cfg = parse(["--config", str(path), "--schedule", "agp"]).resolved()
+    assert cfg.prune.schedule == "agp" and cfg.prune.schedule_params == {"start": 0.2, "end": 1.0}
+
+
+def test_resolved_config_keeps_only_the_chosen_entries_parameters():
+    cfg = parse(["--preset", "quick", "--schedule", "iterative"]).resolved()
+    assert cfg.prune.schedule_params == {"start": 0.2, "end": 1.0, "prune_steps": 3}
+    assert set(cfg.train.optimizer_params) == {"beta1", "beta2", "eps"}
+    assert set(cfg.train.lr_schedule_params) == {"warmup", "div", "div_final"}
+    assert cfg.prune.restart_params == {"rewind_step": 0}
+
+
+def test_format_1_configs_migrate_to_the_same_experiment():
+    """A config.json written before the registries (format 1) opens and means the same run."""
+    v1 = {"data": {"dataset": "digits", "data_dir": "data", "download": False, "image_size": 0, "augment": "none",
+                   "split_seed": 0},
+          "model": {"model": "lenet300_100"},
+          "train": {"recipe": "paper", "optimizer": "adamw", "lr": 0.003, "momentum": 0.9, "beta2": 0.99,
+                    "eps": 1e-05, "weight_decay": 0.01, "decay_bn_bias": False, "lr_schedule": "one_cycle",
+                    "warmup": 0.25, "div": 25.0, "div_final": 100000.0, "milestones": [], "gamma": 0.1,
+                    "epochs": 10.0, "steps": 0, "batch_size": 64, "eval_every": 5, "eval_batch_size": 1024,
+                    "bf16": True, "channels_last": True, "compile": False},
+          "prune": {"schedule": "iterative", "alpha": 14.0, "beta": 5.0, "start": None, "end": 1.0,
+                    "prune_steps": 3, "method": "global", "exclude": [], "rate": 0.2, "final_sparsity": None,
+                    "rounds": 14, "rewind_step": 0, "prune_interval": 1},
+          "seeds": {"init_seed": 0, "order_seed": 1, "augment_seed": 2, "prune_seed": 3},
+          "runtime": {"device": "auto", "runs_root": "runs", "progress": True}}
+    migrated = RunConfig.from_dict(v1).resolved()
+    now = parse(["--preset", "quick", "--schedule", "iterative", "--scope", "global"]).resolved()
+    assert migrated.experiment_dict() == now.experiment_dict()
+    random_v1 = json.loads(json.dumps(v1))
+    random_v1["prune"].update(method="random", schedule="ocp")
+    assert RunConfig.from_dict(random_v1).resolved().prune.criterion == "random"
+    with pytest.raises(LthError, match="format"):
+        RunConfig.from_dict({**now.to_dict(), "format": 99})
+
+
+def test_every_bounded_knob_refuses_a_value_outside_its_range():
+    """The range checks are declared with each field (lth.knobs): walk them all."""
+    from lth.knobs import check_bounds
+    tried = 0
+    for section, f in ALL_FIELDS:
+        bounds = f.metadata["bounds"]
+        for kind, bound in bounds.items():
+            outside = bound - 1 if kind in ("ge", "gt") else bound + 1
+            if kind in ("gt", "lt"):
+                outside = bound  # the bound itself is outside an open range
+            cfg = parse(["--preset", "quick"]).resolved()
+            setattr(getattr(cfg, section), f.name, outside)
+            with pytest.raises(LthError, match=re.escape(flag(f))):
+                check_bounds(getattr(cfg, section))
+            tried += 1
+    for _, _, entry, f in ENTRY_PARAMS:
+        for kind, bound in f.metadata["bounds"].items():
+            outside = bound if kind in ("gt", "lt") else bound - 1 if kind == "ge" else bound + 1
+            with pytest.raises(LthError, match=re.escape(flag(f))):
+                entry.make_params({f.name: outside})
+            tried += 1
+    assert tried >= 30

@@ -262,8 +262,8 @@ def test_killed_three_times_then_finished(tmp_path, reference):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [["--rewind-step", "60"], ["--method", "random"],
-                                   ["--method", "global", "--schedule", "iterative"]],
+@pytest.mark.parametrize("extra", [["--rewind-step", "60"], ["--criterion", "random"],
+                                   ["--scope", "global", "--schedule", "iterative"]],
                          ids=["late-rewinding", "random-pruning", "global-iterative"])
 def test_sigkill_with_other_settings_then_resume(tmp_path, extra):
     """Resuming restores what these settings add: W_k (saved at step 60, after the first
@@ -395,7 +395,7 @@ BAD_INPUT = [
      ["--rewind-step 1000", f"{STEPS_PER_ROUND} steps"], False),
     ("config file with an unknown key", ["--config", "unknown_key.json"], ["unknown_key.json", "'roundz'"], False),
     ("exclude every weight", ["--exclude", "*"], ["'*'"], False),
-    ("unknown method", ["--method", "nope"], ["--method", "'nope'"], True),
+    ("unknown scope", ["--scope", "nope"], ["--scope", "'nope'"], True),
     ("final-sparsity 0", ["--final-sparsity", "0"], ["--final-sparsity", "0"], True),
     ("rounds abc", ["--rounds", "abc"], ["--rounds", "'abc'"], True),
     ("epochs inf", ["--epochs", "inf"], ["--epochs", "inf"], True),

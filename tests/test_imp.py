@@ -10,15 +10,18 @@ import pytest
 import torch
 
 import lth
-from lth import config, data, imp, run, runs
+from lth import assemble, config, data, imp, run, runs
+from lth.execution import run_metadata
 from lth.errors import LthError
-from lth.store import RunStore
+from lth.store import RunStore, run_name
 
 import runhelpers
 from runhelpers import assert_same_run, cli, tensors_equal
 
 BASE = ["--preset", "quick", "--steps", "12", "--rounds", "3", "--no-progress", "--device", "cpu"]
 ROUND_FILES = ["final.pt", "mask.pt", "metrics.jsonl", "summary.json"]
+# the old --method choices as the flags of lth.pruning's criterion and scope
+METHOD_FLAGS = {"local": (), "global": ("--scope", "global"), "random": ("--criterion", "random")}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,8 @@ def make_cfg(*argv):
 
 def api_run(cfg, root, dataset, on_round_start=None) -> RunStore:
     """A run through the Python API: RunStore + imp.run (what python -m lth.run does)."""
-    store = RunStore(root / cfg.run_name())
-    store.create(run.run_metadata(cfg, torch.device("cpu")))
+    store = RunStore(root / run_name(cfg))
+    store.create(run_metadata(cfg, torch.device("cpu")))
     with store.lock():
         imp.run(cfg, store, dataset, "cpu", progress=False, on_round_start=on_round_start)
     return store
@@ -63,7 +66,7 @@ def check_sparsity(store, cfg):
         mask = store.load_mask(r)
         pruned = {name: int((~m).sum()) for name, m in mask.items()}
         numel = {name: m.numel() for name, m in mask.items()}
-        if cfg.prune.method == "global":
+        if cfg.prune.scope == "global":
             assert abs(sum(pruned.values()) - s * sum(numel.values())) <= 1, (r, s, pruned)
         else:
             for name in mask:
@@ -97,7 +100,7 @@ def main_run(tmp_path_factory):
 
 def test_layout(main_run):
     cfg = make_cfg()
-    assert main_run.name == cfg.run_name()
+    assert main_run.name == run_name(cfg)
     names = sorted(p.name for p in main_run.iterdir())
     assert names == [".lock", "config.json", "init.pt", "round_01", "round_02", "round_03"]
     for r in (1, 2, 3):
@@ -186,18 +189,17 @@ def test_late_rewinding_starts_rounds_from_wk_times_the_previous_mask(tmp_path, 
         expected = {name: v * previous[name] if name in previous else v for name, v in wk.items()}
         assert tensors_equal(starts[r][0], expected), f"round {r} does not start from W_k * m_{r - 1}"
     # W_k is the model after exactly k optimizer steps of round 1: replay round 1 independently
-    from lth.masks import Masks
-    from lth.train import PruningPlan, train
-    model = imp.build_model(cfg, digits, cfg.seeds.init_seed, "cpu")
-    masks = Masks.for_model(model, cfg.prune.exclude)
+    from lth.train import train
+    model = assemble.build_model(cfg, digits, cfg.seeds.init_seed, "cpu")
+    masks = assemble.make_masks(cfg, model)
     seen = {}
 
     def after_step(step, model, masks):
         if step == k:
             seen["wk"] = {n: v.detach().clone() for n, v in model.state_dict().items()}
-    train(model, masks, digits, cfg.train, device="cpu", image_size=imp.image_size(cfg, digits),
+    train(model, masks, digits, cfg.train, device="cpu", image_size=assemble.image_size(cfg, digits),
           augment=cfg.data.augment, order_seed=cfg.seeds.order_seed, augment_seed=cfg.seeds.augment_seed,
-          pruning=PruningPlan(imp.in_round_schedule(cfg, 0.0, targets(cfg)[0])), after_step=after_step,
+          pruning=imp.mask_updater(cfg, masks, 0.0, targets(cfg)[0], 1), after_step=after_step,
           progress=False)
     assert tensors_equal(seen["wk"], wk)
     check_nested_and_zero(store, 3)
@@ -233,7 +235,7 @@ def test_final_sparsity_over_several_rounds(tmp_path, digits):
                                              ("ocp", "local"), ("ocp", "global"), ("ocp", "random"),
                                              ("iterative", "global"), ("agp", "random")])
 def test_every_schedule_and_method_runs(tmp_path, digits, schedule, method):
-    cfg = make_cfg("--schedule", schedule, "--method", method, "--rounds", "2", "--rate", "0.5")
+    cfg = make_cfg("--schedule", schedule, *METHOD_FLAGS[method], "--rounds", "2", "--rate", "0.5")
     store = api_run(cfg, tmp_path, digits)
     assert store.finished_rounds() == [1, 2] and store.root.name.startswith(f"digits-lenet300_100-{schedule}-")
     check_sparsity(store, cfg)
@@ -250,11 +252,11 @@ def test_exclude_keeps_a_layer_dense(tmp_path, digits):
 # ---- determinism ------------------------------------------------------------------------------
 
 def test_same_seeds_give_identical_masks_and_metrics(tmp_path, digits):
-    cfg = make_cfg("--method", "random", "--rewind-step", "3")
+    cfg = make_cfg("--criterion", "random", "--rewind-step", "3")
     a = api_run(cfg, tmp_path / "a", digits)
     b = api_run(cfg, tmp_path / "b", digits)
     assert_same_run(a.root, b.root)
-    other = api_run(make_cfg("--method", "random", "--rewind-step", "3", "--init-seed", "5", "--prune-seed", "9"),
+    other = api_run(make_cfg("--criterion", "random", "--rewind-step", "3", "--init-seed", "5", "--prune-seed", "9"),
                     tmp_path / "c", digits)
     assert not tensors_equal(other.load_init(), a.load_init())
     assert not tensors_equal(other.load_mask(1), a.load_mask(1))
@@ -283,7 +285,7 @@ def test_run_directory_name_and_what_changes_it(tmp_path):
     assert re.fullmatch(r"digits-lenet300_100-ocp-[0-9a-f]{8}", run_dir.name)
     assert run_dir == tmp_path / f"digits-lenet300_100-ocp-{cfg.hash()}"
     for argv in (["--lr", "0.01"], ["--rounds", "4"], ["--alpha", "10"], ["--order-seed", "3"], ["--steps", "13"],
-                 ["--method", "global"], ["--rewind-step", "2"]):
+                 ["--scope", "global"], ["--rewind-step", "2"]):
         assert run.resolve_config([*BASE, "--runs-root", str(tmp_path), *argv])[1] != run_dir, argv
     for argv in (["--device", "auto"], ["--data-dir", "/elsewhere"], ["--progress"], ["--no-progress"],
                  ["--compile"]):
@@ -334,4 +336,4 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
 def test_more_rounds_is_a_new_run(main_run, tmp_path):
     """--rounds is part of the hash: asking for more rounds starts a new run directory
     (round r's target does not depend on R, but --final-sparsity would)."""
-    assert make_cfg("--rounds", "4").run_name() != main_run.name
+    assert run_name(make_cfg("--rounds", "4")) != main_run.name

@@ -8,7 +8,17 @@ from torch import nn
 
 from lth import models
 from lth.errors import LthError
-from lth.masks import PRUNING_METHODS, Masks, prunable_weights
+from lth.masks import Masks, prunable_weights
+from lth.pruning import prune as pruning_prune, random_mask_like
+
+# The three settings of the old --method flag, as (criterion, scope) of lth.pruning.
+PRUNING_METHODS = ("local", "global", "random")
+
+
+def prune_to(masks, sparsity, method="local", generator=None):
+    criterion, scope = {"local": ("magnitude", "local"), "global": ("magnitude", "global"),
+                        "random": ("random", "local")}[method]
+    pruning_prune(masks, sparsity, criterion, scope, generator)
 
 TARGETS = [0.0, 0.1, 0.25, 0.25, 0.5, 0.62, 0.8, 0.9, 0.95, 0.99]
 
@@ -34,7 +44,7 @@ def generator(seed: int = 0) -> torch.Generator:
 
 
 def prune(masks: Masks, sparsity: float, method: str, seed: int = 0) -> None:
-    masks.prune_to(sparsity, method=method, generator=generator(seed) if method == "random" else None)
+    prune_to(masks, sparsity, method=method, generator=generator(seed) if method == "random" else None)
 
 
 def kept(masks: Masks):
@@ -76,7 +86,7 @@ def test_exclude_globs_drop_layers():
     assert any(".shortcut." in n for n in all_names)
     # an excluded layer is never pruned
     masks = Masks.for_model(net, exclude=("fc.*",))
-    masks.prune_to(0.9)
+    prune_to(masks, 0.9)
     assert all(p is not net.fc.weight for p in masks.params)
 
 
@@ -104,7 +114,7 @@ def test_global_total_count_is_round_target_times_numel():
     net = small_net()
     masks = Masks.for_model(net)
     for i, target in enumerate(TARGETS):
-        masks.prune_to(target, method="global")
+        prune_to(masks, target, method="global")
         total = sum(masks.pruned_counts())
         assert total == round(target * masks.numel())
         assert abs(masks.sparsity() - target) <= 1.0 / masks.numel()
@@ -193,7 +203,7 @@ def test_lower_target_changes_nothing(method):
 def test_local_prunes_the_smallest_magnitudes():
     net = small_net(4)
     masks = Masks.for_model(net)
-    masks.prune_to(0.6, method="local")
+    prune_to(masks, 0.6, method="local")
     for p, m in zip(masks.params, masks.tensors):
         a = p.detach().abs()
         assert float(a[m == 0].max()) <= float(a[m != 0].min())
@@ -202,7 +212,7 @@ def test_local_prunes_the_smallest_magnitudes():
 def test_global_prunes_the_smallest_magnitudes_over_all_layers():
     net = scaled_net()
     masks = Masks.for_model(net)
-    masks.prune_to(0.6, method="global")
+    prune_to(masks, 0.6, method="global")
     pruned = torch.cat([p.detach().abs()[m == 0] for p, m in zip(masks.params, masks.tensors)])
     kept_ = torch.cat([p.detach().abs()[m != 0] for p, m in zip(masks.params, masks.tensors)])
     assert float(pruned.max()) <= float(kept_.min())
@@ -211,14 +221,14 @@ def test_global_prunes_the_smallest_magnitudes_over_all_layers():
 def test_global_gives_different_per_layer_sparsities():
     net = scaled_net()
     global_masks = Masks.for_model(net)
-    global_masks.prune_to(0.5, method="global")
+    prune_to(global_masks, 0.5, method="global")
     s_conv, s_mid, s_last = [r["sparsity"] for r in global_masks.report()[:3]]
     # conv weights are 100x larger, the last layer's 100x smaller than the middle one's
     assert s_conv < 0.1
     assert s_last > 0.9
     assert s_conv < s_mid < s_last
     local_masks = Masks.for_model(net)
-    local_masks.prune_to(0.5, method="local")
+    prune_to(local_masks, 0.5, method="local")
     for row in local_masks.report()[:3]:
         assert abs(row["sparsity"] - 0.5) <= 1.0 / row["numel"]
 
@@ -226,16 +236,16 @@ def test_global_gives_different_per_layer_sparsities():
 def test_random_pruning_is_seeded_and_ignores_magnitude():
     net = scaled_net()
     a, b, c = Masks.for_model(net), Masks.for_model(net), Masks.for_model(net)
-    a.prune_to(0.5, method="random", generator=generator(7))
-    b.prune_to(0.5, method="random", generator=generator(7))
-    c.prune_to(0.5, method="random", generator=generator(8))
+    prune_to(a, 0.5, method="random", generator=generator(7))
+    prune_to(b, 0.5, method="random", generator=generator(7))
+    prune_to(c, 0.5, method="random", generator=generator(8))
     assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
     assert not all(torch.equal(x, y) for x, y in zip(a.tensors, c.tensors))
     local = Masks.for_model(net)
-    local.prune_to(0.5)
+    prune_to(local, 0.5)
     assert not all(torch.equal(x, y) for x, y in zip(a.tensors, local.tensors))
-    with pytest.raises(ValueError):
-        Masks.for_model(net).prune_to(0.5, method="random")
+    with pytest.raises(LthError, match="seeded generator"):
+        prune_to(Masks.for_model(net), 0.5, method="random")
 
 
 # ---- ties ---------------------------------------------------------------------------------
@@ -250,15 +260,15 @@ def test_ties_broken_by_index_deterministically(method):
         return net
 
     first, second = Masks.for_model(equal_net()), Masks.for_model(equal_net())
-    first.prune_to(0.4, method=method)
-    second.prune_to(0.4, method=method)
+    prune_to(first, 0.4, method=method)
+    prune_to(second, 0.4, method=method)
     assert all(torch.equal(a, b) for a, b in zip(first.tensors, second.tensors))
     if method == "local":
         for m in first.tensors:
             count = round(0.4 * m.numel())
             flat = m.view(-1)
             assert bool((flat[:count] == 0).all()) and bool((flat[count:] == 1).all())
-        first.prune_to(0.6, method=method)  # a second pruning continues in index order
+        prune_to(first, 0.6, method=method)  # a second pruning continues in index order
         for m in first.tensors:
             count = round(0.6 * m.numel())
             assert bool((m.view(-1)[:count] == 0).all()) and bool((m.view(-1)[count:] == 1).all())
@@ -274,11 +284,11 @@ def test_ties_at_the_threshold_take_the_lowest_indices():
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[3.0, -1.0, 2.0, 1.0, 1.0, 5.0, -1.0]]))
     masks = Masks.for_model(layer)
-    masks.prune_to(3 / 7 + 1e-9)  # 3 of 7: four weights tie at |w| = 1, the first three go
+    prune_to(masks, 3 / 7 + 1e-9)  # 3 of 7: four weights tie at |w| = 1, the first three go
     assert masks.tensors[0].view(-1).tolist() == [1, 0, 1, 0, 0, 1, 1]
     with torch.no_grad():
         layer.weight[0, 0] = 0.5  # now the smallest kept weight
-    masks.prune_to(5 / 7 + 1e-9)  # 2 more: index 0, then the last tie at |w| = 1
+    prune_to(masks, 5 / 7 + 1e-9)  # 2 more: index 0, then the last tie at |w| = 1
     assert masks.tensors[0].view(-1).tolist() == [0, 0, 1, 0, 0, 1, 0]
 
 
@@ -328,7 +338,7 @@ def _pruned_state(masks, opt):
 def test_pruned_weights_stay_exactly_zero_for_300_steps(name):
     net = small_net(5)
     masks = Masks.for_model(net)
-    masks.prune_to(0.7)
+    prune_to(masks, 0.7)
     masks.enforce()
     start = [p.detach().clone() for p in masks.params]
     opt = OPTIMIZERS[name](net.parameters())
@@ -350,7 +360,7 @@ def test_zero_optimizer_state_after_pruning_mid_training(name):
     opt = OPTIMIZERS[name](net.parameters())
     _train(net, masks, opt, 20)  # dense: state is non-zero almost everywhere
     for target in (0.3, 0.6, 0.9):
-        masks.prune_to(target)
+        prune_to(masks, target)
         masks.enforce()
         state = _pruned_state(masks, opt)
         assert any(bool((v != 0).any()) for v in state.values())  # stale state before zeroing
@@ -369,7 +379,7 @@ def test_enforce_zeroes_pruned_and_keeps_the_rest():
     net = small_net(7)
     masks = Masks.for_model(net)
     before = [p.detach().clone() for p in masks.params]
-    masks.prune_to(0.5)
+    prune_to(masks, 0.5)
     masks.enforce()
     for p, m, b in zip(masks.params, masks.tensors, before):
         assert bool((p.detach()[m == 0] == 0).all())
@@ -379,7 +389,7 @@ def test_enforce_zeroes_pruned_and_keeps_the_rest():
 def test_mask_grads_zeroes_pruned_grads_only():
     net = small_net(8)
     masks = Masks.for_model(net)
-    masks.prune_to(0.5)
+    prune_to(masks, 0.5)
     x, y = _batch()
     F.cross_entropy(net(x), y).backward()
     grads = [p.grad.clone() for p in masks.params]
@@ -410,7 +420,7 @@ def test_channels_last_model_gives_the_same_masks(method):
     b.enforce()
     for p, m in zip(b.params, b.tensors):
         assert bool((p.detach()[m == 0] == 0).all())
-    other = b.random_like(generator(1))
+    other = random_mask_like(b, generator(1))
     assert other.pruned_counts() == b.pruned_counts()
 
 
@@ -419,17 +429,17 @@ def test_channels_last_model_gives_the_same_masks(method):
 def test_random_like_keeps_counts_and_differs():
     net = scaled_net()
     masks = Masks.for_model(net)
-    masks.prune_to(0.8, method="global")
+    prune_to(masks, 0.8, method="global")
     original = kept(masks)
-    other = masks.random_like(generator(3))
+    other = random_mask_like(masks, generator(3))
     assert other.pruned_counts() == masks.pruned_counts()
     assert other.names == masks.names
     assert all(o is p for o, p in zip(other.params, masks.params))
     assert not all(torch.equal(a != 0, b) for a, b in zip(other.tensors, original))
     assert all(torch.equal(a != 0, b) for a, b in zip(masks.tensors, original))  # original untouched
-    again = masks.random_like(generator(3))
+    again = random_mask_like(masks, generator(3))
     assert all(torch.equal(a, b) for a, b in zip(other.tensors, again.tensors))
-    different_seed = masks.random_like(generator(4))
+    different_seed = random_mask_like(masks, generator(4))
     assert not all(torch.equal(a, b) for a, b in zip(other.tensors, different_seed.tensors))
 
 
@@ -438,7 +448,7 @@ def test_random_like_keeps_counts_and_differs():
 def test_report_rows_sum():
     net = small_net()
     masks = Masks.for_model(net)
-    masks.prune_to(0.37)
+    prune_to(masks, 0.37)
     rows = masks.report()
     layers, total = rows[:-1], rows[-1]
     assert [r["name"] for r in layers] == masks.names
@@ -477,10 +487,10 @@ def test_load_state_dict_keeps_tensor_identity():
     ids = [id(m) for m in masks.tensors]
     ptrs = [m.data_ptr() for m in masks.tensors]
     source = Masks.for_model(small_net())
-    source.prune_to(0.4)
+    prune_to(source, 0.4)
     masks.load_state_dict(source.state_dict())
     assert masks.pruned_counts() == source.pruned_counts()
-    masks.prune_to(0.6)
+    prune_to(masks, 0.6)
     assert masks.pruned_counts() == [round(0.6 * m.numel()) for m in masks.tensors]
     assert [id(m) for m in masks.tensors] == ids
     assert [m.data_ptr() for m in masks.tensors] == ptrs
@@ -524,6 +534,25 @@ def test_sparsity_outside_unit_interval_raises(method, sparsity):
     assert masks.sparsity() == 0.0
 
 
-def test_unknown_method_raises():
+def test_unknown_criterion_and_scope_raise():
+    with pytest.raises(LthError, match="magnitude"):
+        pruning_prune(Masks.for_model(small_net()), 0.5, criterion="largest")
     with pytest.raises(LthError, match="local"):
-        Masks.for_model(small_net()).prune_to(0.5, method="magnitude")
+        pruning_prune(Masks.for_model(small_net()), 0.5, scope="everywhere")
+
+
+def test_exclude_matching_no_layer_lists_the_layers():
+    with pytest.raises(LthError) as info:
+        Masks.for_model(small_net(), exclude=("classifier.*",))
+    assert "matches no layer" in str(info.value)
+    for name in prunable_weights(small_net()):
+        assert name in str(info.value)
+
+
+def test_layer_sets_conv_and_all_but_output():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.Linear(8, 3))
+    assert list(prunable_weights(net, layers="conv")) == ["0.weight"]
+    assert list(prunable_weights(net, layers="all_but_output")) == ["0.weight", "3.weight"]
+    assert list(prunable_weights(net)) == ["0.weight", "3.weight", "4.weight"]
+    with pytest.raises(LthError, match="no prunable weights"):
+        prunable_weights(nn.Sequential(nn.Linear(3, 3)), layers="conv")

@@ -7,6 +7,7 @@ from torch import nn
 from lth import models
 from lth.errors import LthError
 from lth.masks import Masks
+from lth.pruning import prune
 
 PAPER_MODELS = {"conv2", "conv4", "conv6", "lenet300_100", "resnet18", "resnet20", "vgg16"}
 SMALL_INPUT_MODELS = ("lenet300_100", "conv2", "conv4", "conv6")
@@ -65,7 +66,7 @@ def test_builds_forward_backward(name, num_classes, in_channels, image_size, bat
     # and lth can prune it
     masks = Masks.for_model(net)
     assert masks.numel() > 0
-    masks.prune_to(0.5)
+    prune(masks, 0.5)
     masks.enforce()
     _forward_backward(net, num_classes, in_channels, image_size, batch)
 

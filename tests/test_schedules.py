@@ -2,6 +2,7 @@
 
 The reference formulas below are written out independently of lth.schedules.
 """
+import dataclasses
 import inspect
 import math
 
@@ -12,7 +13,7 @@ from lth.errors import LthError
 
 TS = [i / 200 for i in range(201)]  # 201 points of t in [0, 1], both ends included
 PAIRS = [(0.0, 0.9), (0.2, 0.36), (0.5, 0.6), (0.0, 0.0), (0.3, 0.3)]
-NAMES = ("one_shot", "iterative", "agp", "ocp")
+NAMES = ("one_shot", "imp", "iterative", "agp", "ocp")
 
 
 # ---- reference formulas, written from the paper / DESIGN.md -------------------------------
@@ -40,7 +41,11 @@ def ref_ocp(t, s_i, s_f, alpha=14.0, beta=5.0):
     return s_i + (s_f - s_i) * (1.0 + math.exp(-alpha + beta)) / (1.0 + math.exp(-alpha * t + beta))
 
 
-REFERENCES = {"one_shot": ref_one_shot, "iterative": ref_iterative, "agp": ref_agp, "ocp": ref_ocp}
+def ref_imp(t, s_i, s_f):
+    return s_f if t >= 1.0 else s_i
+
+
+REFERENCES = {"one_shot": ref_one_shot, "imp": ref_imp, "iterative": ref_iterative, "agp": ref_agp, "ocp": ref_ocp}
 
 
 def _near_a_jump(t, start=0.2, end=1.0, steps=3, eps=1e-9):
@@ -71,7 +76,7 @@ def test_iterative_matches_formula(s_i, s_f, steps):
     for t in TS:
         if _near_a_jump(t, steps=steps):
             continue
-        assert schedules.iterative(t, s_i, s_f, steps=steps) == pytest.approx(
+        assert schedules.iterative(t, s_i, s_f, prune_steps=steps) == pytest.approx(
             ref_iterative(t, s_i, s_f, steps=steps), abs=1e-12), t
 
 
@@ -94,7 +99,7 @@ def test_iterative_window_is_settable():
     for t in TS:
         if _near_a_jump(t, start=0.1, end=0.9, steps=4):
             continue
-        assert schedules.iterative(t, 0.0, 0.8, start=0.1, end=0.9, steps=4) == pytest.approx(
+        assert schedules.iterative(t, 0.0, 0.8, start=0.1, end=0.9, prune_steps=4) == pytest.approx(
             ref_iterative(t, 0.0, 0.8, start=0.1, end=0.9, steps=4), abs=1e-12), t
 
 
@@ -180,9 +185,14 @@ def test_paper_defaults_are_the_keyword_defaults():
                 if p.default is not inspect.Parameter.empty}
 
     assert defaults(schedules.one_shot) == {"start": 0.4}
-    assert defaults(schedules.iterative) == {"start": 0.2, "end": 1.0, "steps": 3}
+    assert defaults(schedules.iterative) == {"start": 0.2, "end": 1.0, "prune_steps": 3}
     assert defaults(schedules.agp) == {"start": 0.2, "end": 1.0}
     assert defaults(schedules.ocp) == {"alpha": 14.0, "beta": 5.0}
+    assert defaults(schedules.imp) == {}
+    # the registry's parameter dataclasses (what the CLI and configs use) say the same
+    for name in NAMES:
+        entry = schedules.SCHEDULES.get(name)
+        assert dataclasses.asdict(entry.params()) == defaults(entry.fn), name
     # and the defaults are what the functions use
     assert schedules.ocp(0.37, 0.1, 0.9) == schedules.ocp(0.37, 0.1, 0.9, alpha=14.0, beta=5.0)
     assert schedules.agp(0.37, 0.1, 0.9) == schedules.agp(0.37, 0.1, 0.9, start=0.2, end=1.0)
@@ -192,6 +202,7 @@ def test_paper_defaults_are_the_keyword_defaults():
 # ---- registry -------------------------------------------------------------------------------
 
 def test_registry_get_returns_the_functions():
+    assert schedules.get("imp") is schedules.imp
     assert schedules.get("one_shot") is schedules.one_shot
     assert schedules.get("iterative") is schedules.iterative
     assert schedules.get("agp") is schedules.agp
@@ -210,7 +221,7 @@ def test_registry_unknown_name_lists_choices():
 def test_register_adds_a_schedule():
     name = "test_linear_schedule"
     try:
-        @schedules.register(name)
+        @schedules.SCHEDULES.register(name)
         def linear(t, s_i, s_f):
             return s_i + (s_f - s_i) * t
 
@@ -220,9 +231,9 @@ def test_register_adds_a_schedule():
             schedules.get("still_nope")
         assert name in str(info.value)
         with pytest.raises(ValueError):
-            schedules.register(name)(linear)  # registering a name twice is a programming error
+            schedules.SCHEDULES.register(name)(linear)  # registering a name twice is a programming error
     finally:
-        schedules.SCHEDULES.pop(name, None)
+        schedules.SCHEDULES.entries.pop(name, None)
     with pytest.raises(LthError):
         schedules.get(name)
 

@@ -1,6 +1,6 @@
 """What lth.bench measures: lth's own data, models, masks and training step, and the usual alternatives.
 
-The training step is built from lth's parts (lth.imp.build_model, lth.train.make_optimizer with the
+The training step is built from lth's parts (lth.assemble.build_model, lth.train.make_optimizer with the
 resolved paper recipe, lth.train.train_step and lr_at, lth.masks.Masks, lth.data.DeviceLoader), so
 what is timed is the engine that `python -m lth.run` runs.
 """
@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth import imp
+from lth import assemble
 from lth.config import RunConfig
 from lth.data import Dataset, DeviceLoader, load
 from lth.errors import LthError
 from lth.masks import Masks
+from lth.pruning import prune
 from lth.train import lr_at, make_loaders, make_optimizer, train_step
 
 log = logging.getLogger("lth.bench")
@@ -72,8 +73,8 @@ def run_config(model_name: str, batch_size: int, bf16: bool = True) -> RunConfig
 
 
 def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> nn.Module:
-    """Seeded as lth.imp builds it (channels_last when the config says so)."""
-    return imp.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    """Seeded as a run builds it (lth.assemble; channels_last when the config says so)."""
+    return assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
 
 
 def train_loader(cfg: RunConfig, dataset: Dataset, device: torch.device) -> DeviceLoader:
@@ -106,7 +107,7 @@ def model_maker(cfg: RunConfig, dataset: Dataset, device: torch.device, shared: 
 def masked(model: nn.Module, sparsity: float = SPARSITY) -> Masks:
     """lth masks over every conv/linear weight at `sparsity` (local L1), already enforced."""
     masks = Masks.for_model(model)
-    masks.prune_to(sparsity, "local")
+    prune(masks, sparsity)
     masks.enforce()
     return masks
 

@@ -7,10 +7,10 @@ interleaved blocks:
   lth masked     90 % local L1 masks, masks.mask_grads() before the step, masks.enforce() after
   lth mask ops   those two calls alone: what lth adds to a dense step
   prune hooks    the same masks through torch.nn.utils.prune.custom_from_mask (forward pre-hooks)
-  lth + OCP      lth masked, plus lth.train's per-step mask update of an OCP round (prune_to,
+  lth + OCP      lth masked, plus a run's per-step MaskUpdater of an OCP round (prune,
                  zero_optimizer_state, enforce whenever the target rose) at the paper's budget
 --profile: torch.profiler self time per op of a dense and an lth-masked step, largest differences.
-Mask update: Masks.prune_to on a raised target (every layer: 0.80 -> 0.81; and one OCP step),
+Mask update: lth.pruning.prune on a raised target (every layer: 0.80 -> 0.81; and one OCP step),
 local and global, alone and with the rest of lth.train's update (zero_optimizer_state + enforce).
 """
 import itertools
@@ -23,8 +23,9 @@ import torch
 from lth.bench.common import Bench, format_table, median, paired_ratio, spread, sync, time_interleaved
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, prune_with_hooks, run_config,
                               train_loader)
-from lth.imp import in_round_schedule
 from lth.masks import Masks
+from lth.pruning import MaskUpdater, prune
+from lth.pruning.targets import in_round_target
 from lth.train import total_steps
 
 log = logging.getLogger("lth.bench")
@@ -39,23 +40,25 @@ PROFILE_STEPS = 2            # --profile: steps of each variant under torch.prof
 PROFILE_TOP = 8              # --profile: ops listed
 
 
-class OcpUpdate:
-    """lth.train's update_mask for one OCP round of `total` steps, starting at step `start`."""
+def ocp_target(cfg):
+    """Round 1's OCP target t -> sparsity, bound as a run binds it."""
+    return in_round_target("ocp", cfg.prune.schedule_params, *OCP_ROUND)
 
-    def __init__(self, cfg, masks: Masks, optimizer: torch.optim.Optimizer, method: str, total: int, start: int):
-        self.target = in_round_schedule(cfg, *OCP_ROUND)
-        self.masks, self.optimizer, self.method, self.total = masks, optimizer, method, total
-        self.step, self.pruned_target = start, -1.0
-        self.changes = 0  # calls that raised the target (and so ran the whole update)
+
+class OcpUpdate:
+    """A run's MaskUpdater for one OCP round of `total` steps, called as lth.train calls it
+    before each step, starting at step `start`."""
+
+    def __init__(self, cfg, masks: Masks, optimizer: torch.optim.Optimizer, scope: str, total: int, start: int):
+        self.updater = MaskUpdater(masks, ocp_target(cfg), scope=scope)
+        self.optimizer, self.total, self.step = optimizer, total, start
+
+    @property
+    def changes(self) -> int:
+        return self.updater.updates  # calls that raised the target (and so ran the whole update)
 
     def __call__(self) -> None:
-        target = self.target(self.step / self.total)
-        if target > self.pruned_target:
-            self.masks.prune_to(target, self.method)
-            self.masks.zero_optimizer_state(self.optimizer)
-            self.masks.enforce()
-            self.pruned_target = target
-            self.changes += 1
+        self.updater.update(self.step / self.total, self.optimizer)
         self.step += 1
 
 
@@ -192,11 +195,11 @@ def mask_update(bench: Bench) -> dict:
                 for out, full in ((prune_s, False), (full_s, True)):
                     model.load_state_dict(weights)
                     masks = Masks.for_model(model)
-                    masks.prune_to(RAISE[0], method)
+                    prune(masks, RAISE[0], scope=method)
                     sync(device)
 
                     def update():
-                        masks.prune_to(RAISE[1], method)
+                        prune(masks, RAISE[1], scope=method)
                         if full:
                             masks.zero_optimizer_state(optimizer)
                             masks.enforce()
@@ -215,12 +218,12 @@ def mask_update(bench: Bench) -> dict:
         notes.append(f"{name}: {sum(m.numel() for m in Masks.for_model(model).tensors):,} prunable weights; "
                      f"OCP round 1 has {total} steps at the paper budget, the target rises at every one "
                      f"({_rising_steps(cfg, total)} of {total})")
-    notes.append("full update = prune_to + zero_optimizer_state + enforce, as lth.train.update_mask runs it")
+    notes.append("full update = prune + zero_optimizer_state + enforce, as lth.pruning.MaskUpdater runs it")
     return {"rows": rows, "notes": notes}
 
 
 def _rising_steps(cfg, total: int) -> int:
-    target = in_round_schedule(cfg, *OCP_ROUND)
+    target = ocp_target(cfg)
     values = [target(k / total) for k in range(total)]
     return sum(b > a for a, b in zip([-1.0] + values, values))
 
@@ -230,7 +233,7 @@ STEP_COLUMNS = [("model", "model", ""), ("variant", "variant", ""), ("batch", "b
                 ("ratio_to_dense", "x dense", ".4f"),
                 ("spread", "spread", ".1%"), ("images_per_s", "img/s", ".0f")]
 UPDATE_COLUMNS = [("model", "model", ""), ("method", "method", ""), ("update", "update", ""),
-                  ("prune_to_ms", "prune_to ms", ".1f"), ("full_update_ms", "full update ms", ".1f"),
+                  ("prune_to_ms", "prune ms", ".1f"), ("full_update_ms", "full update ms", ".1f"),
                   ("changed", "mask changed", "")]
 
 
@@ -245,5 +248,5 @@ def render(section: str, result: dict) -> str:
     if section == "mask_step":
         return format_table("Training step cost of masking (forward + backward + optimizer step)",
                             STEP_COLUMNS, result["rows"], result["notes"])
-    return format_table("Mask update cost (lth.masks.Masks.prune_to)", UPDATE_COLUMNS, result["rows"],
+    return format_table("Mask update cost (lth.pruning.prune)", UPDATE_COLUMNS, result["rows"],
                         result["notes"])

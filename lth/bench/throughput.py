@@ -20,7 +20,7 @@ from typing import Callable, List
 import torch
 import torch.nn.functional as F
 
-from lth import imp, models
+from lth import assemble, models
 from lth.bench.common import Bench, Spec, format_table, measure_rows, sync
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, model_maker, prune_with_hooks, run_config,
                               train_loader)
@@ -46,9 +46,9 @@ class NaiveStep:
             model = models.build(name, bench.dataset.num_classes, bench.dataset.in_channels, 32)
         self.model = model.to(self.device)
         prune_with_hooks(self.model)  # prune.l1_unstructured, amount 0.9, every conv/linear
-        t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(t.momentum, t.beta2),
-                                           eps=t.eps, weight_decay=t.weight_decay)
+        t, o = cfg.train, cfg.train.optimizer_params
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(o["beta1"], o["beta2"]),
+                                           eps=o["eps"], weight_decay=t.weight_decay)
         self.batches = cycle(torchvision_loader(bench.dataset, batch, NAIVE_WORKERS, cfg.seeds.order_seed,
                                                 pin_memory=False))
         self.running_loss = 0.0
@@ -135,7 +135,7 @@ def interpolation(bench: Bench) -> dict:
     cfg = run_config(name, batch)
     dataset = bench.dataset.to(device)
     a = build_model(cfg, dataset, device)
-    b = imp.build_model(cfg, dataset, cfg.seeds.init_seed + 1, device)
+    b = assemble.build_model(cfg, dataset, cfg.seeds.init_seed + 1, device)
     probe = build_model(cfg, dataset, device)
     channels_last = cfg.train.channels_last
     n = size.eval_images or len(dataset.test_y)

@@ -1,0 +1,79 @@
+"""Run assembly: the model, data, masks and rewind state that a config describes.
+
+The IMP driver, the stability analysis and lth.bench build their pieces here, so a run, its
+ticket copies and a benchmark are made the same way (docs/DESIGN.md §1).
+
+    dataset = assemble.load_data(cfg)
+    model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    masks = assemble.make_masks(cfg, model)
+"""
+import torch
+from torch import nn
+
+from lth import data, models
+from lth.config import RunConfig
+from lth.data import Dataset
+from lth.errors import LthError
+from lth.masks import Masks, prunable_weights
+from lth.restart import policy
+from lth.train import total_steps
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    return data.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+
+
+def image_size(cfg: RunConfig, dataset: Dataset) -> int:
+    return cfg.data.image_size or dataset.native_size
+
+
+def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Module:
+    """The model of `cfg`, initialised from `seed` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = models.build(cfg.model.model, dataset.num_classes, dataset.in_channels, image_size(cfg, dataset))
+        except ValueError as e:
+            raise LthError(str(e)) from None
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_masks(cfg: RunConfig, model: nn.Module) -> Masks:
+    return Masks.for_model(model, cfg.prune.exclude, cfg.prune.layers)
+
+
+def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
+    """Fail early, with one line, when the model cannot take the dataset's images or the layer
+    choice (--layers, --exclude, --layer-rate) leaves it nothing to prune."""
+    from lth.pruning.targets import layer_rates
+    model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
+    names = list(prunable_weights(model, cfg.prune.exclude, cfg.prune.layers))
+    layer_rates(names, cfg.prune.rate or 0.0, cfg.prune.layer_rate)
+    size = image_size(cfg, dataset)
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, dataset.in_channels, size, size))
+    except RuntimeError as e:
+        raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
+                       f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
+
+
+def check_budget(cfg: RunConfig, dataset: Dataset) -> int:
+    """The round budget in steps; refuses a restart step beyond it."""
+    steps = total_steps(cfg.train, len(dataset.train_y))
+    capture = restart_policy(cfg).capture_step
+    if capture is not None and capture > steps:
+        raise LthError(f"--rewind-step {capture} is beyond the round's budget of {steps} steps")
+    return steps
+
+
+def restart_policy(cfg: RunConfig):
+    return policy(cfg.prune.restart, cfg.prune.restart_params)
+
+
+def rewind_state(store, cfg: RunConfig) -> dict:
+    """The weights a ticket of this run starts from (W0, or W_k with late rewinding)."""
+    return restart_policy(cfg).ticket_state(store)

@@ -1,0 +1,91 @@
+"""A whole IMP run as one library call: what `python -m lth.run`, the studies and scripts use.
+
+    from lth import config, execute          # execute is lth.execution.execute
+    cfg = config.from_overrides({"schedule": "ocp", "rounds": 14}, preset="quick")
+    result = execute(cfg, runs_root="runs", device="cpu")
+    result.run_dir, result.summaries[-1]["test_acc"]
+
+Order of work (docs/DESIGN.md §6): check the config and the data (nothing written yet), take
+the run's lock, refuse a run directory that holds another config, write config.json, then run
+or resume the rounds. Raises LthError for anything the user can fix; KeyboardInterrupt passes
+through with every finished round and the last epoch checkpoint kept.
+"""
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+import lth
+from lth import assemble, imp
+from lth.config import RunConfig, differing_fields, validate
+from lth.errors import LthError
+from lth.store import RunStore, run_name
+from lth.train import pick_device
+
+log = logging.getLogger("lth.execution")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summaries: List[dict]   # one per round, as round_NN/summary.json holds them
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(lth.__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_metadata(cfg: RunConfig, device: torch.device) -> dict:
+    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg),
+            "versions": {"lth": lth.__version__, "torch": torch.__version__, "python": platform.python_version()},
+            "git_commit": git_commit(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def check_same_config(store: RunStore, cfg: RunConfig) -> None:
+    """Refuse a run directory that holds a run of another config, naming the differing fields."""
+    if not store.is_run():
+        return
+    saved, wanted = store.run_config().resolved().experiment_dict(), cfg.experiment_dict()
+    if saved != wanted:
+        fields = ", ".join(differing_fields(saved, wanted)[:6])
+        raise LthError(f"{store.root} holds a run with a different config (differs in {fields}); "
+                       f"nothing was changed; pick another --run-dir or drop the differing flags")
+
+
+def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[str] = None, device: str = "auto",
+            progress: bool = False) -> RunResult:
+    """Run, or resume, the IMP run of `cfg` (resolved here if it is not yet) in
+    `run_dir`, or `runs_root/<dataset>-<model>-<schedule>-<hash8>` (runs_root defaults to
+    cfg.runtime.runs_root)."""
+    cfg = cfg.resolved()
+    validate(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else Path(runs_root or cfg.runtime.runs_root) / run_name(cfg)
+    torch_device = pick_device(device)
+    dataset = assemble.load_data(cfg)
+    assemble.check_budget(cfg, dataset)
+    assemble.check_model_fits(cfg, dataset)
+    store = RunStore(run_dir)
+    check_same_config(store, cfg)  # refuse before touching anything (not even the lock file)
+    store.make_root()
+    with store.lock():
+        check_same_config(store, cfg)  # again, now that no other process can write config.json
+        if not store.is_run():
+            store.create(run_metadata(cfg, torch_device))
+        for path in store.remove_stale_temp_files():
+            log.info("removed %s, left by a writer that was killed mid-write", path)
+        log.info("run %s: %s on %s, %d of %d rounds done", run_dir, cfg.prune.schedule, torch_device,
+                 len(store.finished_rounds()), cfg.prune.rounds)
+        summaries = imp.run(cfg, store, dataset, torch_device, progress=progress)
+    return RunResult(run_dir, summaries)

@@ -1,0 +1,65 @@
+"""Learning-rate schedules: a registry of pure functions lr(t, peak) with t = step / total.
+
+    one_cycle  fastai fit_one_cycle: cosine lr/div -> lr over `warmup`, cosine lr -> lr/div_final
+    step       linear warm-up, then x gamma at each milestone (OpenLTH)
+    constant   linear warm-up, then constant
+
+`lth.train.lr_at(step, total, train_cfg)` evaluates the configured one; docs/DESIGN.md §3 has
+the formulas. Adding one is a decorated function with a parameter dataclass (lth.registry).
+"""
+import math
+from dataclasses import dataclass
+from typing import Tuple
+
+from lth.knobs import knob
+from lth.registry import Registry
+
+LR_SCHEDULES = Registry("LR schedule")
+
+
+@dataclass
+class WarmupParams:
+    warmup: float = knob(0.0, "fraction of the budget spent warming the LR up (linear; one_cycle: cosine)",
+                         ge=0, lt=1)
+
+
+@dataclass
+class OneCycleParams:
+    warmup: float = knob(0.25, "fraction of the budget spent warming the LR up (fastai pct_start: 0.25)",
+                         ge=0, lt=1)
+    div: float = knob(25.0, "the LR starts at lr/div (fastai: 25)", gt=0)
+    div_final: float = knob(1e5, "the LR ends at lr/div_final (fastai: 1e5)", gt=0)
+
+
+@dataclass
+class StepParams(WarmupParams):
+    milestones: Tuple[float, ...] = knob((0.5, 0.75), "fractions of the budget where the LR is multiplied by gamma",
+                                         ge=0, le=1)
+    gamma: float = knob(0.1, "LR factor at each milestone", gt=0)
+
+
+@LR_SCHEDULES.register("one_cycle", OneCycleParams)
+def one_cycle(t: float, lr: float, warmup: float = 0.25, div: float = 25.0, div_final: float = 1e5) -> float:
+    """fastai fit_one_cycle: cosine from lr/div up to lr over `warmup`, then cosine down to lr/div_final."""
+    lo, hi, end = lr / div, lr, lr / div_final
+    if t < warmup:
+        return lo + (hi - lo) * (1 - math.cos(math.pi * t / warmup)) / 2
+    u = (t - warmup) / (1 - warmup)
+    return end + (hi - end) * (1 + math.cos(math.pi * u)) / 2
+
+
+def _linear_warmup(t: float, warmup: float) -> float:
+    return min(1.0, t / warmup) if warmup > 0 else 1.0
+
+
+@LR_SCHEDULES.register("step", StepParams)
+def step(t: float, lr: float, warmup: float = 0.0, milestones: Tuple[float, ...] = (0.5, 0.75),
+         gamma: float = 0.1) -> float:
+    """Linear warm-up, then lr x gamma at each milestone passed (OpenLTH's CIFAR recipe)."""
+    return lr * _linear_warmup(t, warmup) * gamma ** sum(t >= m for m in milestones)
+
+
+@LR_SCHEDULES.register("constant", WarmupParams)
+def constant(t: float, lr: float, warmup: float = 0.0) -> float:
+    """Linear warm-up, then the peak LR throughout."""
+    return lr * _linear_warmup(t, warmup)

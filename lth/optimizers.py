@@ -1,0 +1,44 @@
+"""Optimizers: a registry of constructors make(groups, lr, **params) -> torch.optim.Optimizer.
+
+    adamw  decoupled weight decay (fastai's default optimizer, the paper's recipe)
+    sgd    with momentum (OpenLTH's recipe)
+
+`lth.train.make_optimizer(model, train_cfg, device)` builds the configured one, with the
+parameter groups (no weight decay on BatchNorm weights and biases unless --decay-bn-bias).
+Fused kernels on CUDA and CPU: on CPU the foreach path's sqrt is about 5x slower on the exact
+zeros that masked Adam moments hold (lth.bench masks --profile, resnet18 batch 16: AdamW step
+49.9 -> 7.1 ms masked).
+"""
+from dataclasses import dataclass
+
+import torch
+
+from lth.knobs import knob
+from lth.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+
+@dataclass
+class AdamWParams:
+    beta1: float = knob(0.9, "AdamW beta1 (the momentum term)", ge=0, lt=1)
+    beta2: float = knob(0.99, "AdamW beta2 (fastai: 0.99)", ge=0, lt=1)
+    eps: float = knob(1e-5, "AdamW epsilon (fastai: 1e-5)", gt=0)
+
+
+@dataclass
+class SgdParams:
+    momentum: float = knob(0.9, "SGD momentum", ge=0, lt=1)
+    nesterov: bool = knob(False, "Nesterov momentum")
+
+
+@OPTIMIZERS.register("adamw", AdamWParams)
+def adamw(groups, lr: float, beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-5) -> torch.optim.Optimizer:
+    """AdamW with decoupled weight decay."""
+    return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps, fused=True)
+
+
+@OPTIMIZERS.register("sgd", SgdParams)
+def sgd(groups, lr: float, momentum: float = 0.9, nesterov: bool = False) -> torch.optim.Optimizer:
+    """SGD with (optionally Nesterov) momentum."""
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=True)

@@ -1,0 +1,31 @@
+"""Pruning criteria: how each prunable weight is scored (the lowest scores are pruned first).
+
+    magnitude  |w| (L1 magnitude): the paper's, fasterai's and OpenLTH's criterion
+    random     uniform noise from a seeded CPU generator: the random-pruning control
+
+A criterion is `score(param, generator) -> float tensor of param's shape` on param's device.
+Random scores are drawn on the CPU from the caller's generator so that the same seed gives the
+same mask on every device.
+"""
+from typing import Optional
+
+import torch
+
+from lth.errors import LthError
+from lth.registry import Registry
+
+CRITERIA = Registry("pruning criterion")
+
+
+@CRITERIA.register("magnitude")
+def magnitude(param: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """L1 magnitude |w|."""
+    return param.detach().abs().float()
+
+
+@CRITERIA.register("random")
+def random(param: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Uniform random scores from the seeded generator (the control)."""
+    if generator is None:
+        raise LthError("random pruning needs a seeded generator")
+    return torch.rand(param.shape, generator=generator).to(param.device)

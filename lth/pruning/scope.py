@@ -1,0 +1,80 @@
+"""Scope: how a sparsity target is spread over the prunable layers.
+
+    local   every layer to its own target (one value for all, or per-layer values from
+            --layer-rate): a layer's pruned count is round(target * numel) (the paper's setting)
+    global  one threshold over all layers: round(target * total) pruned overall (OpenLTH)
+
+Masks only lose ones: a target at or below what a layer has already pruned changes nothing.
+Per-layer pruned counts are tracked on the host (`Masks.known_counts`), so deciding which
+layers to update costs no device-to-host sync inside the training loop.
+"""
+from typing import Optional, Sequence, Union
+
+import torch
+
+from lth.errors import LthError
+from lth.masks import Masks
+from lth.pruning.criteria import CRITERIA
+from lth.pruning.select import prune_layer, prune_lowest
+
+SCOPES = ("local", "global")
+
+
+@torch.no_grad()
+def prune(masks: Masks, target: Union[float, Sequence[float]], criterion: str = "magnitude",
+          scope: str = "local", generator: Optional[torch.Generator] = None) -> None:
+    """Raise sparsity to `target` (never lower). `target`: one sparsity, or (local) one per layer
+    in masks.names order. `generator` (CPU) drives the random criterion."""
+    score = CRITERIA.get(criterion).fn
+    if scope == "global":
+        if not isinstance(target, (int, float)):
+            raise LthError("global pruning takes one sparsity for all layers, not per-layer targets")
+        _check(target)
+        _prune_global(masks, target, score, generator)
+        return
+    if scope != "local":
+        raise LthError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    targets = [target] * len(masks.tensors) if isinstance(target, (int, float)) else list(target)
+    if len(targets) != len(masks.tensors):
+        raise LthError(f"{len(targets)} per-layer targets for {len(masks.tensors)} prunable layers")
+    counts = masks.known_counts if masks.known_counts is not None else masks.pruned_counts()
+    for i, (param, mask, sparsity) in enumerate(zip(masks.params, masks.tensors, targets)):
+        _check(sparsity)
+        wanted = round(sparsity * mask.numel())
+        if wanted <= counts[i]:
+            continue  # nothing new to prune in this layer (and never revive)
+        prune_layer(mask, score(param, generator), wanted - counts[i])
+        counts[i] = wanted
+    masks.known_counts = counts
+
+
+def _check(sparsity: float) -> None:
+    if not 0.0 <= sparsity < 1.0:
+        raise LthError(f"sparsity {sparsity} is outside [0, 1)")
+
+
+def _prune_global(masks: Masks, sparsity: float, score, generator) -> None:
+    scores = torch.cat([score(p, generator).reshape(-1) for p in masks.params])
+    flat = torch.cat([m.reshape(-1) for m in masks.tensors])
+    already = sum(masks.known_counts) if masks.known_counts is not None else int((flat == 0).sum())
+    wanted = round(sparsity * flat.numel())
+    if wanted <= already:
+        return
+    prune_lowest(flat, scores, wanted - already)
+    masks.known_counts = None  # per-layer counts now depend on the weights: recount lazily
+    offset = 0
+    for mask in masks.tensors:
+        n = mask.numel()
+        mask.copy_(flat[offset:offset + n].view(mask.shape))
+        offset += n
+
+
+@torch.no_grad()
+def random_mask_like(masks: Masks, generator: torch.Generator) -> Masks:
+    """A random mask with `masks`' per-layer pruned counts (the random-pruning control)."""
+    other = Masks(dict(zip(masks.names, masks.params)))
+    score = CRITERIA.get("random").fn
+    for param, mask, pruned in zip(other.params, other.tensors, masks.pruned_counts()):
+        prune_layer(mask, score(param, generator), pruned)
+    other.known_counts = None
+    return other

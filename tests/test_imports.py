@@ -1,0 +1,56 @@
+"""Imports point one way (docs/DESIGN.md §1): lth never imports analysis; analysis and lth.bench
+use lth's public modules, never the driver (lth.imp) or the CLI (lth.run); only lth.execution
+imports the driver, and nothing imports the CLI module. Read from the source with ast, so the
+test needs no imports of its own and fails on a new arrow the moment it is written."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imports_of(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+SOURCES = {module_name(p): set(imports_of(p)) for package in ("lth", "analysis")
+           for p in (ROOT / package).rglob("*.py")}
+
+
+def importers(target: str):
+    return sorted(m for m, deps in SOURCES.items() if any(d == target or d.startswith(target + ".") for d in deps)
+                  and m != target)
+
+
+def test_lth_never_imports_analysis():
+    assert [m for m in SOURCES if m.startswith("lth") and any(d.split(".")[0] == "analysis" for d in SOURCES[m])] == []
+
+
+def test_only_execution_imports_the_driver_and_nothing_imports_the_cli():
+    assert importers("lth.imp") == ["lth.execution"]
+    assert importers("lth.run") == []
+
+
+def test_analysis_and_bench_use_public_modules_only():
+    private = ("lth.imp", "lth.run", "lth.execution")
+    for m, deps in SOURCES.items():
+        if m.startswith("analysis") or m.startswith("lth.bench"):
+            assert not [d for d in deps if d.startswith(private)], m
+
+
+def test_pruning_does_not_reach_up():
+    """lth.pruning sits below training, the driver and the config: it imports none of them."""
+    upward = ("lth.train", "lth.imp", "lth.execution", "lth.config", "lth.run", "lth.assemble")
+    for m, deps in SOURCES.items():
+        if m.startswith("lth.pruning"):
+            assert not [d for d in deps if d.startswith(upward)], m
