@@ -1,4 +1,4 @@
-"""The IMP driver: rounds of rewind, train while pruning, save (DESIGN.md section 2).
+"""The IMP driver: rounds of rewind, train while pruning, save (docs/DESIGN.md §2).
 
     W0 = the seeded initialisation, m_0 = ones.
     Round r = 1..R: weights <- W_rewind * m_{r-1} (W0, or W_k with --rewind-step k);
