@@ -1,21 +1,22 @@
 """The run directory: one module owns its layout, and every write and read goes through it.
 
     runs/<dataset>-<model>-<schedule>-<hash8>/
-      config.json            resolved config, versions, git commit, device (lth.provenance)
-      provenance.diff        `git diff HEAD` of a dirty checkout (lth.provenance; absent when clean)
+      config.json            resolved config, versions, git commit, device
+      provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.provenance)
       init.pt                W0 (model state: weights and BatchNorm buffers)
       rewind.pt              W_k, with --rewind-step k
       round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
       stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
                              (written by the analysis package; analysis/settings.py names them)
 
-Guarantees: every file is written to a temporary name in the same folder, flushed, fsynced and
-renamed, and the folder is fsynced after the rename (and after creating a folder), so a reader
-sees the old file or the new one, never half of one, and a finished write survives a power
-failure. Temporary names carry the writer's pid and host (`.<name>.<pid>@<host>.tmp`); the
-cleanup of a killed writer's leftovers removes only this host's files of dead pids, and only in
-the folders of whoever cleans (the run: root and rounds; the analysis: its locked folder). A round is done only
-when its summary.json exists (written last). Tensor files carry a SHA-256 of their contents,
+Guarantees (docs/DESIGN.md §7): every file is written to a temporary name in the same folder,
+flushed, fsynced and renamed, and the folder is fsynced after the rename (and after creating a
+folder), so a reader sees the old file or the new one, never half of one, and a finished write
+survives a power failure. Temporary names carry the writer's pid and host
+(`.<name>.<pid>@<host>.tmp`); the cleanup of a killed writer's leftovers removes only this
+host's files of dead pids, and only in the folders of whoever cleans (the run: root and rounds;
+the analysis: the stability folder it holds the lock of). A round is done only when its
+summary.json exists (written last). Tensor files carry a SHA-256 of their contents,
 recorded at write time and checked at read time, and are read with `weights_only=True`, so a
 corrupted file is reported with its path and a crafted pickle cannot run code. One process at
 a time writes a run: `RunStore.lock()` holds an flock on `.lock` (released by the kernel when
