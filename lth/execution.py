@@ -12,7 +12,6 @@ through with every finished round and the last epoch checkpoint kept.
 """
 import logging
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import List, Optional
 
 import torch
 
-import lth
-from lth import assemble, imp
+from lth import assemble, imp, provenance
 from lth.config import RunConfig, differing_fields, validate
 from lth.errors import LthError
 from lth.store import RunStore, run_name
@@ -36,19 +34,10 @@ class RunResult:
     summaries: List[dict]   # one per round, as round_NN/summary.json holds them
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(lth.__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def run_metadata(cfg: RunConfig, device: torch.device) -> dict:
-    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg),
-            "versions": {"lth": lth.__version__, "torch": torch.__version__, "python": platform.python_version()},
-            "git_commit": git_commit(), "device": str(device),
+def run_metadata(cfg: RunConfig, device: torch.device, prov: Optional[provenance.Provenance] = None) -> dict:
+    """config.json: the resolved config, its hash and name, versions, git state, device."""
+    prov = prov or provenance.collect()
+    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
@@ -82,7 +71,8 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
     with store.lock():
         check_same_config(store, cfg)  # again, now that no other process can write config.json
         if not store.is_run():
-            store.create(run_metadata(cfg, torch_device))
+            prov = provenance.collect()
+            store.create(run_metadata(cfg, torch_device, prov), provenance_diff=prov.diff)
         for path in store.remove_stale_temp_files():
             log.info("removed %s, left by a writer that was killed mid-write", path)
         log.info("run %s: %s on %s, %d of %d rounds done", run_dir, cfg.prune.schedule, torch_device,

@@ -2,15 +2,21 @@
 
     runs/<dataset>-<model>-<schedule>-<hash8>/
       config.json            resolved config, versions, git commit, device
+      provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.provenance)
       init.pt                W0 (model state: weights and BatchNorm buffers)
       rewind.pt              W_k, with --rewind-step k
       round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
       stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
                              (written by the analysis package; analysis/settings.py names them)
 
-Guarantees: every file is written to a temporary name in the same folder, flushed, fsynced and
-renamed, so a reader sees the old file or the new one, never half of one. A round is done only
-when its summary.json exists (written last). Tensor files carry a SHA-256 of their contents,
+Guarantees (docs/DESIGN.md §7): every file is written to a temporary name in the same folder,
+flushed, fsynced and renamed, and the folder is fsynced after the rename (and after creating a
+folder), so a reader sees the old file or the new one, never half of one, and a finished write
+survives a power failure. Temporary names carry the writer's pid and host
+(`.<name>.<pid>@<host>.tmp`); the cleanup of a killed writer's leftovers removes only this
+host's files of dead pids, and only in the folders of whoever cleans (the run: root and rounds;
+the analysis: the stability folder it holds the lock of). A round is done only when its
+summary.json exists (written last). Tensor files carry a SHA-256 of their contents,
 recorded at write time and checked at read time, and are read with `weights_only=True`, so a
 corrupted file is reported with its path and a crafted pickle cannot run code. One process at
 a time writes a run: `RunStore.lock()` holds an flock on `.lock` (released by the kernel when
@@ -24,8 +30,10 @@ import io
 import json
 import logging
 import os
+import re
+import socket
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,17 +43,72 @@ from lth.errors import LthError
 log = logging.getLogger(__name__)
 
 FORMAT = "lth-tensors/1"
+# The folders of a run the IMP driver writes: the root and round_RR/. stability/ is the
+# analysis's, under its own locks, so the run's cleanup must not touch it.
+RUN_SUBTREES = ("", "round_*")
 
 
 # ---- atomic files ---------------------------------------------------------------------------
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically; an OSError (full disk, no permission) becomes an
-    LthError naming the path, and the old file, if any, is left as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _host() -> str:
+    """This machine's name as it goes into temporary names: letters, digits, '-' and '_' only
+    (no '.' or '@', which the name's parser splits on), at most 64 characters."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64]
+    return name or "unknown"
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file atomic_write_bytes writes `path` through: `.<name>.<pid>@<host>.tmp`.
+    The host tells writers on machines that share the file system apart (a pid means nothing on
+    another machine); '@' keeps the name unambiguous next to the old `.<name>.<pid>.tmp`."""
+    return path.with_name(f".{path.name}.{os.getpid()}@{_host()}.tmp")
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a directory, so that the entries created or renamed in it survive a power failure
+    (fsync of a file makes its contents durable, not its name). File systems that cannot fsync
+    a directory (EINVAL, ENOTSUP: some network and FUSE file systems) are left at that."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: Path) -> None:
+    """mkdir -p, then fsync the parent of every folder it created (outermost first), so that a
+    durable file is never left in a folder whose own entry was lost. OSError passes through."""
+    folder = Path(folder)
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir()
+        except FileExistsError:   # made meanwhile by another writer; a file there fails below
+            if not created.is_dir():
+                raise
+        fsync_dir(created.parent)
+
+
+def _reason(e: OSError) -> str:
+    return "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the
+    folder. An OSError (full disk, no permission) becomes an LthError naming the path, and the
+    old file, if any, is left as it was."""
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        make_dirs(path.parent)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -56,16 +119,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             tmp.unlink()
         if not isinstance(e, OSError):
             raise
-        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise LthError(f"cannot write {path}: {reason}; earlier results are intact") from None
+        raise LthError(f"cannot write {path}: {_reason(e)}; earlier results are intact") from None
+    try:
+        fsync_dir(path.parent)   # the rename itself: without this a power failure can undo it
+    except OSError as e:
+        raise LthError(f"wrote {path} but cannot make it durable (fsync of {path.parent}: {_reason(e)})") from None
 
 
-def _temp_owner(path: Path) -> Optional[int]:
-    """The pid in a temporary name `.<name>.<pid>.tmp` made by atomic_write_bytes, else None."""
+def _temp_owner(path: Path) -> Optional[Tuple[int, Optional[str]]]:
+    """(pid, host) of a temporary name made by atomic_write_bytes: `.<name>.<pid>@<host>.tmp`,
+    or (pid, None) for the old `.<name>.<pid>.tmp` (before hosts were recorded); else None."""
     parts = path.name.split(".")
-    if len(parts) >= 4 and parts[0] == "" and parts[-1] == "tmp" and parts[-2].isdigit():
-        return int(parts[-2])
-    return None
+    if len(parts) < 4 or parts[0] != "" or parts[-1] != "tmp":
+        return None
+    pid, at, host = parts[-2].partition("@")
+    if not pid.isdigit() or (at and not host):
+        return None
+    return int(pid), host or None
 
 
 def _alive(pid: int) -> bool:
@@ -78,13 +148,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: Path) -> List[Path]:
-    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left
-    under `folder`; files of a writer that is still running are kept. Returns those deleted."""
-    removed = []
-    for path in Path(folder).rglob(".*.tmp"):
-        pid = _temp_owner(path)
-        if pid is not None and pid != os.getpid() and not _alive(pid):
+def remove_stale_temp_files(folder: Path, subtrees: Sequence[str] = ("**",)) -> List[Path]:
+    """Delete the temporary files that writers killed mid-write (SIGKILL, power loss) left in
+    `folder`; returns those deleted. Only files of this host whose writer's pid is no longer
+    running go: another machine's pids cannot be checked from here, so its files stay (a name
+    without a host predates hosts and counts as this host's). `subtrees`: the folders scanned,
+    each for its own files, as glob patterns relative to `folder` ("" is `folder` itself, "**"
+    it and every folder below it)."""
+    folder, host, removed, folders = Path(folder), _host(), [], set()
+    for pattern in subtrees:
+        folders.update([folder] if pattern == "" else folder.glob(pattern))
+    for d in sorted(f for f in folders if f.is_dir()):
+        for path in sorted(d.glob(".*.tmp")):
+            owner = _temp_owner(path)
+            if owner is None or owner[1] not in (None, host) or owner[0] == os.getpid() or _alive(owner[0]):
+                continue
             with contextlib.suppress(OSError):
                 path.unlink()
                 removed.append(path)
@@ -222,7 +300,7 @@ def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
     yields True; with wait=False it yields False at once when the lock is taken, so the caller
     can do other work first and come back."""
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        make_dirs(folder)
     except OSError as e:
         raise LthError(f"cannot create {folder}: {e.strerror}") from None
     with _flock(folder, "wait" if wait else "skip") as held:
@@ -250,6 +328,10 @@ class RunStore:
     def rewind_path(self) -> Path:
         return self.root / "rewind.pt"
 
+    @property
+    def provenance_path(self) -> Path:
+        return self.root / "provenance.diff"
+
     def round_dir(self, r: int) -> Path:
         return self.root / f"round_{r:02d}"
 
@@ -271,9 +353,17 @@ class RunStore:
     def stability_dir(self, r: int, kind: str) -> Path:
         return self.root / "stability" / f"round_{r:02d}" / kind
 
-    def stability_lock(self, r: int, kind: str, wait: bool = True):
-        """folder_lock on stability_dir(r, kind): one process at a time fills that folder."""
-        return folder_lock(self.stability_dir(r, kind), wait)
+    @contextlib.contextmanager
+    def stability_lock(self, r: int, kind: str, wait: bool = True) -> Iterator[bool]:
+        """folder_lock on stability_dir(r, kind): one process at a time fills that folder. The
+        holder first removes the stale temporary files of that folder (the run's own cleanup,
+        remove_stale_temp_files, leaves stability/ alone: it is not under the run's lock)."""
+        folder = self.stability_dir(r, kind)
+        with folder_lock(folder, wait) as held:
+            if held:
+                for path in remove_stale_temp_files(folder):
+                    log.info("removed %s, left by a writer that was killed mid-write", path)
+            yield held
 
     # queries
     def is_run(self) -> bool:
@@ -301,21 +391,27 @@ class RunStore:
     def make_root(self) -> None:
         """Create the (empty) run directory, so its lock can be taken before anything is written."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.root)
         except OSError as e:
             raise LthError(f"cannot create run directory {self.root}: {e.strerror}") from None
 
-    def create(self, meta: dict) -> None:
-        """Write config.json (the run's identity) if the run is new."""
+    def create(self, meta: dict, provenance_diff: Optional[bytes] = None) -> None:
+        """Write config.json (the run's identity) if the run is new. provenance_diff
+        (lth.provenance.Provenance.diff) goes to provenance.diff first, so that a config.json
+        that exists always has the diff it refers to beside it."""
         self.make_root()
         if not self.config_path.exists():
+            if provenance_diff is not None:
+                atomic_write_bytes(self.provenance_path, provenance_diff)
             write_json(self.config_path, meta)
 
     def lock(self):
         return run_lock(self.root)
 
     def remove_stale_temp_files(self) -> List[Path]:
-        return remove_stale_temp_files(self.root)
+        """Stale temporary files of the IMP driver's folders (call under lock()); stability/ is
+        left to stability_lock, which cleans its own folder under its own lock."""
+        return remove_stale_temp_files(self.root, RUN_SUBTREES)
 
     def save_init(self, state: dict) -> None:
         save_tensors(self.init_path, state)

@@ -74,7 +74,7 @@ def test_all_commands_tiny(tmp_path):
 
 
 def test_flops_per_image_resnet18():
-    """The FLOP count behind % peak: DESIGN.md's ~3.3 GFLOP per ResNet-18 training image at 32x32."""
+    """The FLOP count behind % peak: ~3.3 GFLOP per ResNet-18 training image at 32x32 (docs/DESIGN.md §5)."""
     from lth.bench.engine import count_training_flops, synthetic_cifar
     assert count_training_flops("resnet18", synthetic_cifar(4, 4)) == pytest.approx(3.3e9, rel=0.02)
 

@@ -1,4 +1,4 @@
-"""Pruning masks: the invariants of DESIGN.md section 4 and the docstring of lth/masks.py."""
+"""Pruning masks: the invariants of docs/DESIGN.md §4 and the docstring of lth/masks.py."""
 import math
 
 import pytest
@@ -402,7 +402,7 @@ def test_mask_grads_zeroes_pruned_grads_only():
         assert bool((g[m == 0] != 0).any())
 
 
-# ---- channels_last (DESIGN.md section 5) --------------------------------------------------
+# ---- channels_last (docs/DESIGN.md §5) --------------------------------------------------
 
 @pytest.mark.parametrize("method", PRUNING_METHODS)
 def test_channels_last_model_gives_the_same_masks(method):

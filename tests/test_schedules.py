@@ -1,4 +1,4 @@
-"""In-round sparsity schedules against their formulas (DESIGN.md section 3, paper eq. 1).
+"""In-round sparsity schedules against their formulas (docs/DESIGN.md §3, paper eq. 1).
 
 The reference formulas below are written out independently of lth.schedules.
 """
@@ -16,7 +16,7 @@ PAIRS = [(0.0, 0.9), (0.2, 0.36), (0.5, 0.6), (0.0, 0.0), (0.3, 0.3)]
 NAMES = ("one_shot", "imp", "iterative", "agp", "ocp")
 
 
-# ---- reference formulas, written from the paper / DESIGN.md -------------------------------
+# ---- reference formulas, written from the paper / docs/DESIGN.md §3 -----------------------
 
 def ref_one_shot(t, s_i, s_f, start=0.4):
     return s_f if t >= start else s_i

@@ -2,6 +2,7 @@
 import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -74,17 +75,128 @@ def test_write_into_a_regular_file_is_an_error_naming_the_path(tmp_path):
         store.write_json(tmp_path / "file" / "a.json", {})
 
 
-def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    stale = tmp_path / "round_01" / f".checkpoint.pt.{dead}.tmp"
-    live = tmp_path / f".final.pt.{os.getpid()}.tmp"
-    other = tmp_path / ".notes.tmp"   # not ours: no pid in the name
-    for p in (stale, live, other):
-        p.parent.mkdir(exist_ok=True)
-        p.write_bytes(b"half")
-    assert RunStore(tmp_path).remove_stale_temp_files() == [stale]
-    assert not stale.exists() and live.exists() and other.exists()
+# ---- durability: the folder is fsynced after a rename and after creating a folder ------------
+
+def _record_fsyncs(monkeypatch):
+    """Log every rename and every fsync of a directory, in order (files' fsyncs are not logged)."""
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            events.append(("fsync dir", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append(("rename", str(dst)))
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    monkeypatch.setattr(store.os, "replace", replace)
+    return events
+
+
+def test_rename_is_followed_by_an_fsync_of_its_folder(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    events = _record_fsyncs(monkeypatch)
+    store.write_json(tmp_path / "run" / "a.json", {"x": 1})
+    assert events == [("rename", str(tmp_path / "run" / "a.json")), ("fsync dir", str(tmp_path / "run"))]
+
+
+def test_created_folders_are_made_durable_outermost_first(tmp_path, monkeypatch):
+    events = _record_fsyncs(monkeypatch)
+    save_tensors(tmp_path / "a" / "b" / "t.pt", {"x": torch.ones(1)})
+    assert events == [("fsync dir", str(tmp_path)), ("fsync dir", str(tmp_path / "a")),
+                      ("rename", str(tmp_path / "a" / "b" / "t.pt")), ("fsync dir", str(tmp_path / "a" / "b"))]
+    events.clear()
+    with store.folder_lock(tmp_path / "s" / "round_01"):   # the analysis's result folders too
+        pass
+    assert events == [("fsync dir", str(tmp_path)), ("fsync dir", str(tmp_path / "s"))]
+    events.clear()
+    RunStore(tmp_path / "runs" / "r").create({"v": 1})
+    assert events[:2] == [("fsync dir", str(tmp_path)), ("fsync dir", str(tmp_path / "runs"))]
+
+
+def _dir_fsync_fails(monkeypatch, code):
+    real = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        return real(fd)
+    monkeypatch.setattr(store.os, "fsync", fsync)
+
+
+def test_a_file_system_that_cannot_fsync_folders_is_accepted(tmp_path, monkeypatch):
+    _dir_fsync_fails(monkeypatch, errno.EINVAL)
+    store.write_json(tmp_path / "sub" / "a.json", {"x": 1})
+    assert store.read_json(tmp_path / "sub" / "a.json") == {"x": 1}
+
+
+def test_a_failing_folder_fsync_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    _dir_fsync_fails(monkeypatch, errno.EIO)
+    with pytest.raises(LthError, match=f"wrote {tmp_path / 'a.json'} but cannot make it durable"):
+        store.write_json(tmp_path / "a.json", {"x": 1})
+    assert runhelpers.temp_files(tmp_path) == []
+
+
+# ---- stale temporary files: this host's, dead writers, the caller's folders only ---------------
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (subprocess.run waits for it)."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def temp(folder: Path, name: str, pid: int, host=None) -> Path:
+    """A temporary file as a writer killed mid-write leaves it (host None: the old format)."""
+    path = folder / (f".{name}.{pid}.tmp" if host is None else f".{name}.{pid}@{host}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half")
+    return path
+
+
+def test_temp_names_carry_pid_and_a_sanitised_host(tmp_path, monkeypatch):
+    monkeypatch.setattr(store.socket, "gethostname", lambda: "node7.cluster.local")
+    name = store.temp_name(tmp_path / "final.pt").name
+    assert name == f".final.pt.{os.getpid()}@node7-cluster-local.tmp"
+    assert store._temp_owner(Path(name)) == (os.getpid(), "node7-cluster-local")
+    assert store._temp_owner(Path(".final.pt.123.tmp")) == (123, None)        # the old format
+    for foreign in (".notes.tmp", ".a.x@h.tmp", ".a.12@.tmp", "a.12@h.tmp", ".a.12@h.tmp.bak"):
+        assert store._temp_owner(Path(foreign)) is None
+    monkeypatch.setattr(store.socket, "gethostname", lambda: "")
+    assert store.temp_name(tmp_path / "a").name.endswith("@unknown.tmp")
+
+
+def test_only_this_hosts_dead_writers_temp_files_are_removed(tmp_path):
+    host, dead = store._host(), dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        removed = {temp(tmp_path / "round_01", "checkpoint.pt", dead, host),
+                   temp(tmp_path, "init.pt", dead),                                  # old format: this host's
+                   temp(tmp_path / "round_02", "mask.pt", dead)}
+        kept = [temp(tmp_path, "config.json", dead, "other-host"),                 # its pids mean nothing here
+                temp(tmp_path / "round_01", "final.pt", live.pid, host),            # a live writer
+                temp(tmp_path / "round_01", "summary.json", live.pid),
+                temp(tmp_path, "rewind.pt", os.getpid(), host),                     # ourselves
+                tmp_path / ".notes.tmp"]
+        kept[-1].write_text("not ours: no pid in the name")
+        stability = temp(tmp_path / "stability" / "round_01" / "ticket" / "seed0", "copy_a.pt", dead, host)
+        assert set(RunStore(tmp_path).remove_stale_temp_files()) == removed
+        assert all(p.exists() for p in kept) and not any(p.exists() for p in removed)
+        assert stability.exists()   # the analysis's folder: not the run's to clean
+        assert store.remove_stale_temp_files(tmp_path, ("stability/**",)) == [stability]
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_stability_folder_is_cleaned_by_whoever_takes_its_lock(tmp_path):
+    s = RunStore(tmp_path)
+    dead, host = dead_pid(), store._host()
+    stale = temp(s.stability_dir(3, "ticket") / "seed0", "copy_a.pt", dead, host)
+    foreign = temp(s.stability_dir(3, "ticket") / "seed0", "copy_b.pt", dead, "other-host")
+    elsewhere = temp(s.stability_dir(4, "ticket"), "x.json", dead, host)
+    with s.stability_lock(3, "ticket") as held:
+        assert held and not stale.exists() and foreign.exists() and elsewhere.exists()
 
 
 # ---- tensor files -----------------------------------------------------------------------------
@@ -237,8 +349,16 @@ def test_round_done_only_when_summary_exists_and_checkpoint_is_removed(tmp_path)
 def test_create_keeps_an_existing_config(tmp_path):
     s = RunStore(tmp_path / "run")
     s.create({"v": 1})
-    s.create({"v": 2})
-    assert s.config() == {"v": 1}
+    s.create({"v": 2}, provenance_diff=b"diff")
+    assert s.config() == {"v": 1} and not s.provenance_path.exists()
+
+
+def test_create_writes_the_provenance_diff_before_config_json(tmp_path, monkeypatch):
+    s, order, real = RunStore(tmp_path / "run"), [], store.atomic_write_bytes
+    monkeypatch.setattr(store, "atomic_write_bytes", lambda path, data: (order.append(path.name), real(path, data)))
+    s.create({"v": 1}, provenance_diff=b"diff --git a/x b/x\n")
+    assert order == ["provenance.diff", "config.json"]
+    assert s.provenance_path.read_bytes() == b"diff --git a/x b/x\n" and s.config() == {"v": 1}
 
 
 def test_open_run_refuses_what_is_not_a_run(tmp_path):
