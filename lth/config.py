@@ -84,7 +84,7 @@ class TrainConfig:
     lr_schedule_params: dict = params_of(LR_SCHEDULES, "the chosen LR schedule's parameters")
     epochs: float = knob(50.0, "training budget of one round, in epochs (paper: 50)", gt=0)
     steps: int = knob(0, "training budget in optimizer steps; overrides --epochs when > 0", ge=0)
-    batch_size: int = knob(128, "training batch size", ge=1)
+    batch_size: int = knob(64, "training batch size (the paper gives none: fastai's default, 64)", ge=1)
     eval_every: int = knob(1, "evaluate on the test split every this many epochs (0: only at the end)", ge=0)
     eval_batch_size: int = knob(1024, "batch size for evaluation", ge=1)
     bf16: bool = knob(True, "bf16 autocast (CUDA only)")
@@ -99,9 +99,10 @@ class PruneConfig:
     criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=tuple(CRITERIA.names()))
     scope: str = knob("local", "local: every layer to the target; global: one threshold over all layers",
                       choices=SCOPES)
-    layers: str = knob("all", "candidate layers: all conv+linear, conv only (fasterai), all but the output layer (OpenLTH)",
-                       choices=LAYER_SETS)
-    layer_rate: Tuple[str, ...] = knob((), "per-layer rate factors GLOB=FACTOR (local scope), e.g. 'fc3.*=0.5'")
+    layers: str = knob("conv", "candidate layers: all conv+linear, conv only (fasterai, the paper's library: "
+                       "the classifier stays dense), all but the output layer (OpenLTH)", choices=LAYER_SETS)
+    layer_rate: Tuple[str, ...] = knob((), "per-layer rate factors GLOB=FACTOR (local scope); GLOB @output is the "
+                                           "output layer (Frankle & Carbin: '@output=0.5')")
     exclude: Tuple[str, ...] = knob((), "glob patterns of weight names never pruned (e.g. 'fc.*')")
     rate: Optional[float] = knob(0.2, "fraction of remaining weights pruned per round (14 rounds of 0.2: 95.6 %)",
                                  gt=0, lt=1)
@@ -178,6 +179,11 @@ class RunConfig:
                 setattr(t, name, value)
         for (section, choice), params_field in CHOICES.items():
             _resolve_choice(getattr(cfg, section), choice, params_field, recipe)
+        if p.schedule == "dense":          # the unpruned reference: one round, nothing to prune
+            defaults = PruneConfig()
+            p.schedule_params = {}
+            p.rounds, p.rate, p.final_sparsity, p.prune_interval = 1, None, None, 1
+            p.criterion, p.scope, p.layers, p.layer_rate, p.exclude = defaults.criterion, defaults.scope, "all", (), ()
         if p.final_sparsity is not None:
             p.rate = None                  # the final sparsity sets the per-round rate
         if p.criterion != "random":
@@ -224,7 +230,8 @@ def _resolve_choice(section, choice: str, params_field: str, recipe: dict) -> No
 
 def migrate_v1(d: dict) -> dict:
     """A format-1 config (flat optimizer, LR-schedule and pruning knobs) as format 2, so runs
-    made before the registries still open for analysis and `lth.runs list`."""
+    made before the registries still open for analysis and `lth.runs list`. Format 1 had no
+    momentum cycling and pruned every layer: the migrated config says so explicitly."""
     d = json.loads(json.dumps(d))
     t, p = d.get("train", {}), d.get("prune", {})
     if t:
@@ -236,7 +243,7 @@ def migrate_v1(d: dict) -> dict:
         warmup, div, div_final = t.pop("warmup", None), t.pop("div", None), t.pop("div_final", None)
         milestones, gamma = t.pop("milestones", None), t.pop("gamma", None)
         schedule = t.get("lr_schedule")
-        t["lr_schedule_params"] = (_present(warmup=warmup, div=div, div_final=div_final) if schedule == "one_cycle" else
+        t["lr_schedule_params"] = (_present(warmup=warmup, div=div, div_final=div_final, moms=[]) if schedule == "one_cycle" else
                                    _present(warmup=warmup, milestones=milestones, gamma=gamma) if schedule == "step" else
                                    _present(warmup=warmup) if schedule == "constant" else {})
     if p:
@@ -250,6 +257,7 @@ def migrate_v1(d: dict) -> dict:
         method = p.pop("method", "local")
         p["criterion"] = "random" if method == "random" else "magnitude"
         p["scope"] = "global" if method == "global" else "local"
+        p["layers"] = "all"      # format 1 pruned every conv and linear layer
         p["restart"] = "rewind"
         p["restart_params"] = _present(rewind_step=p.pop("rewind_step", None))
     return d
@@ -375,15 +383,17 @@ PRESETS = {
     "paper32": {"image_size": 0, "augment": "crop_flip"},
     # OpenLTH's CIFAR-10 ResNet-20 lottery-ticket setting: SGD, global magnitude pruning.
     "openlth": {"model": "resnet20", "image_size": 0, "augment": "crop_flip", "recipe": "openlth",
-                "epochs": 160.0, "scope": "global"},
+                "epochs": 160.0, "batch_size": 128, "scope": "global", "layers": "all_but_output"},
     # LeNet-300-100 on MNIST (Frankle & Carbin's first experiment), with the paper's recipe.
     # Measured on the 3,009-image MNIST copy on 2 CPU cores: 7-9 s an OCP round, 4 s dense.
+    # Frankle & Carbin prune the output layer at half the rate.
     "mnist": {"dataset": "mnist", "model": "lenet300_100", "image_size": 0, "augment": "none",
-              "lr": 3e-3, "epochs": 20.0, "batch_size": 64},
+              "lr": 3e-3, "epochs": 20.0, "batch_size": 64, "layers": "all", "layer_rate": ("@output=0.5",)},
     # Offline and small: scikit-learn's digits, LeNet-300-100, a few epochs a round.
     # Measured on 2 CPU cores: 14 rounds in about 10 s.
     "quick": {"dataset": "digits", "model": "lenet300_100", "image_size": 0, "augment": "none",
-              "lr": 3e-3, "epochs": 10.0, "batch_size": 64, "eval_every": 5},
+              "lr": 3e-3, "epochs": 10.0, "batch_size": 64, "eval_every": 5, "layers": "all",
+              "layer_rate": ("@output=0.5",)},
 }
 
 

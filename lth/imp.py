@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
     """[s_0, s_1, ..., s_R]: floats, or per-layer lists with --layer-rate."""
     p = cfg.prune
+    if p.schedule == "dense":
+        return [0.0] * (p.rounds + 1)
     rate = round_rate(p.rate, p.final_sparsity, p.rounds)
     if not p.layer_rate:
         return round_targets(p.rounds, rate)

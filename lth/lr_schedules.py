@@ -1,16 +1,18 @@
 """Learning-rate schedules: a registry of pure functions lr(t, peak) with t = step / total.
 
-    one_cycle  fastai fit_one_cycle: cosine lr/div -> lr over `warmup`, cosine lr -> lr/div_final
+    one_cycle  fastai fit_one_cycle: cosine lr/div -> lr over `warmup`, cosine lr -> lr/div_final,
+               and the momentum (AdamW beta1) cycled 0.95 -> 0.85 -> 0.95 in phase with it
     step       linear warm-up, then x gamma at each milestone (OpenLTH)
     constant   linear warm-up, then constant
 
-`lth.train.lr_at(step, total, train_cfg)` evaluates the configured one; docs/DESIGN.md §3 has
-the formulas. Adding one is a decorated function with a parameter dataclass (lth.registry).
+`lth.train.lr_at(step, total, train_cfg)` evaluates the configured one and
+`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 has the formulas. Adding one is a decorated function with a parameter dataclass (lth.registry).
 """
 import math
 from dataclasses import dataclass
 from typing import Tuple
 
+from lth.errors import LthError
 from lth.knobs import knob
 from lth.registry import Registry
 
@@ -29,6 +31,13 @@ class OneCycleParams:
                          ge=0, lt=1)
     div: float = knob(25.0, "the LR starts at lr/div (fastai: 25)", gt=0)
     div_final: float = knob(1e5, "the LR ends at lr/div_final (fastai: 1e5)", gt=0)
+    moms: Tuple[float, ...] = knob((0.95, 0.85, 0.95), "momentum (AdamW beta1, SGD momentum) at the start, the LR "
+                                   "peak and the end, cosine like the LR (fastai moms); empty: the optimizer's, fixed",
+                                   ge=0, lt=1)
+
+    def check(self):
+        if len(self.moms) not in (0, 3):
+            raise LthError(f"--moms takes three values (start, middle, end) or none, got {len(self.moms)}")
 
 
 @dataclass
@@ -38,14 +47,30 @@ class StepParams(WarmupParams):
     gamma: float = knob(0.1, "LR factor at each milestone", gt=0)
 
 
-@LR_SCHEDULES.register("one_cycle", OneCycleParams)
-def one_cycle(t: float, lr: float, warmup: float = 0.25, div: float = 25.0, div_final: float = 1e5) -> float:
-    """fastai fit_one_cycle: cosine from lr/div up to lr over `warmup`, then cosine down to lr/div_final."""
-    lo, hi, end = lr / div, lr, lr / div_final
+def _combined_cos(t: float, warmup: float, start: float, middle: float, end: float) -> float:
+    """fastai's combined_cos: cosine start -> middle over [0, warmup), then middle -> end."""
     if t < warmup:
-        return lo + (hi - lo) * (1 - math.cos(math.pi * t / warmup)) / 2
+        return start + (middle - start) * (1 - math.cos(math.pi * t / warmup)) / 2
     u = (t - warmup) / (1 - warmup)
-    return end + (hi - end) * (1 + math.cos(math.pi * u)) / 2
+    return end + (middle - end) * (1 + math.cos(math.pi * u)) / 2
+
+
+@LR_SCHEDULES.register("one_cycle", OneCycleParams)
+def one_cycle(t: float, lr: float, warmup: float = 0.25, div: float = 25.0, div_final: float = 1e5,
+              moms: Tuple[float, ...] = (0.95, 0.85, 0.95)) -> float:
+    """fastai fit_one_cycle: cosine from lr/div up to lr over `warmup`, then cosine down to
+    lr/div_final (moms: see one_cycle_momentum)."""
+    return _combined_cos(t, warmup, lr / div, lr, lr / div_final)
+
+
+def one_cycle_momentum(t: float, warmup: float = 0.25, moms: Tuple[float, ...] = (0.95, 0.85, 0.95), **_):
+    """fastai fit_one_cycle's momentum: cosine moms[0] -> moms[1] over `warmup`, then -> moms[2]
+    (falls while the LR rises); None when moms is empty (the optimizer's own value stays)."""
+    return _combined_cos(t, warmup, *moms) if moms else None
+
+
+# LR schedules that also schedule the momentum, by name
+MOMENTUM_SCHEDULES = {"one_cycle": one_cycle_momentum}
 
 
 def _linear_warmup(t: float, warmup: float) -> float:

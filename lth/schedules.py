@@ -7,6 +7,7 @@ Pruning", section 4: starts found by grid search) and the allowed ranges:
 
     one_shot(t, s_i, s_f, start=0.4)                      all at once at `start`
     imp(t, s_i, s_f)                                      all at once at the end (original IMP)
+    dense(t, s_i, s_f)                                    no pruning: the unpruned reference run
     iterative(t, s_i, s_f, start=0.2, end=1.0, prune_steps=3)   equal jumps in [start, end)
     agp(t, s_i, s_f, start=0.2, end=1.0)                  Zhu & Gupta cubic
     ocp(t, s_i, s_f, alpha=14.0, beta=5.0)                paper eq. 1, the whole round
@@ -121,6 +122,12 @@ def ocp(t: float, s_i: float, s_f: float, alpha: float = 14.0, beta: float = 5.0
     if t >= 1.0:
         return s_f
     return s_i + (s_f - s_i) * (1.0 + math.exp(-alpha + beta)) / (1.0 + math.exp(-alpha * t + beta))
+
+
+@SCHEDULES.register("dense")
+def dense(t: float, s_i: float, s_f: float) -> float:
+    """No pruning: the unpruned reference run (one round at sparsity 0, whatever the flags)."""
+    return s_i
 
 
 @SCHEDULES.register("imp")

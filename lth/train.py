@@ -26,7 +26,7 @@ from tqdm import tqdm
 from lth.config import TrainConfig
 from lth.data import Dataset, DeviceLoader
 from lth.errors import LthError
-from lth.lr_schedules import LR_SCHEDULES
+from lth.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.masks import Masks
 from lth.optimizers import OPTIMIZERS
 from lth.pruning import MaskUpdater
@@ -46,6 +46,13 @@ def total_steps(cfg: TrainConfig, train_size: int) -> int:
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.lr_schedules."""
     return LR_SCHEDULES.get(cfg.lr_schedule).fn(step / total, cfg.lr, **cfg.lr_schedule_params)
+
+
+def momentum_at(step: int, total: int, cfg: TrainConfig) -> Optional[float]:
+    """The scheduled momentum (AdamW beta1, SGD momentum) for step `step`, or None when the LR
+    schedule leaves it to the optimizer (lth.lr_schedules.MOMENTUM_SCHEDULES)."""
+    schedule = MOMENTUM_SCHEDULES.get(cfg.lr_schedule)
+    return schedule(step / total, **cfg.lr_schedule_params) if schedule is not None else None
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -81,11 +88,17 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optional[Masks], x: torch.Tensor,
-               y: torch.Tensor, lr: float, device: torch.device, bf16: bool):
+               y: torch.Tensor, lr: float, device: torch.device, bf16: bool, momentum: Optional[float] = None):
     """One optimizer step: forward under autocast, backward, zero pruned gradients, step, zero
-    pruned weights. Returns the detached loss and logits (no host sync). lth.bench times this."""
+    pruned weights. Returns the detached loss and logits (no host sync). lth.bench times this.
+    momentum: the scheduled AdamW beta1 / SGD momentum of this step (None: leave it)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+        if momentum is not None:
+            if "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum
     with autocast(device, bf16):
         logits = forward(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -171,7 +184,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
             if pruning is not None and pruning.due(step):
                 pruning.update(step / total, optimizer)
             lr = lr_at(step, total, cfg)
-            loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16)
+            loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
+                                      momentum_at(step, total, cfg))
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)

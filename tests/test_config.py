@@ -77,6 +77,8 @@ def _other_value(f):
     if base is bool:
         value = not bool(default)
         return value, [flag(f) if value else "--no-" + flag(f)[2:]]
+    if f.name == "moms":
+        return (0.9, 0.8, 0.9), [flag(f), "0.9", "0.8", "0.9"]  # three values or none
     if is_tuple:
         value = (0.3, 0.6) if base is float else ("fc.*", "conv*")
         return value, [flag(f), *map(str, value)]
@@ -349,7 +351,7 @@ def test_resolved_config_keeps_only_the_chosen_entries_parameters():
     cfg = parse(["--preset", "quick", "--schedule", "iterative"]).resolved()
     assert cfg.prune.schedule_params == {"start": 0.2, "end": 1.0, "prune_steps": 3}
     assert set(cfg.train.optimizer_params) == {"beta1", "beta2", "eps"}
-    assert set(cfg.train.lr_schedule_params) == {"warmup", "div", "div_final"}
+    assert set(cfg.train.lr_schedule_params) == {"warmup", "div", "div_final", "moms"}
     assert cfg.prune.restart_params == {"rewind_step": 0}
 
 
@@ -369,7 +371,8 @@ def test_format_1_configs_migrate_to_the_same_experiment():
           "seeds": {"init_seed": 0, "order_seed": 1, "augment_seed": 2, "prune_seed": 3},
           "runtime": {"device": "auto", "runs_root": "runs", "progress": True}}
     migrated = RunConfig.from_dict(v1).resolved()
-    now = parse(["--preset", "quick", "--schedule", "iterative", "--scope", "global"]).resolved()
+    # format 1 had a fixed beta1 and pruned every layer at one rate
+    now = parse(["--preset", "quick", "--schedule", "iterative", "--scope", "global", "--moms", "--layer-rate"]).resolved()
     assert migrated.experiment_dict() == now.experiment_dict()
     random_v1 = json.loads(json.dumps(v1))
     random_v1["prune"].update(method="random", schedule="ocp")

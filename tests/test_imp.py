@@ -337,3 +337,35 @@ def test_more_rounds_is_a_new_run(main_run, tmp_path):
     """--rounds is part of the hash: asking for more rounds starts a new run directory
     (round r's target does not depend on R, but --final-sparsity would)."""
     assert run_name(make_cfg("--rounds", "4")) != main_run.name
+
+
+# ---- the paper's layer choice, Frankle & Carbin's output rate, the dense reference -------------
+
+def test_dense_schedule_is_one_unpruned_round(tmp_path, digits):
+    cfg = make_cfg("--schedule", "dense", "--rounds", "5", "--scope", "global")
+    assert cfg.prune.rounds == 1 and cfg.prune.schedule_params == {}
+    assert cfg.hash() == make_cfg("--schedule", "dense").hash()   # nothing about pruning is hashed
+    store = api_run(cfg, tmp_path, digits)
+    assert store.root.name.startswith("digits-lenet300_100-dense-")
+    assert store.load_summary(1)["sparsity"] == 0.0 and all(m.all() for m in store.load_mask(1).values())
+
+
+def test_output_layer_at_half_the_rate(tmp_path, digits):
+    """The quick and mnist presets prune LeNet's output layer at half the rate (Frankle & Carbin)."""
+    cfg = make_cfg("--rounds", "3", "--rate", "0.5")
+    assert cfg.prune.layer_rate == ("@output=0.5",)
+    store = api_run(cfg, tmp_path, digits)
+    mask = store.load_mask(3)
+    names = list(mask)
+    for name in names[:-1]:
+        assert abs(int((~mask[name]).sum()) - 0.875 * mask[name].numel()) <= 1, name
+    out = mask[names[-1]]
+    assert abs(int((~out).sum()) - (1 - 0.75 ** 3) * out.numel()) <= 1
+
+
+def test_paper_default_prunes_convolutions_only():
+    model = assemble.build_model(config.from_overrides({"model": "resnet20", "image_size": 0}), data.load("digits"),
+                                 0, "cpu")
+    masks = assemble.make_masks(config.from_overrides({"model": "resnet20"}), model)
+    convs = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert set(masks.names) == convs and "fc.weight" not in masks.names

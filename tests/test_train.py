@@ -142,3 +142,64 @@ def test_budget_in_steps_overrides_epochs(digits):
     _, _, result = run(digits, cfg)
     assert result["steps"] == 7 and total_steps(cfg, len(digits.train_y)) == 7
     assert math.isfinite(result["test_loss"])
+
+
+# ---- fastai's fit_one_cycle, written independently from fastai's definitions ------------------
+
+def fastai_sched_cos(start, end, pos):
+    """fastai.callback.schedule.SchedCos."""
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def fastai_combined_cos(pct, start, middle, end, pos):
+    """fastai's combined_cos(pct, start, middle, end) = combine_scheds([pct, 1 - pct], [cos, cos])."""
+    if pos < pct:
+        return fastai_sched_cos(start, middle, pos / pct)
+    return fastai_sched_cos(middle, end, (pos - pct) / (1 - pct))
+
+
+ELEVEN_POINTS = [k / 10 for k in range(11)]
+
+
+def test_lr_and_beta1_follow_fastai_fit_one_cycle_at_11_points():
+    """fit_one_cycle(lr_max, div=25, div_final=1e5, pct_start=0.25, moms=(0.95, 0.85, 0.95))."""
+    from lth.train import momentum_at
+    cfg = recipe()
+    total = 1000
+    for t in ELEVEN_POINTS:
+        step = round(t * total)
+        lr = fastai_combined_cos(0.25, cfg.lr / 25, cfg.lr, cfg.lr / 1e5, t)
+        mom = fastai_combined_cos(0.25, 0.95, 0.85, 0.95, t)
+        assert lr_at(step, total, cfg) == pytest.approx(lr, rel=1e-11, abs=0), t
+        assert momentum_at(step, total, cfg) == pytest.approx(mom, rel=1e-11, abs=0), t
+
+
+def test_the_optimizer_sees_the_scheduled_beta1(digits):
+    from lth.train import momentum_at
+    cfg = recipe(steps=8)
+    seen = []
+
+    def check(step, model, masks):
+        seen.append(step)
+    model, masks = fresh_model()
+    opt_betas = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        opt_betas.append(self.param_groups[0]["betas"][0])
+        return real_step(self, *a, **k)
+    torch.optim.AdamW.step = spy
+    try:
+        train(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
+              augment_seed=2, progress=False)
+    finally:
+        torch.optim.AdamW.step = real_step
+    assert opt_betas == [pytest.approx(momentum_at(k, 8, cfg)) for k in range(8)]
+    assert opt_betas[0] == pytest.approx(0.95) and min(opt_betas) < 0.9
+
+
+def test_empty_moms_keeps_the_optimizers_beta1():
+    from lth.train import momentum_at
+    cfg = recipe(moms=())
+    assert momentum_at(10, 100, cfg) is None
+    assert cfg.optimizer_params["beta1"] == 0.9

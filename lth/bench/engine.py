@@ -18,7 +18,7 @@ from lth.data import Dataset, DeviceLoader, load
 from lth.errors import LthError
 from lth.masks import Masks
 from lth.pruning import prune
-from lth.train import lr_at, make_loaders, make_optimizer, train_step
+from lth.train import lr_at, make_loaders, make_optimizer, momentum_at, train_step
 
 log = logging.getLogger("lth.bench")
 
@@ -127,8 +127,9 @@ class EngineStep:
         model.train()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        lr = lr_at(self.step % self.total, self.total, self.cfg)
-        loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr, self.device, self.cfg.bf16)
+        step = self.step % self.total
+        loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr_at(step, self.total, self.cfg),
+                                  self.device, self.cfg.bf16, momentum_at(step, self.total, self.cfg))
         self.loss_sum += loss * len(y)
         self.correct += (logits.argmax(1) == y).sum()
         self.step += 1

@@ -30,16 +30,23 @@ def parse_layer_rates(rules: Sequence[str]) -> List[Tuple[str, float]]:
     return parsed
 
 
+OUTPUT = "@output"  # the GLOB that names the output layer (the last prunable layer), whatever the model
+
+
+def _matches(name: str, glob: str, names: Sequence[str]) -> bool:
+    return name == names[-1] if glob == OUTPUT else fnmatch.fnmatchcase(name, glob)
+
+
 def layer_rates(names: Sequence[str], rate: float, rules: Sequence[str]) -> List[float]:
     """Each layer's per-round rate: rate x FACTOR of the first rule whose GLOB matches it.
     A rule that matches no layer is an error listing the layer names."""
     parsed = parse_layer_rates(rules)
     for glob, _ in parsed:
-        if not any(fnmatch.fnmatchcase(n, glob) for n in names):
+        if not any(_matches(n, glob, names) for n in names):
             raise LthError(f"--layer-rate {glob!r} matches no prunable layer; the layers are {', '.join(names)}")
     out = []
     for name in names:
-        factor = next((f for glob, f in parsed if fnmatch.fnmatchcase(name, glob)), 1.0)
+        factor = next((f for glob, f in parsed if _matches(name, glob, names)), 1.0)
         layer_rate = rate * factor
         if not 0.0 <= layer_rate < 1.0:
             raise LthError(f"--layer-rate gives {name} a per-round rate of {layer_rate:g}; it must stay below 1")
