@@ -136,6 +136,8 @@ def test_runs_list_shows_the_run_with_its_rounds(main_run, tmp_path, capsys):
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if main_run.name in l)
     assert "ocp" in line and "3/3" in line and "0.4880" in line
+    last = RunStore(main_run).load_summary(3)   # the last round's final and best-at-final accuracy
+    assert f"{last['test_acc']:.4f} {last['best_acc_at_final_sparsity']:>10.4f}" in line
     # an unfinished run and an unreadable one are listed too
     part = tmp_path / "part"
     shutil.copytree(main_run, part)
