@@ -25,7 +25,7 @@ from lth.train import total_steps, train
 
 log = logging.getLogger(__name__)
 
-OUTCOME_KEYS = ("test_acc", "test_loss", "best_test_acc", "train_loss", "steps", "epochs")  # the results
+OUTCOME_KEYS = ("test_acc", "test_loss", "best_acc_at_final_sparsity", "train_loss", "steps", "epochs")  # the results
 TIMING_KEYS = ("wall_time_s", "images_per_s")  # how long it took: differs between identical runs
 
 

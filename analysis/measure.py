@@ -6,11 +6,14 @@ them (analysis.interpolate), and save the record, with everything that decided i
 
     run, round, kind, schedule, dataset, model, sparsity   what was measured
     settings, bn_mode, bn_images, budget, start            how (seeds in `copies`, provenance in `start`)
-    copies.a / copies.b     each copy's test accuracy and loss after training, and its seeds
-    ticket_acc              the mean of the two: the re-trained ticket's accuracy (Table 4)
-    endpoints, curve        error along the line, in the BatchNorm mode used (alpha 1: copy a)
+    copies.a / copies.b     each copy's own test accuracy and loss after training ("copy
+                            accuracy": its trained weights and BatchNorm statistics), its seeds
+    ticket_acc              the mean of the two copy accuracies: the re-trained ticket (Table 4)
+    curve                   accuracy, error and loss at each alpha, in the BatchNorm mode used
+    endpoints               the curve at alpha 1 (copy a) and 0 (copy b): equal to the copy
+                            accuracies in interpolate mode, not in reset mode (recomputed stats)
     instability_error       error at alpha 0.5 (Fig. 3)
-    error_barrier           max error on the grid minus the mean endpoint error
+    error_barrier           max error on the grid minus the mean of the curve's endpoint errors
     timing                  seconds taken; the only fields that differ between identical runs
 """
 import logging

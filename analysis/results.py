@@ -20,27 +20,38 @@ from lth.store import RunStore, read_json
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_ORDER = ("one_shot", "iterative", "agp", "ocp")   # the paper's order; others follow by name
-SCHEDULE_LABELS = {"one_shot": "One-Shot", "iterative": "Iterative", "agp": "AGP", "ocp": "One-Cycle"}
+# The paper's order; others follow by name. "imp" is one-shot pruning at the end of each round
+# (original IMP), "one_shot" prunes at 40 % of the round (the paper's One-Shot inside a round).
+SCHEDULE_ORDER = ("one_shot", "imp", "iterative", "agp", "ocp")
+PAPER_SCHEDULES = ("one_shot", "iterative", "agp", "ocp")   # the paper's Fig. 2
+SCHEDULE_LABELS = {"one_shot": "One-Shot (40 %)", "imp": "IMP (end of round)", "iterative": "Iterative",
+                   "agp": "AGP", "ocp": "One-Cycle"}
 KIND_LABELS = {"ticket": "Ticket", "reinit": "Random reinit", "random": "Random pruning"}
 
 
-def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettings) -> List[dict]:
+def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettings,
+            required: bool = True) -> List[dict]:
     """Every saved result of these settings in these runs, labelled with its group (the schedule,
-    and the model when the runs mix models) as the run's config says."""
+    and the model when the runs mix models) as the run's config says, and with `round_acc`: the
+    IMP run's own test accuracy at the end of that round (its round summary). `required`: an
+    LthError when there is none, else an empty list."""
     rows, experiments = [], {}
     for store in stores:
         cfg = cli.run_config(store)
         found = [read_json(path) for r in store.finished_rounds() for kind in KINDS
                  if (path := find_result(store, r, kind, copies, probe)) is not None]
-        if not found:
+        if not found and required:
             log.warning("%s has no stability results for these settings (copies %s, %s); skipped",
                         store.root, copies.folder_name(), probe.file_name(True)[:-5])
         for row in found:
-            row.update(run_dir=str(store.root.resolve()), schedule=cfg.prune.schedule, model=cfg.model.model)
+            summary = store.load_summary(row["round"])
+            row.update(run_dir=str(store.root.resolve()), schedule=cfg.prune.schedule, model=cfg.model.model,
+                       round_acc=summary.get("test_acc"))
         rows += found
         experiments[store.root] = (cfg.prune.schedule, cfg.model.model, cfg.experiment_dict())
     if not rows:
+        if not required:
+            return []
         raise LthError(f"no stability results with these settings (copies {copies.folder_name()}, "
                        f"{probe.file_name(True)[:-5]}) in the given runs; run python -m analysis.stability first")
     models_mixed = len({row["model"] for row in rows}) > 1
@@ -95,8 +106,9 @@ def by_round(rows: List[dict], metric: str, kind: str = "ticket") -> List[dict]:
 
 
 def last_round(rows: List[dict]) -> List[dict]:
-    """Table 4's cells: per group, the re-trained accuracy of each kind at each run's last
-    measured round."""
+    """Table 4's cells: per group, at each run's last measured round, the IMP run's own accuracy
+    at the end of that round (`round`) and the re-trained accuracy of each kind (the mean of its
+    two copies)."""
     last = {}
     for row in rows:
         last[row["run_dir"]] = max(last.get(row["run_dir"], 0), row["round"])
@@ -106,6 +118,9 @@ def last_round(rows: List[dict]) -> List[dict]:
         members = [row for row in at_last if row["group"] == group]
         cells = {kind: spread([row["ticket_acc"] for row in members if row["kind"] == kind])
                  for kind in KINDS if any(row["kind"] == kind for row in members)}
+        ends = {row["run_dir"]: row["round_acc"] for row in members if row.get("round_acc") is not None}
+        if ends:   # once per run, whichever kinds were measured
+            cells["round"] = spread(list(ends.values()))
         rounds = sorted({row["round"] for row in members})
         if len(rounds) > 1:
             log.warning("%s: the runs' last measured rounds differ (%s); Table 4 mixes them", group, rounds)

@@ -115,13 +115,20 @@ def measure_run(store: RunStore, jobs: List[tuple], copies: CopySettings, probe:
 
 
 def print_table(results: List[dict]) -> None:
+    """Copy accuracies (each copy's own, Table 4's numbers) beside the curve's endpoints (the same
+    copies as the probe evaluated them), from which the instability and the barrier are measured."""
     width = max(len(res["run"]) for res in results)
-    print(f"{'run':<{width}}  {'round':>5}  {'kind':<6}  {'sparsity':>8}  {'acc a':>7}  {'acc b':>7}  "
-          f"{'instab.':>7}  {'barrier':>7}")
+    print(f"{'run':<{width}}  {'round':>5}  {'kind':<6}  {'sparsity':>8}  {'copy a':>7}  {'copy b':>7}  "
+          f"{'bn':<11}  {'end a':>7}  {'end b':>7}  {'instab.':>7}  {'barrier':>7}")
     for res in results:
+        copies, ends = res["copies"], res["endpoints"]
         print(f"{res['run']:<{width}}  {res['round']:>5}  {res['kind']:<6}  {100 * res['sparsity']:>7.2f}%  "
-              f"{100 * res['copies']['a']['test_acc']:>6.2f}%  {100 * res['copies']['b']['test_acc']:>6.2f}%  "
+              f"{100 * copies['a']['test_acc']:>6.2f}%  {100 * copies['b']['test_acc']:>6.2f}%  "
+              f"{res['bn_mode']:<11}  {100 * ends['a']['acc']:>6.2f}%  {100 * ends['b']['acc']:>6.2f}%  "
               f"{100 * res['instability_error']:>6.2f}%  {100 * res['error_barrier']:>6.2f}%")
+    print("copy a/b: each copy's own test accuracy (Table 4); end a/b: the interpolation at alpha 1 and 0 "
+          "in the bn mode shown (equal to the copies' own except with bn reset), which the instability "
+          "error (alpha 0.5) and the barrier are measured with")
 
 
 def main(argv=None) -> int:

@@ -10,8 +10,10 @@ Modules, one idea each (docs/DESIGN.md has the map):
   masks      mask storage and enforcement
   pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater
   restart    round restart policies (rewind to W0 or W_k)
-  models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6)
+  models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6), each initialised
+             as its reference implementation (models.init; `python -m lth.models.reference`)
   data       datasets as tensors and the device-resident loader
+  augment    fastai's aug_transforms() defaults, batched on the device
   train      one training run, pruning while training
   interpolate  in-place interpolation between networks, BatchNorm recomputation
   config     the dataclasses that describe a run and generate the CLI; the normalised hash

@@ -7,7 +7,8 @@
     for x, y in loader: ...                                 # one epoch
 
 Every dataset is held whole as uint8 NCHW tensors (CIFAR-10: 150 MB), moved to the device
-once; cropping, flipping, warping and resizing are batched tensor ops there. The data order
+once; cropping, flipping, warping, lighting and resizing are batched tensor ops there
+(`augment="fastai"`: fastai's aug_transforms() defaults, lth.augment). The data order
 and the augmentation draw from two private generators, so two copies of a ticket can differ
 in exactly those two sources of SGD noise (analysis.stability).
 
@@ -28,15 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lth import augment
 from lth.errors import LthError
 
 log = logging.getLogger(__name__)
 
 AUGMENTATIONS = ("none", "crop_flip", "fastai")
 CROP_PADDING = 4          # crop_flip: pixels of zero padding before the random crop (CIFAR standard)
-FASTAI_MAX_ROTATE = 10.0  # fastai aug_transforms defaults: degrees
-FASTAI_MAX_ZOOM = 1.1     # ... zoom factor
-FASTAI_MAX_WARP = 0.2     # ... perspective warp magnitude
 TEST_FRACTION = 0.2       # digits and caltech101 have no official split: seeded 80/20
 
 
@@ -272,14 +271,11 @@ class DeviceLoader:
         if self.augment == "crop_flip":
             x = self._crop_flip(x)
         elif self.augment == "fastai":
-            x = self._warp(x)
+            x = self._fastai(x)
         x = (x - self.mean) / self.std
         # The crop gather leaves channels-last strides: make the layout explicit either way
         # (a channels-last batch into an NCHW model cost resnet20 on CPU 0.76x, lth.bench).
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-    def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
-        return torch.rand(n, generator=self.augment_generator, device=self.device) * (high - low) + low
 
     def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
         """Random crop after zero padding, then random horizontal flip: batched gathers."""
@@ -295,27 +291,10 @@ class DeviceLoader:
         batch = torch.arange(b, device=self.device)[:, None, None]
         return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
-    def _warp(self, x: torch.Tensor) -> torch.Tensor:
-        """fastai-style augmentation in one resampling: flip, rotation, zoom (a random crop)
-        and perspective warp, as a per-image homography applied with grid_sample."""
-        b, _, h, w = x.shape
-        angle = self._uniform(b, -FASTAI_MAX_ROTATE, FASTAI_MAX_ROTATE) * (math.pi / 180.0)
-        scale = 1.0 / self._uniform(b, 1.0, FASTAI_MAX_ZOOM)
-        room = 1.0 - scale                                    # how far a zoomed crop can move
-        tx, ty = self._uniform(b, -1, 1) * room, self._uniform(b, -1, 1) * room
-        flip = torch.where(self._uniform(b, 0, 1) < 0.5, -1.0, 1.0)
-        px, py = self._uniform(b, -FASTAI_MAX_WARP, FASTAI_MAX_WARP) / 2, self._uniform(b, -FASTAI_MAX_WARP, FASTAI_MAX_WARP) / 2
-        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        homography = torch.stack([
-            torch.stack([cos * flip, -sin, tx], 1),
-            torch.stack([sin * flip, cos, ty], 1),
-            torch.stack([px, py, torch.ones_like(px)], 1)], 1)                        # (b, 3, 3)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=self.device),
-                                torch.linspace(-1, 1, w, device=self.device), indexing="ij")
-        base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, -1, 3)         # (1, h*w, 3)
-        points = base @ homography.transpose(1, 2)                                   # (b, h*w, 3)
-        grid = (points[..., :2] / points[..., 2:]).view(b, h, w, 2)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    def _fastai(self, x: torch.Tensor) -> torch.Tensor:
+        """fastai's aug_transforms() defaults (lth.augment): flip, then rotation, zoom and warp
+        each with probability 0.75 in one resampling, then brightness and contrast (each 0.75)."""
+        return augment.apply(x, augment.draw(len(x), self.augment_generator, self.device))
 
     # ---- resuming -----------------------------------------------------------------------
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -52,9 +52,9 @@ def main(argv=None) -> int:
               f"run the same command again (or python -m lth.run --resume {run_dir}) to continue",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{'round':>5}  {'sparsity':>8}  {'test acc':>8}  {'best acc':>8}  {'time s':>7}")
+    print(f"{'round':>5}  {'sparsity':>8}  {'test acc':>8}  {'best@fin':>8}  {'time s':>7}")
     for s in result.summaries:
-        print(f"{s['round']:>5}  {s['sparsity']:>8.4f}  {s['test_acc']:>8.4f}  {s['best_test_acc']:>8.4f}  "
+        print(f"{s['round']:>5}  {s['sparsity']:>8.4f}  {s['test_acc']:>8.4f}  {s.get('best_acc_at_final_sparsity', float('nan')):>8.4f}  "
               f"{s['wall_time_s']:>7.1f}")
     print(f"run directory: {run_dir}")
     return 0

@@ -1,6 +1,11 @@
 """The index of run directories.
 
     python -m lth.runs [list] [ROOT]     # one row per run under ROOT (default: runs)
+
+Each row describes the run's last finished round: its sparsity, the test accuracy at its end
+(`final acc`) and the best test accuracy over the evaluations made at that sparsity
+(`best@final`: earlier epochs of the round, at lower sparsity, do not count). Rounds saved by
+lth versions before issue 10 lack the latter and show nan.
 """
 import sys
 from pathlib import Path
@@ -24,7 +29,9 @@ def rows(root: Path):
         yield {"name": path.name, "dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"],
                "schedule": cfg["prune"]["schedule"], "rounds": f"{len(done)}/{cfg['prune']['rounds']}",
                "sparsity": summaries[-1]["sparsity"] if summaries else 0.0,
-               "best_acc": max((s["best_test_acc"] for s in summaries), default=float("nan"))}
+               "final_acc": summaries[-1]["test_acc"] if summaries else float("nan"),
+               "best_at_final": summaries[-1].get("best_acc_at_final_sparsity", float("nan")) if summaries
+               else float("nan")}
 
 
 def main(argv=None) -> int:
@@ -39,12 +46,13 @@ def main(argv=None) -> int:
         print(f"no runs under {args.root}")
         return 0
     width = max(len(r["name"]) for r in table)
-    print(f"{'run':<{width}}  {'schedule':<9} {'rounds':>7} {'sparsity':>8} {'best acc':>8}")
+    print(f"{'run':<{width}}  {'schedule':<9} {'rounds':>7} {'sparsity':>8} {'final acc':>9} {'best@final':>10}")
     for r in table:
         if "error" in r:
             print(f"{r['name']:<{width}}  unreadable: {r['error']}")
         else:
-            print(f"{r['name']:<{width}}  {r['schedule']:<9} {r['rounds']:>7} {r['sparsity']:>8.4f} {r['best_acc']:>8.4f}")
+            print(f"{r['name']:<{width}}  {r['schedule']:<9} {r['rounds']:>7} {r['sparsity']:>8.4f} "
+                  f"{r['final_acc']:>9.4f} {r['best_at_final']:>10.4f}")
     return 0
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import analysis
-from analysis import cli, figures, interpolate, stability, tickets
+from analysis import cli, figures, interpolate, results, stability, tables, tickets
 from analysis.settings import CopySettings, ProbeSettings, copy_path, find_result, result_path
 from lth import assemble, config, data, imp
 from lth import run as lth_run
@@ -110,8 +110,28 @@ def test_lerp_reproduces_the_endpoints_bit_for_bit_and_keeps_zeros():
             assert all(torch.equal(p, (a if alpha == 1.0 else b)[i]) for i, p in enumerate(probe))
 
 
+def test_interpolate_is_the_default_bn_mode():
+    assert ProbeSettings().bn == "interpolate"
+    assert cli.DEFAULTS.bn == "interpolate"
+
+
 @pytest.mark.parametrize("mode", ["reset", "interpolate"])
-def test_endpoints_reproduce_each_copy_exactly_with_batchnorm(bn_run, mode):
+def test_printed_table_shows_copy_accuracies_and_the_curves_endpoints(bn_run, mode, capsys):
+    copies, probe = bn_settings(mode)
+    result = read_json(find_result(bn_run, 1, "ticket", copies, probe))
+    stability.print_table([result])
+    header, row, legend = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[4:] == ["copy", "a", "copy", "b", "bn", "end", "a", "end", "b", "instab.", "barrier"]
+    cells = row.split()
+    expected = [result["copies"]["a"]["test_acc"], result["copies"]["b"]["test_acc"], mode,
+                result["endpoints"]["a"]["acc"], result["endpoints"]["b"]["acc"],
+                result["instability_error"], result["error_barrier"]]
+    assert cells[4:] == [v if isinstance(v, str) else f"{100 * v:.2f}%" for v in expected]
+    assert "own test accuracy" in legend and "alpha 1 and 0" in legend
+
+
+@pytest.mark.parametrize("mode", ["reset", "interpolate"])
+def test_endpoints_are_the_probes_evaluation_of_each_copy_with_batchnorm(bn_run, mode):
     copies, probe = bn_settings(mode)
     result = read_json(find_result(bn_run, 1, "ticket", copies, probe))
     assert result["has_batchnorm"] and result["bn_mode"] == mode
@@ -218,7 +238,7 @@ def test_a_second_invocation_reuses_everything_and_other_settings_add_results(le
     first = stability_files(run)
     measure(run, "--rounds", "last")
     assert stability_files(run) == first                           # nothing retrained or rewritten
-    measure(run, "--rounds", "last", "--bn", "interpolate")        # no BatchNorm: the same result
+    measure(run, "--rounds", "last", "--bn", "reset")              # no BatchNorm: the same result
     assert stability_files(run) == first
     measure(run, "--rounds", "last", "--alphas", "5")              # a new probe: copies reused
     now = stability_files(run)
@@ -236,23 +256,33 @@ def test_a_second_invocation_reuses_everything_and_other_settings_add_results(le
 # ---- figures and tables -------------------------------------------------------------------
 
 SYNTHETIC = {"agp": 0.05, "ocp": 0.02}      # instability error at round 1, per schedule
+RESET_FACTOR = 0.5                          # synthetic --bn reset results: this times the interpolate ones
 
 
-def synthetic_run(root: Path, schedule: str, seed: int, dataset: str = "digits", kinds=("ticket",)) -> Path:
+def round_acc(r: int, seed: int) -> float:
+    """The synthetic IMP run's own test accuracy at the end of round r."""
+    return 0.8 + 0.01 * r + 0.002 * seed
+
+
+def synthetic_run(root: Path, schedule: str, seed: int, dataset: str = "digits", kinds=("ticket",),
+                  bn_modes=("interpolate",)) -> Path:
     """A run directory with summaries and stability results written through the store API, no training."""
     cfg = config.RunConfig()
     config.apply_overrides(cfg, {"dataset": dataset, "schedule": schedule, "init_seed": seed, "rounds": 2}, "test")
     store = RunStore(root / f"{dataset}-{schedule}-{seed}")
     store.create({"config": cfg.resolved().to_dict(), "hash": cfg.hash()})
-    copies, probe = CopySettings(), ProbeSettings()
+    copies = CopySettings()
     for r in (1, 2):
-        write_json(store.summary_path(r), {"round": r, "sparsity": 1 - 0.8 ** r})
+        write_json(store.summary_path(r), {"round": r, "sparsity": 1 - 0.8 ** r, "test_acc": round_acc(r, seed)})
         for kind in kinds:
-            error = SYNTHETIC[schedule] * r + 0.01 * seed + (0.1 if kind != "ticket" else 0.0)
-            write_json(result_path(store, r, kind, copies, probe, True), {
-                "run": store.root.name, "model": "resnet18", "schedule": schedule, "dataset": dataset,
-                "round": r, "kind": kind, "sparsity": 1 - 0.8 ** r, "instability_error": error,
-                "error_barrier": error / 2, "ticket_acc": 0.9 - error})
+            for mode in bn_modes:
+                error = SYNTHETIC[schedule] * r + 0.01 * seed + (0.1 if kind != "ticket" else 0.0)
+                error *= RESET_FACTOR if mode == "reset" else 1.0
+                ticket_error = SYNTHETIC[schedule] * r + 0.01 * seed + (0.1 if kind != "ticket" else 0.0)
+                write_json(result_path(store, r, kind, copies, ProbeSettings(bn=mode), True), {
+                    "run": store.root.name, "model": "resnet18", "schedule": schedule, "dataset": dataset,
+                    "round": r, "kind": kind, "sparsity": 1 - 0.8 ** r, "has_batchnorm": True, "bn_mode": mode,
+                    "instability_error": error, "error_barrier": error / 2, "ticket_acc": 0.9 - ticket_error})
     return store.root
 
 
@@ -269,8 +299,9 @@ def test_figures_and_tables_from_a_synthetic_run_set(tmp_path):
         assert (out / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
         assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
     points = read_csv(out / "fig3.csv")
-    assert [(p["schedule"], p["round"]) for p in points] == [("AGP", "1"), ("AGP", "2"),
-                                                             ("One-Cycle", "1"), ("One-Cycle", "2")]
+    assert [(p["schedule"], p["round"], p["bn_mode"]) for p in points] == [
+        ("AGP", "1", "interpolate"), ("AGP", "2", "interpolate"), ("One-Cycle", "1", "interpolate"),
+        ("One-Cycle", "2", "interpolate")]
     ocp_round2 = points[3]
     assert float(ocp_round2["instability_mean_pct"]) == pytest.approx(100 * (0.04 + 0.005))
     assert float(ocp_round2["instability_std_pct"]) == pytest.approx(100 * 0.01 / 2 ** 0.5, abs=1e-4)  # CSV: 4 decimals
@@ -280,13 +311,49 @@ def test_figures_and_tables_from_a_synthetic_run_set(tmp_path):
     assert [row["schedule"] for row in table] == ["AGP", "One-Cycle"]
     assert float(table[1]["ticket_acc_mean_pct"]) == pytest.approx(100 * (0.9 - 0.045))
     assert float(table[1]["reinit_acc_mean_pct"]) == pytest.approx(100 * (0.9 - 0.145))
+    # the IMP run's own accuracy at the end of the last round, once per run
+    assert float(table[1]["round_acc_mean_pct"]) == pytest.approx(100 * (round_acc(2, 0) + round_acc(2, 1)) / 2)
+    assert table[1]["round_acc_n"] == "2"
     assert table[0]["rounds"] == "2" and table[0]["runs"] == "2"
     markdown = (out / "table4.md").read_text()
-    assert "| Schedule | Round | Sparsity (%) | Ticket acc. (%) | Random reinit acc. (%) | Runs |" in markdown
-    assert "**85.50 ± 0.71**" in markdown                           # the best ticket, in bold
+    assert markdown.startswith("Table 4. ") and "End of IMP round:" in markdown.splitlines()[0]
+    assert ("| Schedule | Round | Sparsity (%) | End of IMP round acc. (%) | Ticket re-trained acc. (%) "
+            "| Random reinit re-trained acc. (%) | Runs |") in markdown
+    assert "| One-Cycle | 2 | 36.0 | 82.10 ± 0.14 | **85.50 ± 0.71** | 75.50 ± 0.71 | 2 |" in markdown
     latex = (out / "table4.tex").read_text()
     assert r"\toprule" in latex and r"\textbf{85.50 $\pm$ 0.71}" in latex
-    assert len(read_csv(out / "fig2_schedules.csv")[0]) == 5        # progress + four schedules
+    assert r"\caption{" in latex and "End of IMP round acc. (\\%)" in latex
+    assert len(read_csv(out / "fig2_schedules.csv")[0]) == 5        # progress + the paper's four schedules
+
+
+def test_fig3_draws_both_batchnorm_modes_when_both_were_measured(tmp_path):
+    runs = [synthetic_run(tmp_path, s, seed, bn_modes=("interpolate", "reset")) for s in SYNTHETIC for seed in (0, 1)]
+    runs.append(synthetic_run(tmp_path / "only", "agp", 2, bn_modes=("interpolate",)))
+    for bn in ("interpolate", "reset"):
+        out = tmp_path / f"figs-{bn}"
+        assert figures.main([*map(str, runs), "--out", str(out), "--bn", bn]) == 0
+        points = read_csv(out / "fig3.csv")
+        modes = [p["bn_mode"] for p in points]
+        assert modes == [bn] * 4 + [m for m in ("interpolate", "reset") if m != bn] * 4   # --bn's mode first
+        for p in points:
+            scale = RESET_FACTOR if p["bn_mode"] == "reset" else 1.0
+            if p["schedule"] == "One-Cycle" and p["round"] == "2":
+                assert float(p["instability_mean_pct"]) == pytest.approx(100 * (0.04 + 0.005) * scale)
+        # Table 4 does not depend on the mode: the copies' own accuracies
+        assert "**85.50 ± 0.71**" in (out / "table4.md").read_text()
+        assert (out / "fig3_instability.png").stat().st_size > 0
+
+
+def test_table4_labels_one_shot_and_imp_apart():
+    rows = [{"run_dir": f"{s}-{seed}", "schedule": s, "model": "resnet18", "round": 2, "kind": "ticket",
+             "sparsity": 0.36, "ticket_acc": 0.92 if s == "ocp" else 0.9, "round_acc": 0.85,
+             "group": results.SCHEDULE_LABELS[s]} for s in ("ocp", "imp", "one_shot") for seed in (0, 1)]
+    assert results.group_order(rows) == ["One-Shot (40 %)", "IMP (end of round)", "One-Cycle"]
+    table = results.last_round(rows)
+    markdown = tables.markdown(table)
+    assert "| One-Shot (40 %) | 2 | 36.0 | 85.00 ± 0.00 | 90.00 ± 0.00 | 2 |" in markdown
+    assert "| IMP (end of round) | 2 |" in markdown
+    assert r"One-Shot (40 \%) & 2" in tables.latex(table)   # % escaped in LaTeX
 
 
 # ---- errors -------------------------------------------------------------------------------

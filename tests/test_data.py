@@ -261,7 +261,7 @@ def test_crop_flip_is_a_padded_crop_and_maybe_a_flip(digits):
     assert shifts > 32      # most shifted
 
 
-@pytest.mark.parametrize("augment", ["crop_flip", "fastai"])
+@pytest.mark.parametrize("augment", ["crop_flip"])   # fastai changes lighting: tests/test_augment.py
 def test_augmentation_keeps_labels_aligned(augment):
     labels = [i % 10 for i in range(60)]
     ds = encoded([20 * label for label in labels], labels=labels, size=16)

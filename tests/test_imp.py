@@ -18,7 +18,8 @@ from lth.store import RunStore, run_name
 import runhelpers
 from runhelpers import assert_same_run, cli, tensors_equal
 
-BASE = ["--preset", "quick", "--steps", "12", "--rounds", "3", "--no-progress", "--device", "cpu"]
+# --layer-rate with no rule: every layer at the same rate (the quick preset halves the output layer's)
+BASE = ["--preset", "quick", "--steps", "12", "--rounds", "3", "--no-progress", "--device", "cpu", "--layer-rate"]
 ROUND_FILES = ["final.pt", "mask.pt", "metrics.jsonl", "summary.json"]
 # the old --method choices as the flags of lth.pruning's criterion and scope
 METHOD_FLAGS = {"local": (), "global": ("--scope", "global"), "random": ("--criterion", "random")}
@@ -102,7 +103,9 @@ def test_layout(main_run):
     cfg = make_cfg()
     assert main_run.name == run_name(cfg)
     names = sorted(p.name for p in main_run.iterdir())
-    assert names == [".lock", "config.json", "init.pt", "round_01", "round_02", "round_03"]
+    # provenance.diff: only when the checkout the run came from had uncommitted changes
+    assert [n for n in names if n != "provenance.diff"] == [".lock", "config.json", "init.pt", "round_01", "round_02",
+                                                             "round_03"]
     for r in (1, 2, 3):
         assert sorted(p.name for p in (main_run / f"round_{r:02d}").iterdir()) == ROUND_FILES
     assert not list(main_run.rglob("checkpoint.pt")) and runhelpers.temp_files(main_run) == []
@@ -139,6 +142,8 @@ def test_runs_list_shows_the_run_with_its_rounds(main_run, tmp_path, capsys):
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if main_run.name in l)
     assert "ocp" in line and "3/3" in line and "0.4880" in line
+    last = RunStore(main_run).load_summary(3)   # the last round's final and best-at-final accuracy
+    assert f"{last['test_acc']:.4f} {last['best_acc_at_final_sparsity']:>10.4f}" in line
     # an unfinished run and an unreadable one are listed too
     part = tmp_path / "part"
     shutil.copytree(main_run, part)
@@ -352,8 +357,8 @@ def test_dense_schedule_is_one_unpruned_round(tmp_path, digits):
 
 def test_output_layer_at_half_the_rate(tmp_path, digits):
     """The quick and mnist presets prune LeNet's output layer at half the rate (Frankle & Carbin)."""
-    cfg = make_cfg("--rounds", "3", "--rate", "0.5")
-    assert cfg.prune.layer_rate == ("@output=0.5",)
+    assert config.PRESETS["quick"]["layer_rate"] == config.PRESETS["mnist"]["layer_rate"] == ("@output=0.5",)
+    cfg = make_cfg("--rounds", "3", "--rate", "0.5", "--layer-rate", "@output=0.5")
     store = api_run(cfg, tmp_path, digits)
     mask = store.load_mask(3)
     names = list(mask)

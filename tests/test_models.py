@@ -1,4 +1,7 @@
-"""Model registry: every model builds, runs forward and backward, and has the right head."""
+"""Model registry: every model builds, runs forward and backward, has the right head, and starts
+from its reference implementation's initialisation."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +10,8 @@ from torch import nn
 from lth import models
 from lth.errors import LthError
 from lth.masks import Masks
+from lth.models import init as init_schemes
+from lth.models import reference
 from lth.pruning import prune
 
 PAPER_MODELS = {"conv2", "conv4", "conv6", "lenet300_100", "resnet18", "resnet20", "vgg16"}
@@ -156,6 +161,123 @@ def test_image_too_small_for_conv_net_raises_lth_error():
 
 def test_register_twice_is_an_error():
     with pytest.raises(ValueError):
-        models.register("lenet300_100")(lambda c, i, s: nn.Identity())
+        models.register("lenet300_100", init="pytorch")(lambda c, i, s: nn.Identity())
     assert models.MODELS["lenet300_100"] is not None
     assert not isinstance(models.build("lenet300_100", 10, 1, 8), nn.Identity)
+
+
+# ---- initialisation: each model as its reference implementation ----------------------------
+
+def _close(value: float, target: float, numel: int, sigmas: float = 5.0) -> bool:
+    """Within `sigmas` standard errors of a sample std (about target / sqrt(2n)), and 5 % at most."""
+    return abs(value - target) <= max(0.05, min(sigmas / math.sqrt(2 * numel), 1.0)) * target
+
+
+def test_reference_schemes_are_registered():
+    assert models.REFERENCE_INIT == {"resnet18": "torchvision_resnet", "vgg16": "torchvision_vgg",
+                                     "resnet20": "openlth", "lenet300_100": "openlth", "conv2": "openlth",
+                                     "conv4": "openlth", "conv6": "openlth"}
+    assert set(models.REFERENCE_INIT.values()) <= set(init_schemes.INITS)
+
+
+def test_resnet18_w0_is_torchvision_resnet18_bit_for_bit():
+    # same seed, same layer order, same draws: at 224 px lth's ResNet-18 is torchvision's exactly
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(5)
+    ours = models.build("resnet18", 10, 3, 224)
+    torch.manual_seed(5)
+    theirs = torchvision.models.resnet18(num_classes=10)
+    a, b = list(ours.state_dict().values()), list(theirs.state_dict().values())
+    assert len(a) == len(b) == 122
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_resnet18_per_layer_statistics_match_torchvision():
+    pytest.importorskip("torchvision")
+    rows = reference.compare("resnet18", seed=1)
+    assert len(rows) == 62   # 20 convs, 20 BatchNorms (weight, bias), fc (weight, bias)
+    for r in rows:
+        assert r["reference_std"] == pytest.approx(r["std"], rel=1e-6), r["layer"]
+        assert r["reference_mean"] == pytest.approx(r["mean"], rel=1e-6, abs=1e-9), r["layer"]
+        if r["expected_std"] == 0.0:
+            assert r["std"] == 0.0 and r["mean"] == r["expected_mean"], r["layer"]
+        else:
+            assert _close(r["std"], r["expected_std"], r["numel"]), r
+    first = next(r for r in rows if r["layer"] == "layers.0.conv1.weight")
+    assert first["reference"] == "layer1.0.conv1.weight"
+    assert first["std"] == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.02)   # 0.059 (PyTorch default: 0.024)
+
+
+def test_resnet18_cifar_stem_is_kaiming_fan_out_too():
+    torch.manual_seed(0)
+    net = models.build("resnet18", 10, 3, 32)
+    assert float(net.stem[0].weight.detach().std()) == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.05)
+    assert float(net.layers[0].conv1.weight.detach().std()) == pytest.approx(0.0589, rel=0.05)
+    torch.manual_seed(0)
+    old = models.build("resnet18", 10, 3, 32, init="pytorch")
+    assert float(old.layers[0].conv1.weight.detach().std()) == pytest.approx(1 / math.sqrt(3 * 576), rel=0.05)  # 0.024
+
+
+def test_vgg16_per_layer_statistics_match_torchvision():
+    pytest.importorskip("torchvision")
+    rows = reference.compare("vgg16", seed=2)
+    assert len(rows) == 13 * 3 + 2   # 13 convs (no bias: BatchNorm follows), 13 BatchNorms, fc
+    assert rows[-2]["reference"] == "classifier.6.weight"
+    for r in rows:
+        assert r["reference_std"] is not None, r["layer"]
+        if r["expected_std"] == 0.0:
+            assert r["std"] == 0.0 and r["reference_std"] == 0.0, r["layer"]
+            assert r["mean"] == r["reference_mean"] == r["expected_mean"], r["layer"]
+        else:
+            assert _close(r["std"], r["expected_std"], r["numel"]), r
+            assert _close(r["reference_std"], r["expected_std"], r["numel"]), r
+            assert _close(r["std"], r["reference_std"], r["numel"], sigmas=7.0), r
+    assert rows[-2]["std"] == pytest.approx(0.01, rel=0.1)   # torchvision VGG linear: N(0, 0.01)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "lenet300_100", "conv2", "conv4", "conv6"])
+def test_openlth_models_match_openlth_statistics(name):
+    rows = reference.compare(name, seed=3)
+    assert all(r["reference"] is None for r in rows)   # OpenLTH: checked against the analytic values
+    for r in rows:
+        if r["expected_std"] == 0.0:
+            assert r["std"] == 0.0 and r["mean"] == r["expected_mean"], r["layer"]
+        elif r["numel"] >= 64:
+            assert _close(r["std"], r["expected_std"], r["numel"]), r
+    weights = [r for r in rows if r["layer"].endswith("weight") and len(r["shape"]) > 1]
+    for r in weights:   # kaiming normal, fan_in: sqrt(2 / fan_in)
+        fan_in = math.prod(r["shape"][1:])
+        assert r["expected_std"] == pytest.approx(math.sqrt(2 / fan_in))
+
+
+def test_openlth_batchnorm_weights_are_uniform_01():
+    torch.manual_seed(0)
+    net = models.build("resnet20", 10, 3, 32)
+    gammas = torch.cat([m.weight.detach() for m in net.modules() if isinstance(m, nn.BatchNorm2d)])
+    betas = torch.cat([m.bias.detach() for m in net.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert gammas.numel() == 784   # 21 BatchNorms: 7 of 16, 7 of 32, 7 of 64 channels
+    assert float(gammas.min()) >= 0.0 and float(gammas.max()) < 1.0
+    assert float(gammas.mean()) == pytest.approx(0.5, abs=0.05)
+    assert float(gammas.std()) == pytest.approx(1 / math.sqrt(12), rel=0.1)
+    assert torch.equal(betas, torch.zeros_like(betas))
+
+
+def test_other_schemes_can_be_chosen():
+    torch.manual_seed(0)
+    glorot = models.build("conv2", 10, 3, 32, init="glorot")
+    w = glorot[0].weight.detach()
+    assert float(w.std()) == pytest.approx(math.sqrt(2 / (27 + 576)), rel=0.1)
+    assert torch.equal(glorot[0].bias, torch.zeros_like(glorot[0].bias))
+    torch.manual_seed(0)
+    default = models.build("lenet300_100", 10, 1, 28, init="pytorch")
+    assert float(default[1].weight.detach().abs().max()) <= 1 / math.sqrt(784)   # PyTorch's uniform bound
+    with pytest.raises(LthError, match="unknown initialisation 'xavier'.*openlth"):
+        models.build("conv2", 10, 3, 32, init="xavier")
+
+
+def test_reference_cli_prints_every_layer(capsys):
+    assert reference.main(["resnet20", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20: init openlth, seed 1" in out
+    assert out.count("\n") == 2 + len(reference.compare("resnet20", seed=1))

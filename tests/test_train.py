@@ -73,6 +73,24 @@ def test_sparsity_follows_the_schedule_at_every_step(digits):
         assert pruned == round(0.8 * mask.numel())  # exactly s_f after the final update at t = 1
 
 
+def test_best_accuracy_counts_only_the_final_sparsity(digits):
+    # one-shot to 99 % at 50 % of the run, evaluated every epoch: the dense epochs do not count
+    cfg = recipe(epochs=4.0, eval_every=1)
+    _, masks, result = run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.99, start=0.5))
+    evaluated = [m for m in result["metrics"] if "test_acc" in m]
+    final = masks.sparsity()
+    at_final = [m["test_acc"] for m in evaluated if m["sparsity"] == final]
+    dense = [m["test_acc"] for m in evaluated if m["sparsity"] == 0.0]
+    assert len(at_final) == 2 and len(dense) == 2   # epoch 3 and the final evaluation; epochs 1 and 2
+    assert result["best_acc_at_final_sparsity"] == max(at_final)
+    assert result["best_acc_at_final_sparsity"] >= result["test_acc"]
+    assert max(dense) > result["best_acc_at_final_sparsity"]   # the old 'best acc' was this dense number
+    assert "best_test_acc" not in result
+    # under OCP only the end of the run is at the final sparsity
+    _, _, ocp = run(digits, cfg, lambda t: schedules.ocp(t, 0.0, 0.9))
+    assert ocp["best_acc_at_final_sparsity"] == ocp["test_acc"]
+
+
 def test_one_shot_at_the_end_is_classic_imp(digits):
     cfg = recipe(epochs=1.0)
     counts = []

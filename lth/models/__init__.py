@@ -3,25 +3,32 @@
     from lth import models
     net = models.build("resnet18", num_classes=10, in_channels=3, image_size=32)
     models.names()  # ['conv2', 'conv4', 'conv6', 'lenet300_100', 'resnet18', 'resnet20', 'vgg16']
+    models.build("resnet20", 10, 3, 32, init="pytorch")   # another scheme than the reference one
 
-Add a model with `@models.register("name")` on a function
-`(num_classes, in_channels, image_size) -> nn.Module` in a module imported below.
+Add a model with `@models.register("name", init="scheme")` on a function
+`(num_classes, in_channels, image_size) -> nn.Module` in a module imported below. `init` names
+the scheme of the model's reference implementation (lth.models.init), which build() applies:
+torchvision's for resnet18 and vgg16, OpenLTH's for resnet20, lenet300_100 and conv2/4/6.
+Initialisation draws from the global torch RNG: callers seed it (lth.imp.build_model forks it).
 """
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from torch import nn
 
 from lth.errors import LthError
+from lth.models import init as init_schemes
 
 ModelFactory = Callable[[int, int, int], nn.Module]
 MODELS: Dict[str, ModelFactory] = {}
+REFERENCE_INIT: Dict[str, str] = {}   # model name -> its reference implementation's init scheme
 
 
-def register(name: str):
+def register(name: str, init: str):
     def add(factory: ModelFactory) -> ModelFactory:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = factory
+        REFERENCE_INIT[name] = init
         return factory
     return add
 
@@ -30,10 +37,14 @@ def names():
     return sorted(MODELS)
 
 
-def build(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def build(name: str, num_classes: int, in_channels: int, image_size: int, init: Optional[str] = None) -> nn.Module:
+    """The model, initialised by `init` (default: its reference implementation's scheme)."""
     if name not in MODELS:
         raise LthError(f"unknown model {name!r}; choose one of {', '.join(names())}")
-    return MODELS[name](num_classes, in_channels, image_size)
+    scheme = init or REFERENCE_INIT[name]
+    if scheme not in init_schemes.INITS:  # refused before the model is built and its init drawn
+        raise LthError(f"unknown initialisation {scheme!r}; choose one of {', '.join(sorted(init_schemes.INITS))}")
+    return init_schemes.apply(MODELS[name](num_classes, in_channels, image_size), scheme)
 
 
 # Imported for their registrations.

@@ -18,7 +18,7 @@ def _mlp(sizes, num_classes):
     return layers
 
 
-@register("lenet300_100")
+@register("lenet300_100", init="openlth")
 def lenet300_100(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), *_mlp([in_channels * image_size * image_size, 300, 100], num_classes))
 
@@ -34,16 +34,16 @@ def _conv_net(pairs: int, num_classes: int, in_channels: int, image_size: int) -
     return nn.Sequential(*layers, nn.Flatten(), *_mlp([channels * size * size, 256, 256], num_classes))
 
 
-@register("conv2")
+@register("conv2", init="openlth")
 def conv2(num_classes, in_channels, image_size):
     return _conv_net(1, num_classes, in_channels, image_size)
 
 
-@register("conv4")
+@register("conv4", init="openlth")
 def conv4(num_classes, in_channels, image_size):
     return _conv_net(2, num_classes, in_channels, image_size)
 
 
-@register("conv6")
+@register("conv6", init="openlth")
 def conv6(num_classes, in_channels, image_size):
     return _conv_net(3, num_classes, in_channels, image_size)

@@ -55,12 +55,12 @@ class ResNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@register("resnet18")
+@register("resnet18", init="torchvision_resnet")
 def resnet18(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return ResNet((64, 128, 256, 512), (2, 2, 2, 2), num_classes, in_channels,
                   imagenet_stem=image_size >= IMAGENET_STEM_MIN_SIZE)
 
 
-@register("resnet20")
+@register("resnet20", init="openlth")
 def resnet20(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return ResNet((16, 32, 64), (3, 3, 3), num_classes, in_channels, imagenet_stem=False)

@@ -30,6 +30,6 @@ class VGG(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-@register("vgg16")
+@register("vgg16", init="torchvision_vgg")
 def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return VGG(VGG16_LAYOUT, num_classes, in_channels)
