@@ -15,6 +15,7 @@ from lth.config import RunConfig
 from lth.data import Dataset
 from lth.errors import LthError
 from lth.masks import Masks, prunable_weights
+from lth.pruning.targets import layer_rates, round_rate
 from lth.restart import policy
 from lth.train import total_steps
 
@@ -48,10 +49,11 @@ def make_masks(cfg: RunConfig, model: nn.Module) -> Masks:
 def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     """Fail early, with one line, when the model cannot take the dataset's images or the layer
     choice (--layers, --exclude, --layer-rate) leaves it nothing to prune."""
-    from lth.pruning.targets import layer_rates
+    p = cfg.prune
     model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
-    names = list(prunable_weights(model, cfg.prune.exclude, cfg.prune.layers))
-    layer_rates(names, cfg.prune.rate or 0.0, cfg.prune.layer_rate)
+    names = list(prunable_weights(model, p.exclude, p.layers))
+    if p.schedule != "dense":
+        layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
     try:
         with torch.inference_mode():
