@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 SCHEDULE_ORDER = ("one_shot", "imp", "iterative", "agp", "ocp")
 PAPER_SCHEDULES = ("one_shot", "iterative", "agp", "ocp")   # the paper's Fig. 2
 SCHEDULE_LABELS = {"one_shot": "One-Shot (40 %)", "imp": "IMP (end of round)", "iterative": "Iterative",
-                   "agp": "AGP", "ocp": "One-Cycle"}
+                   "agp": "AGP", "ocp": "One-Cycle", "dense": "Dense"}
 KIND_LABELS = {"ticket": "Ticket", "reinit": "Random reinit", "random": "Random pruning"}
 
 

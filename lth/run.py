@@ -54,8 +54,8 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     print(f"{'round':>5}  {'sparsity':>8}  {'test acc':>8}  {'best@fin':>8}  {'time s':>7}")
     for s in result.summaries:
-        print(f"{s['round']:>5}  {s['sparsity']:>8.4f}  {s['test_acc']:>8.4f}  {s.get('best_acc_at_final_sparsity', float('nan')):>8.4f}  "
-              f"{s['wall_time_s']:>7.1f}")
+        best = s.get("best_acc_at_final_sparsity", float("nan"))   # nan: a round saved before issue 10
+        print(f"{s['round']:>5}  {s['sparsity']:>8.4f}  {s['test_acc']:>8.4f}  {best:>8.4f}  {s['wall_time_s']:>7.1f}")
     print(f"run directory: {run_dir}")
     return 0
 
