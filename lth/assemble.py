@@ -33,7 +33,8 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            model = models.build(cfg.model.model, dataset.num_classes, dataset.in_channels, image_size(cfg, dataset))
+            model = models.build(cfg.model.model, dataset.num_classes, dataset.in_channels, image_size(cfg, dataset),
+                                 init=cfg.model.init)
         except ValueError as e:
             raise LthError(str(e)) from None
     model = model.to(device)

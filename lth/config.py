@@ -56,6 +56,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     model: str = knob("resnet18", "model name (resnet18, vgg16, resnet20, lenet300_100, conv2, conv4, conv6)")
+    init: Optional[str] = knob(None, "initialisation scheme (lth.models.init: torchvision_resnet, torchvision_vgg, "
+                               "openlth, glorot, pytorch); unset: the model's reference implementation's")
 
 
 # Training recipes. A training field left unset (None) takes the recipe's value; the recipe's
@@ -505,6 +507,9 @@ def validate(cfg: RunConfig) -> None:
         raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     if cfg.model.model not in models.MODELS:
         raise LthError(f"unknown model {cfg.model.model!r}; choose one of {', '.join(models.names())}")
+    from lth.models.init import INITS
+    if cfg.model.init is not None and cfg.model.init not in INITS:
+        raise LthError(f"unknown initialisation {cfg.model.init!r}; choose one of {', '.join(sorted(INITS))}")
     p = cfg.prune
     if p.layer_rate and p.scope == "global":
         raise LthError("--layer-rate sets per-layer rates, which global pruning (one threshold) cannot follow; "
