@@ -6,7 +6,7 @@
 
 With late rewinding every kind trains from step k (analysis.copies), the reinit control too,
 as OpenLTH's randomly_reinitialize branch starts at the level's start step. W_k is dense, so
-the random control's kept weights hold no zeros, as the ticket's do not.
+the random control's kept weights hold no zeros, like the ticket's.
 
 The controls' randomness is seeded from the analysis --seed (`reinit_seed`, `random_mask_seed`),
 so the same invocation always builds the same control, and another --seed draws another one.
