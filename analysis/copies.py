@@ -1,6 +1,10 @@
 """Training one copy of a ticket with its mask fixed: lth.train with pruning=None, the run's own
 resolved recipe, and the copy's own data-order and augmentation seeds.
 
+With late rewinding (--rewind-step k) a copy, like a round, trains the remaining steps k..T-1 of
+the budget T: the LR continues at step k, and the copy's loader starts k batches into its own
+data order (Frankle et al. 2020; OpenLTH's branches start at the level's start step).
+
 Resumable at two levels: a finished copy (copy_a.pt) is loaded, never retrained; an unfinished
 one continues from its last epoch checkpoint (copy_a.checkpoint.pt), which lth.train makes
 exact, so a killed analysis finishes with the same copy as one never killed.
@@ -53,16 +57,26 @@ def copy_config(cfg: RunConfig, copies: CopySettings) -> RunConfig:
 
 def make_workspace(cfg: RunConfig, dataset: Dataset, device: torch.device) -> Workspace:
     dataset = dataset.to(device)
-    total_steps(cfg.train, len(dataset.train_y))  # refuses a batch larger than the training set, early
+    check_copy_budget(cfg, dataset)  # refuses a batch larger than the training set, or no steps after k
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
     forward = torch.compile(model) if cfg.train.compile else model
     return Workspace(cfg, dataset, device, model, assemble.make_masks(cfg, model), forward)
 
 
+def check_copy_budget(cfg: RunConfig, dataset: Dataset) -> int:
+    """The copies' budget T in steps; refuses one that leaves no step after the rewind step."""
+    return assemble.check_budget(cfg, dataset, what="the copies' budget")
+
+
+def start_step(ws: Workspace) -> int:
+    """The step every copy starts at: the run's rewind step (0 without late rewinding)."""
+    return assemble.restart_policy(ws.cfg).start_step
+
+
 def budget(ws: Workspace) -> dict:
-    """The copies' training budget as recorded in the results."""
+    """The copies' training budget as recorded in the results (they train steps start_step..steps-1)."""
     return {"epochs": ws.cfg.train.epochs, "steps": total_steps(ws.cfg.train, len(ws.dataset.train_y)),
-            "batch_size": ws.cfg.train.batch_size}
+            "start_step": start_step(ws), "batch_size": ws.cfg.train.batch_size}
 
 
 def load_copy(path: Path, start: StartingPoint) -> dict:
@@ -88,6 +102,7 @@ def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, che
                    image_size=assemble.image_size(ws.cfg, ws.dataset), augment=ws.cfg.data.augment,
                    order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], pruning=None,
                    forward=ws.forward, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
+                   start_step=start_step(ws),
                    progress=progress, desc=desc)
     payload = {"model": {k: v.detach().to("cpu", copy=True) for k, v in ws.model.state_dict().items()},
                "outcome": {k: result[k] for k in OUTCOME_KEYS}, "timing": {k: result[k] for k in TIMING_KEYS},

@@ -64,8 +64,9 @@ def obtain_copy(store: RunStore, ws: Workspace, r: int, kind: str, start: Starti
         checkpoint.unlink(missing_ok=True)  # left behind by a kill between saving the copy and removing it
         return load_copy(path, start)
     seeds = copies.copy_seeds(copy)
-    log.info("%s: training %d steps (order seed %d, augment seed %d)", desc, budget(ws)["steps"],
-             seeds["order_seed"], seeds["augment_seed"])
+    steps = budget(ws)
+    log.info("%s: training steps %d..%d (order seed %d, augment seed %d)", desc, steps["start_step"],
+             steps["steps"] - 1, seeds["order_seed"], seeds["augment_seed"])
     payload = train_copy(ws, start, seeds, path, checkpoint, progress, desc)
     log.info("%s: test acc %.4f", desc, payload["outcome"]["test_acc"])
     return payload

@@ -24,7 +24,7 @@ import sys
 from typing import Dict, List
 
 from analysis import cli
-from analysis.copies import Workspace, copy_config, make_workspace
+from analysis.copies import Workspace, check_copy_budget, copy_config, make_workspace
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import CONTROLS
@@ -32,7 +32,7 @@ from lth import assemble, data
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
 from lth.store import RunStore
-from lth.train import pick_device, total_steps
+from lth.train import pick_device
 
 log = logging.getLogger("analysis.stability")
 
@@ -79,7 +79,7 @@ def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, prob
         store.load_mask(r)
         store.load_summary(r)
     if any(find_result(store, r, kind, copies, probe) is None for r, kind in jobs):
-        total_steps(cfg.train, len(run_data(cfg, data_dir, cache).train_y))
+        check_copy_budget(cfg, run_data(cfg, data_dir, cache))
 
 
 def run_data(cfg: RunConfig, data_dir, cache: Dict[tuple, data.Dataset]) -> data.Dataset:

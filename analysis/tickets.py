@@ -1,8 +1,12 @@
 """The network a stability measurement starts from, for each kind of measurement.
 
-    ticket  W_rewind * m_r      the round's ticket (W_rewind: W0, or W_k with late rewinding)
+    ticket  W_rewind * m_r      the round's ticket (W_rewind: W0, or the dense W_k with late rewinding)
     reinit  W0' * m_r           control: the same mask on a fresh initialisation W0'
     random  W_rewind * m'       control: a random mask m' with m_r's per-layer pruned counts
+
+With late rewinding every kind trains from step k (analysis.copies), the reinit control too,
+as OpenLTH's randomly_reinitialize branch starts at the level's start step. W_k is dense, so
+the random control's kept weights hold no zeros, like the ticket's.
 
 The controls' randomness is seeded from the analysis --seed (`reinit_seed`, `random_mask_seed`),
 so the same invocation always builds the same control, and another --seed draws another one.

@@ -9,7 +9,8 @@ Modules, one idea each (docs/DESIGN.md has the map):
   lr_schedules, optimizers   the training recipe's registries
   masks      mask storage and enforcement
   pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater
-  restart    round restart policies (rewind to W0 or W_k)
+  restart    round restart policies (rewind to W0, or to the dense W_k at step k)
+  rewinding  late rewinding's dense phase: W_k and the loader position (rewind.pt)
   models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6), each initialised
              as its reference implementation (models.init; `python -m lth.models.reference`)
   data       datasets as tensors and the device-resident loader

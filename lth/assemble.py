@@ -64,12 +64,13 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
                        f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
 
 
-def check_budget(cfg: RunConfig, dataset: Dataset) -> int:
-    """The round budget in steps; refuses a restart step beyond it."""
+def check_budget(cfg: RunConfig, dataset: Dataset, what: str = "the round's budget") -> int:
+    """The round budget in steps; refuses a rewind step that leaves no step of it to train."""
     steps = total_steps(cfg.train, len(dataset.train_y))
-    capture = restart_policy(cfg).capture_step
-    if capture is not None and capture > steps:
-        raise LthError(f"--rewind-step {capture} is beyond the round's budget of {steps} steps")
+    k = restart_policy(cfg).start_step
+    if k >= steps:
+        raise LthError(f"--rewind-step {k} is beyond {what} of {steps} steps (training continues from step k "
+                       f"to the end of the budget: use at most {steps - 1})")
     return steps
 
 

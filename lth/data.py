@@ -248,6 +248,10 @@ class DeviceLoader:
         self.std = dataset.std.to(self.device).view(1, -1, 1, 1)
         self.order_generator = torch.Generator(device=self.device).manual_seed(order_seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(augment_seed or 0)  # None: no augmentation
+        # The position inside the current epoch (late rewinding resumes mid-epoch, docs/DESIGN.md §2):
+        self.epoch_order_state = self.order_generator.get_state()  # order generator before this epoch's shuffle
+        self.consumed = 0   # batches of the current epoch handed out so far
+        self.skip = 0       # batches the next epoch skips: set by a restored mid-epoch position or seek()
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -255,13 +259,17 @@ class DeviceLoader:
 
     def __iter__(self):
         n = len(self.y)
+        self.epoch_order_state = self.order_generator.get_state()
         if self.train:
             order = torch.randperm(n, generator=self.order_generator, device=self.device)
         else:
             order = torch.arange(n, device=self.device)
-        for i in range(len(self)):
+        first, self.skip = self.skip, 0  # skipped batches are neither augmented nor yielded
+        for i in range(first, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.transform(self.x[index]), self.y[index]
+            batch = self.transform(self.x[index]), self.y[index]
+            self.consumed = i + 1
+            yield batch
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> augmented, resized, normalised float batch."""
@@ -297,9 +305,30 @@ class DeviceLoader:
         return augment.apply(x, augment.draw(len(x), self.augment_generator, self.device))
 
     # ---- resuming -----------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+    def state_dict(self, position: bool = False) -> Dict[str, torch.Tensor]:
+        """The generators' states: where the next epoch starts. position=True, in the middle of
+        an epoch, also records where this epoch started and how many of its batches were handed
+        out, so that a loader restored from it continues with exactly the remaining batches
+        (and augmentations) of this epoch. At an epoch's end both say the same."""
+        state = {"order": self.order_generator.get_state(), "augment": self.augment_generator.get_state()}
+        if position and 0 < self.consumed < len(self):
+            state.update(epoch_order=self.epoch_order_state, consumed=torch.tensor(self.consumed))
+        return state
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        self.order_generator.set_state(state["order"])
+        if "consumed" in state:  # mid-epoch: replay this epoch's shuffle, skip what was handed out
+            self.order_generator.set_state(state["epoch_order"])
+            self.skip = int(state["consumed"])
+        else:
+            self.order_generator.set_state(state["order"])
+            self.skip = 0
         self.augment_generator.set_state(state["augment"])
+
+    def seek(self, batches: int) -> None:
+        """Move a fresh loader `batches` batches into its own data order (whole epochs are
+        shuffled and passed over, then the next epoch skips the rest), drawing no augmentation:
+        how a ticket copy with its own seeds starts at step k (analysis.copies), as OpenLTH's
+        loader skips to (epoch, iteration) of the start step."""
+        for _ in range(batches // len(self)):
+            torch.randperm(len(self.y), generator=self.order_generator, device=self.device)
+        self.skip = batches % len(self)

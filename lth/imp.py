@@ -1,10 +1,11 @@
 """The IMP driver: rounds of restart, train while pruning, save (docs/DESIGN.md §2).
 
     W0 = the seeded initialisation, m_0 = ones.
-    Round r = 1..R: weights <- restart(r) * m_{r-1} (rewind: W0, or W_k with --rewind-step k);
-    train the round's budget while the in-round schedule raises sparsity from s_{r-1} to
-    s_r = 1 - (1 - p)^r (per layer with --layer-rate); save m_r, the final weights, the
-    metrics and a summary.
+    --rewind-step k: first train W0 dense for k steps to W_k (lth.rewinding, rewind.pt).
+    Round r = 1..R: weights <- W_rewind * m_{r-1} (W0, or W_k); train steps k..T-1 of the
+    round's budget T (k = 0 without late rewinding) while the in-round schedule raises
+    sparsity from s_{r-1} to s_r = 1 - (1 - p)^r (per layer with --layer-rate); save m_r, the
+    final weights, the metrics and a summary.
 
 Finished rounds are skipped, and an unfinished round continues from its last epoch
 checkpoint, so running the same command again after a kill finishes the same run. Library
@@ -16,7 +17,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from lth import assemble
+from lth import assemble, rewinding
 from lth.config import RunConfig
 from lth.data import Dataset
 from lth.masks import Masks
@@ -66,6 +67,8 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     else:
         store.save_init(model.state_dict())
     forward = torch.compile(model) if cfg.train.compile else model  # compiled once, reused every round
+    rewinding.ensure_rewind_point(cfg, store, dataset, model, assemble.image_size(cfg, dataset), device,
+                                  assemble.restart_policy(cfg).dense_steps, forward)
     targets = sparsity_targets(cfg, masks)
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
@@ -92,22 +95,18 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     if resume is not None:
         log.info("round %d: resuming from the checkpoint after epoch %d", r, resume["epoch"])
     updater = mask_updater(cfg, masks, s_i, s_f, r)
-
-    def after_step(step, model, masks):
-        if r == 1 and step == restart.capture_step:
-            store.save_rewind(model.state_dict())
-
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
     result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),
                    augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
                    augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
-                   after_step=after_step if restart.capture_step is not None else None,
+                   start_step=restart.start_step, start_loader=restart.start_loader(store),
                    progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
-    summary = {"round": r, "schedule": cfg.prune.schedule, "start_sparsity": s_i, "target_sparsity": s_f,
+    summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
+               "start_sparsity": s_i, "target_sparsity": s_f,
                "sparsity": report[-1]["sparsity"], "layers": report[:-1], **result}
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,

@@ -4,7 +4,7 @@
       config.json            resolved config, versions, git commit, device
       provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.provenance)
       init.pt                W0 (model state: weights and BatchNorm buffers)
-      rewind.pt              W_k, with --rewind-step k
+      rewind.pt              W_k and the loader position, with --rewind-step k (lth.rewinding)
       round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
       stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
                              (written by the analysis package; analysis/settings.py names them)

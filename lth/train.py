@@ -145,12 +145,19 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
           forward: Optional[Callable] = None, resume: Optional[dict] = None,
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
+          start_step: int = 0, start_loader: Optional[dict] = None,
           progress: bool = True, desc: str = "train") -> dict:
     """Train `model` in place under `masks` (cfg resolved). Returns the summary and metrics.
 
     forward: the callable for the forward pass (a torch.compile'd model), default `model`.
     resume: a state from `save_checkpoint` (saved after every epoch but the last) to continue.
-    after_step(step, model, masks): called after each optimizer step (rewind capture, tests).
+    after_step(step, model, masks): called after each optimizer step (tests).
+    start_step: late rewinding (docs/DESIGN.md §2): train steps start_step..total-1 only, the LR
+    at step/total as if the first start_step steps had run, the schedule's progress
+    t = (step - start_step) / (total - start_step). A fresh optimizer either way (OpenLTH).
+    start_loader: the training loader's state at start_step (DeviceLoader.state_dict(position=True)
+    of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
+    data order (ticket copies with their own seeds).
     """
     device = torch.device(device)
     forward = forward or model
@@ -158,7 +165,14 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
     total = total_steps(cfg, len(dataset.train_y))
     steps_per_epoch = len(train_loader)
     optimizer = make_optimizer(model, cfg, device)
-    step, epoch, metrics = 0, 0, []
+    step, epoch, metrics = start_step, 0, []
+    window = total - start_step  # the steps this call trains; the in-round schedule spans them
+    if not 0 <= start_step < total:
+        raise LthError(f"start step {start_step} is outside the budget of {total} steps")
+    if resume is None and start_loader is not None:
+        train_loader.load_state_dict(start_loader)
+    elif resume is None and start_step > 0:
+        train_loader.seek(start_step)
     if resume is not None:
         model.load_state_dict(resume["model"])
         masks.load_state_dict(resume["masks"])
@@ -181,8 +195,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         for x, y in train_loader:
             if step >= total:
                 break
-            if pruning is not None and pruning.due(step):
-                pruning.update(step / total, optimizer)
+            if pruning is not None and pruning.due(step - start_step):
+                pruning.update((step - start_step) / window, optimizer)
             lr = lr_at(step, total, cfg)
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
                                       momentum_at(step, total, cfg))

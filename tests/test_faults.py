@@ -266,8 +266,9 @@ def test_killed_three_times_then_finished(tmp_path, reference):
                                    ["--scope", "global", "--schedule", "iterative"]],
                          ids=["late-rewinding", "random-pruning", "global-iterative"])
 def test_sigkill_with_other_settings_then_resume(tmp_path, extra):
-    """Resuming restores what these settings add: W_k (saved at step 60, after the first
-    epoch's checkpoint at 44), the random-pruning generator, a global threshold."""
+    """Resuming restores what these settings add: W_k and the loader position (rewind.pt,
+    from 60 dense steps; each round then trains steps 60..131, its first checkpoint after the
+    partial epoch at step 88), the random-pruning generator, a global threshold."""
     argv = [*ARGS, *extra]
     ref_cwd = tmp_path / "ref"
     ref_cwd.mkdir()

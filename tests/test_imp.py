@@ -1,5 +1,5 @@
 """The IMP driver and `python -m lth.run` (issue 4): layout, the sparsity sequence, nested masks,
-exact rewinding (to W0 and to W_k), zeros where pruned, every schedule and method, determinism,
+exact rewinding to W0 (late rewinding to W_k: test_rewinding.py), zeros where pruned, every schedule and method, determinism,
 the resolved config and the run name, `lth.runs list`, and --resume.
 
 Tiny: digits (offline), LeNet-300-100, 12 steps a round (a fraction of one epoch)."""
@@ -179,35 +179,6 @@ def test_every_round_starts_from_w0_times_the_previous_mask(tmp_path, digits):
         expected = {k: v * previous[k] if k in previous else v for k, v in w0.items()}
         assert tensors_equal(weights, expected), f"round {r} does not start from W0 * m_{r - 1}"
     assert not store.rewind_path.exists()
-
-
-def test_late_rewinding_starts_rounds_from_wk_times_the_previous_mask(tmp_path, digits):
-    k = 5
-    cfg = make_cfg("--rewind-step", str(k))
-    starts, hook = capture_starts()
-    store = api_run(cfg, tmp_path, digits, hook)
-    w0, wk = store.load_init(), store.load_rewind()
-    assert store.rewind_path.exists() and not tensors_equal(wk, w0)
-    assert tensors_equal(starts[1][0], w0)  # round 1 itself starts from W0
-    for r in (2, 3):
-        previous = store.load_mask(r - 1)
-        expected = {name: v * previous[name] if name in previous else v for name, v in wk.items()}
-        assert tensors_equal(starts[r][0], expected), f"round {r} does not start from W_k * m_{r - 1}"
-    # W_k is the model after exactly k optimizer steps of round 1: replay round 1 independently
-    from lth.train import train
-    model = assemble.build_model(cfg, digits, cfg.seeds.init_seed, "cpu")
-    masks = assemble.make_masks(cfg, model)
-    seen = {}
-
-    def after_step(step, model, masks):
-        if step == k:
-            seen["wk"] = {n: v.detach().clone() for n, v in model.state_dict().items()}
-    train(model, masks, digits, cfg.train, device="cpu", image_size=assemble.image_size(cfg, digits),
-          augment=cfg.data.augment, order_seed=cfg.seeds.order_seed, augment_seed=cfg.seeds.augment_seed,
-          pruning=imp.mask_updater(cfg, masks, 0.0, targets(cfg)[0], 1), after_step=after_step,
-          progress=False)
-    assert tensors_equal(seen["wk"], wk)
-    check_nested_and_zero(store, 3)
 
 
 def test_rewind_step_beyond_the_budget_is_refused_before_anything_is_written(tmp_path, digits):
