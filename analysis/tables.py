@@ -11,6 +11,8 @@ and the controls' re-trained accuracies as extra columns when measured. The best
 ticket is set in bold, as in the paper. The paper's One-Shot row "corresponds to the original
 IMP experiment": compare it with both our "One-Shot (40 %)" (pruning at 40 % of each round) and
 "IMP (end of round)" rows.
+
+`python -m analysis.tables STUDY...` writes Tables 1, 2 and 3 from studies (analysis.study_tables).
 """
 import csv
 import io
@@ -100,3 +102,15 @@ def csv_text(table: List[dict]) -> str:
                        if cell else [""] * 5)
         writer.writerow([row["group"], _rounds(row), f"{100 * row['sparsity']:.4f}", row["runs"]] + values)
     return out.getvalue()
+
+
+def main(argv=None) -> int:
+    """`python -m analysis.tables STUDY...`: Tables 1-3 from studies (analysis.study_tables)."""
+    from analysis import study_tables
+    return study_tables.main(argv)
+
+
+if __name__ == "__main__":
+    import sys
+    from lth.errors import cli_main
+    sys.exit(cli_main(main))

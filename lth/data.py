@@ -203,19 +203,28 @@ CALTECH_SIZE = 224  # Caltech-101 images vary in size: stored resized to the pap
 
 @register("caltech101")
 def _caltech101(data_dir: Path, download: bool, split_seed: int) -> Dataset:
+    """Decoded and resized once, then read from a uint8 cache beside the images (lth.data_cache)."""
     import torchvision
+    from PIL import Image
+    from lth import data_cache
     folder = data_dir / "caltech101" / "101_ObjectCategories"
     if download and not folder.exists():
         _torchvision_download("caltech101", lambda tv: tv.datasets.Caltech101(str(data_dir), download=True))
     if not folder.exists():
         raise _missing("caltech101", folder)
     dataset = torchvision.datasets.Caltech101(str(data_dir), target_type="category", download=False)
-    xs, ys = [], []
-    for image, label in dataset:
-        image = image.convert("RGB").resize((CALTECH_SIZE, CALTECH_SIZE))
-        xs.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
-        ys.append(label)
-    x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    files = [folder / dataset.categories[c] / f"image_{i:04d}.jpg" for i, c in zip(dataset.index, dataset.y)]
+
+    def decode_one(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            image = image.convert("RGB").resize((CALTECH_SIZE, CALTECH_SIZE))
+            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+    def decode():
+        return np.stack([decode_one(f) for f in files]), np.asarray(dataset.y, dtype=np.int64)
+
+    stamp = data_cache.fingerprint(folder, files, f"rgb-resize-{CALTECH_SIZE}")
+    x, y = data_cache.cached_arrays(folder.parent / f"lth-cache-{CALTECH_SIZE}px.npz", stamp, decode)
     return Dataset("caltech101", *_split(x, y, split_seed), num_classes=int(y.max()) + 1)
 
 

@@ -1,0 +1,127 @@
+"""A study's cells: each point of its axes resolved to a validated RunConfig, whose hashed run
+directory (RUNS_ROOT/<dataset>-<model>-<schedule>-<hash8>) is the cell's identity. Two cells
+with the same config (in one study, or in two studies sharing a runs root) are one run: it
+trains once, and a rerun skips it once all its rounds are done.
+
+The two calls into lth's run machinery live here and nowhere else in lth.study:
+`make_config` (flat fields -> resolved, validated config) and `execute_cell` (run a config to
+completion, resuming what a killed run left).
+"""
+import contextlib
+import io
+import itertools
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from lth import config as config_mod
+from lth.errors import LthError
+from lth.store import RunStore
+from lth.study import budget as budget_mod
+from lth.study.spec import Spec, seed_fields
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    labels: Dict[str, Any]                 # axis -> value: what tables index by (seed, budget included)
+    cfg: config_mod.RunConfig              # resolved and validated
+    also: List[Dict[str, Any]] = field(default_factory=list)  # labels of later cells with this config
+
+    @property
+    def name(self) -> str:
+        return self.cfg.run_name()
+
+    def run_dir(self, runs_root) -> Path:
+        return Path(runs_root) / self.name
+
+    def label_text(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.labels.items())
+
+
+def make_config(flat: Dict[str, Any], preset: Optional[str], where: str) -> config_mod.RunConfig:
+    """Flat field overrides over a preset -> the resolved, validated config (adapter: becomes
+    lth.config.from_overrides(flat, preset) once the redesign lands)."""
+    cfg = config_mod.RunConfig()
+    if preset is not None:
+        if preset not in config_mod.PRESETS:
+            raise LthError(f"{where}: unknown preset {preset!r}; choose one of {', '.join(sorted(config_mod.PRESETS))}")
+        config_mod.apply_overrides(cfg, config_mod.PRESETS[preset], f"preset {preset}")
+    config_mod.apply_overrides(cfg, flat, where)
+    cfg = cfg.resolved()
+    config_mod.validate(cfg)
+    return cfg
+
+
+def points(spec: Spec) -> List[Dict[str, Any]]:
+    """Every point of the axes as {field: value} plus the pseudo-fields `seed` and `budget`,
+    in listing order (grid keys, zipped axes, budget, seeds innermost)."""
+    axes: List[List[Dict[str, Any]]] = [[{key: v} for v in values] for key, values in spec.grid.items()]
+    for z in spec.zips:
+        n = len(next(iter(z.values())))
+        axes.append([{key: values[i] for key, values in z.items()} for i in range(n)])
+    if spec.budget is not None:
+        axes.append([{"budget": m} for m in spec.budget["multiples"]])
+    if spec.seeds is not None:
+        axes.append([{"seed": s} for s in spec.seeds])
+    return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*axes)]
+
+
+def expand(spec: Spec, runtime: Optional[Dict[str, Any]] = None) -> List[Cell]:
+    """The study's cells, deduplicated by config hash (the first point keeps the cell, later
+    ones are recorded in `also`). `runtime`: runtime fields for every cell (data_dir)."""
+    if spec.budget is not None:
+        budget_mod.check(spec.budget, spec.where)
+    cells: Dict[str, Cell] = {}
+    for point in points(spec):
+        flat = {**spec.base, **{k: v for k, v in point.items() if k not in ("seed", "budget")}}
+        if "seed" in point:
+            flat.update(seed_fields(point["seed"]))
+        if "budget" in point:
+            schedule = flat.get("schedule") or make_config(flat, spec.preset, spec.where).prune.schedule
+            flat.update(budget_mod.fields(spec.budget, schedule, point["budget"]))
+        flat.update(runtime or {})
+        where = f"{spec.where} cell {' '.join(f'{k}={v}' for k, v in point.items())}"
+        cfg = make_config(flat, spec.preset, where)
+        key = cfg.hash()
+        if key in cells:
+            cells[key].also.append(point)
+        else:
+            cells[key] = Cell(point, cfg)
+    return list(cells.values())
+
+
+def rounds_done(cfg: config_mod.RunConfig, run_dir: Path) -> int:
+    """Finished rounds of the cell's run (0 when it has not started or holds another config)."""
+    store = RunStore(run_dir)
+    if not store.is_run():
+        return 0
+    return sum(store.round_done(r) for r in range(1, cfg.prune.rounds + 1))
+
+
+def is_done(cfg: config_mod.RunConfig, run_dir: Path) -> bool:
+    return rounds_done(cfg, run_dir) == cfg.prune.rounds
+
+
+def execute_cell(cfg: config_mod.RunConfig, runs_root, device: str, run_dir: Optional[Path] = None) -> dict:
+    """Run (or finish) the cell's run; returns {"run_dir", "rounds", "test_acc"} of its last round.
+    Adapter onto `python -m lth.run`'s main (becomes lth.execute(cfg, runs_root, run_dir, device)
+    once the redesign lands): same lock, same checks, same resume."""
+    from lth import run as run_cli  # the CLI module: imported here only, where the adapter needs it
+    run_dir = Path(run_dir or Path(runs_root) / cfg.run_name())
+    with tempfile.TemporaryDirectory(prefix="lth-study-") as tmp:
+        config_file = Path(tmp) / "config.json"
+        config_file.write_text(json.dumps(cfg.to_dict()))
+        argv = ["--config", str(config_file), "--runs-root", str(runs_root), "--run-dir", str(run_dir),
+                "--device", device, "--no-progress"]
+        with contextlib.redirect_stdout(io.StringIO()):  # main prints a table for a terminal user
+            code = run_cli.main(argv)
+    if code != 0:
+        raise LthError(f"run {run_dir.name} stopped with exit code {code}")
+    store = RunStore(run_dir)
+    last = store.load_summary(cfg.prune.rounds)
+    return {"run_dir": str(run_dir), "rounds": cfg.prune.rounds, "test_acc": last["test_acc"]}
