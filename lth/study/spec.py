@@ -23,13 +23,18 @@ Axis order in listings: grid keys as written, then the zipped axes, the budget, 
 """
 import copy
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from lth.errors import LthError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (setup.cfg)
+    import tomli as tomllib
 
 TOP_KEYS = ("name", "description", "preset", "seeds", "base", "grid", "zip", "budget", "analysis", "scales",
             "default_scale")

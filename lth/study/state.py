@@ -80,7 +80,7 @@ class StudyState:
         if entry.get("pid") is not None and entry.get("pid") != pid:
             entry["attempts"] = entry.get("attempts", 1) + 1
         entry.update(pid=pid, host=host)
-        self.save(throttle=True)
+        self.save()  # at once: status and operators look for the pid of what is running
 
     def finished(self, task_id: str) -> None:
         self.tasks.pop(task_id, None)
