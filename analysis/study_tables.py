@@ -54,8 +54,9 @@ def collect(spec, runs_root: Path) -> List[dict]:
         acc = None
         if cells_mod.is_done(cfg, run_dir):
             acc = RunStore(run_dir).load_summary(cfg.prune.rounds)["test_acc"]
+        params = cfg.prune.schedule_params          # alpha and beta exist for OCP only
         records.append({"dataset": cfg.data.dataset, "model": cfg.model.model, "schedule": cfg.prune.schedule,
-                        "sparsity": _sparsity(cfg), "alpha": cfg.prune.alpha, "beta": cfg.prune.beta,
+                        "sparsity": _sparsity(cfg), "alpha": params.get("alpha"), "beta": params.get("beta"),
                         "budget": cell.labels.get("budget", 1.0), "seed": cell.labels.get("seed", 0), "acc": acc})
     return records
 

@@ -40,10 +40,13 @@ def test_grid_times_zip_times_seeds_in_listing_order():
 
 
 def test_seed_axis_sets_the_four_seeds_and_seed_0_is_the_default():
+    assert spec.seed_fields(0) == {"init_seed": 0, "order_seed": 1, "augment_seed": 2, "prune_seed": 3}
+    assert spec.seed_fields(1) == {"init_seed": 1, "order_seed": 11, "augment_seed": 12, "prune_seed": 13}
     one, two = expand(TOML)[:2]
-    assert (one.cfg.seeds.init_seed, one.cfg.seeds.order_seed, one.cfg.seeds.augment_seed, one.cfg.seeds.prune_seed) \
-        == (0, 1, 2, 3)
-    assert (two.cfg.seeds.init_seed, two.cfg.seeds.order_seed, two.cfg.seeds.augment_seed) == (1, 11, 12)
+    assert (one.cfg.seeds.init_seed, one.cfg.seeds.order_seed) == (0, 1)
+    assert (two.cfg.seeds.init_seed, two.cfg.seeds.order_seed) == (1, 11)
+    # seeds the run never draws from are normalised away (no augmentation, magnitude pruning)
+    assert (two.cfg.seeds.augment_seed, two.cfg.seeds.prune_seed) == (None, None)
 
 
 def test_cells_are_identified_by_their_config_hash():
@@ -153,7 +156,7 @@ def test_spec_errors_are_one_line(text, needle):
 
 @pytest.mark.parametrize("base, needle", [("nonsense = 1", "unknown field 'nonsense'"),
                                           ("schedule = 'zigzag'", "unknown schedule"),
-                                          ("final_sparsity = 1.5", "final-sparsity must be in")])
+                                          ("final_sparsity = 1.5", "final-sparsity must be > 0 and < 1")])
 def test_bad_fields_are_refused_before_anything_runs(base, needle):
     with pytest.raises(LthError, match=needle):
         expand(f"name = 'x'\n[base]\n{base}")

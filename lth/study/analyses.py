@@ -34,7 +34,7 @@ class Stability:
     control_rounds: Union[str, tuple] = "last"
     seed: int = 0
     alphas: int = 11
-    bn: str = "reset"
+    bn: str = "interpolate"     # analysis.settings.ProbeSettings' default (a test keeps them equal)
     bn_batches: int = 20
     epochs: Optional[float] = None
     steps: Optional[int] = None
@@ -109,8 +109,8 @@ def _stability(raw, where: str) -> Stability:
         raise LthError(f"{where}.controls must be a list of {', '.join(KINDS[1:])}, got {controls!r}")
     s = Stability(rounds=_rounds(raw.get("rounds", "all"), f"{where}.rounds"), controls=tuple(controls),
                   control_rounds=_rounds(raw.get("control_rounds", "last"), f"{where}.control_rounds"),
-                  seed=raw.get("seed", 0), alphas=raw.get("alphas", 11), bn=raw.get("bn", "reset"),
-                  bn_batches=raw.get("bn_batches", 20), epochs=raw.get("epochs"), steps=raw.get("steps"))
+                  seed=raw.get("seed", 0), alphas=raw.get("alphas", Stability.alphas),
+                  bn=raw.get("bn", Stability.bn), bn_batches=raw.get("bn_batches", Stability.bn_batches), epochs=raw.get("epochs"), steps=raw.get("steps"))
     checks = [(isinstance(s.seed, int) and s.seed >= 0, f"{where}.seed must be an integer >= 0, got {s.seed!r}"),
               (isinstance(s.alphas, int) and s.alphas >= 2, f"{where}.alphas must be an integer >= 2, got {s.alphas!r}"),
               (s.bn in ("reset", "interpolate"), f"{where}.bn must be reset or interpolate, got {s.bn!r}"),

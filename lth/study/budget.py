@@ -13,11 +13,12 @@ stretch the whole run: epochs = base * m, their schedules being fractions of it.
 "3.33x" for One-Shot on CIFAR-100 is 20 + 100 epochs, not 166.
 
 The pruning start must stay at p * base epochs while the budget changes. lth's schedules take
-it as a fraction of the run (`start`), so the cell's `start` is p * base / epochs; the config
-format is untouched. The step where pruning happens is then within one step of
+it as a fraction of the run (`start`), so the cell's `start` is p * base / epochs: the budget is
+expressed through the cell's config, and lth's config and schedules are unchanged. The step where pruning happens is then within one step of
 p * base * steps_per_epoch (exact when epochs * steps_per_epoch is a whole number; tests check
-the bound). At m = 1 `start` is left to the schedule's default when that default equals p, so
-the 1x cells are Table 2's cells and train once for both tables.
+the bound). At m = 1 `start` is left to the schedule's default when that default equals p, and
+the normalised hash makes an explicit default equal anyway: the 1x cells are Table 2's cells
+and train once for both tables.
 
 Search: a grid of multiples, all trained (no early stop), and Table 3 reports the smallest
 multiple whose mean accuracy over seeds reaches the target. A grid rather than double-then-
@@ -25,7 +26,7 @@ bisect: its cells are known before anything runs, so they dedupe, run in paralle
 --dry-run and cost estimates, and a rerun never depends on earlier results; the paper's
 reported multiples (1.25, 1.4, 2, 2.5, 3.2, 3.33, 4, 7.5) are the paper-scale grid.
 """
-import inspect
+import dataclasses
 from typing import Any, Dict
 
 from lth import schedules
@@ -50,15 +51,17 @@ def check(budget: Dict[str, Any], where: str) -> None:
     if not isinstance(pretrain, dict) or not all(isinstance(v, (int, float)) and 0 < v < 1 for v in pretrain.values()):
         raise LthError(f"{where}: budget.pretrain must map schedules to fractions in (0, 1), got {pretrain!r}")
     for name in pretrain:
-        schedules.get(name)
+        if default_start(name) is None:
+            raise LthError(f"{where}: budget.pretrain names {name!r}, a schedule without a pruning start "
+                           f"(schedules with one: {', '.join(n for n in schedules.SCHEDULES.names() if default_start(n) is not None)})")
     if budget.get("extend", "after_pruning") not in EXTEND_MODES:
         raise LthError(f"{where}: budget.extend must be one of {', '.join(EXTEND_MODES)}, got {budget['extend']!r}")
 
 
 def default_start(schedule: str):
     """The schedule's own default pruning start (its `start` keyword), or None without one."""
-    parameter = inspect.signature(schedules.get(schedule)).parameters.get("start")
-    return None if parameter is None else parameter.default
+    fields = {f.name: f for f in dataclasses.fields(schedules.SCHEDULES.get(schedule).params)}
+    return fields["start"].default if "start" in fields else None
 
 
 def fields(budget: Dict[str, Any], schedule: str, multiple: float) -> Dict[str, Any]:

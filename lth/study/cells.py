@@ -4,22 +4,18 @@ with the same config (in one study, or in two studies sharing a runs root) are o
 trains once, and a rerun skips it once all its rounds are done.
 
 The two calls into lth's run machinery live here and nowhere else in lth.study:
-`make_config` (flat fields -> resolved, validated config) and `execute_cell` (run a config to
-completion, resuming what a killed run left).
+`make_config` (flat fields -> resolved, validated config: lth.config.from_overrides) and
+`execute_cell` (run a config to completion, resuming what a killed run left: lth.execute).
 """
-import contextlib
-import io
 import itertools
-import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from lth import config as config_mod
 from lth.errors import LthError
-from lth.store import RunStore
+from lth.store import RunStore, run_name
 from lth.study import budget as budget_mod
 from lth.study.spec import Spec, seed_fields
 
@@ -34,7 +30,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return self.cfg.run_name()
+        return run_name(self.cfg)
 
     def run_dir(self, runs_root) -> Path:
         return Path(runs_root) / self.name
@@ -44,17 +40,11 @@ class Cell:
 
 
 def make_config(flat: Dict[str, Any], preset: Optional[str], where: str) -> config_mod.RunConfig:
-    """Flat field overrides over a preset -> the resolved, validated config (adapter: becomes
-    lth.config.from_overrides(flat, preset) once the redesign lands)."""
-    cfg = config_mod.RunConfig()
-    if preset is not None:
-        if preset not in config_mod.PRESETS:
-            raise LthError(f"{where}: unknown preset {preset!r}; choose one of {', '.join(sorted(config_mod.PRESETS))}")
-        config_mod.apply_overrides(cfg, config_mod.PRESETS[preset], f"preset {preset}")
-    config_mod.apply_overrides(cfg, flat, where)
-    cfg = cfg.resolved()
-    config_mod.validate(cfg)
-    return cfg
+    """Flat field overrides over a preset -> the resolved, validated config; errors name the cell."""
+    try:
+        return config_mod.from_overrides(flat, preset)
+    except LthError as e:
+        raise LthError(f"{where}: {e}") from None
 
 
 def points(spec: Spec) -> List[Dict[str, Any]]:
@@ -85,7 +75,7 @@ def expand(spec: Spec, runtime: Optional[Dict[str, Any]] = None) -> List[Cell]:
             schedule = flat.get("schedule") or make_config(flat, spec.preset, spec.where).prune.schedule
             flat.update(budget_mod.fields(spec.budget, schedule, point["budget"]))
         flat.update(runtime or {})
-        where = f"{spec.where} cell {' '.join(f'{k}={v}' for k, v in point.items())}"
+        where = f"{spec.where} cell {' '.join(f'{k}={v}' for k, v in point.items())}" if point else spec.where
         cfg = make_config(flat, spec.preset, where)
         key = cfg.hash()
         if key in cells:
@@ -108,20 +98,10 @@ def is_done(cfg: config_mod.RunConfig, run_dir: Path) -> bool:
 
 
 def execute_cell(cfg: config_mod.RunConfig, runs_root, device: str, run_dir: Optional[Path] = None) -> dict:
-    """Run (or finish) the cell's run; returns {"run_dir", "rounds", "test_acc"} of its last round.
-    Adapter onto `python -m lth.run`'s main (becomes lth.execute(cfg, runs_root, run_dir, device)
-    once the redesign lands): same lock, same checks, same resume."""
-    from lth import run as run_cli  # the CLI module: imported here only, where the adapter needs it
-    run_dir = Path(run_dir or Path(runs_root) / cfg.run_name())
-    with tempfile.TemporaryDirectory(prefix="lth-study-") as tmp:
-        config_file = Path(tmp) / "config.json"
-        config_file.write_text(json.dumps(cfg.to_dict()))
-        argv = ["--config", str(config_file), "--runs-root", str(runs_root), "--run-dir", str(run_dir),
-                "--device", device, "--no-progress"]
-        with contextlib.redirect_stdout(io.StringIO()):  # main prints a table for a terminal user
-            code = run_cli.main(argv)
-    if code != 0:
-        raise LthError(f"run {run_dir.name} stopped with exit code {code}")
-    store = RunStore(run_dir)
-    last = store.load_summary(cfg.prune.rounds)
-    return {"run_dir": str(run_dir), "rounds": cfg.prune.rounds, "test_acc": last["test_acc"]}
+    """Run (or finish) the cell's run with lth.execute (its lock, checks and resume); returns
+    {"run_dir", "rounds", "test_acc"} of its last round."""
+    import lth
+    result = lth.execute(cfg, runs_root=str(runs_root), run_dir=None if run_dir is None else str(run_dir),
+                         device=device, progress=False)
+    return {"run_dir": str(result.run_dir), "rounds": len(result.summaries),
+            "test_acc": result.summaries[-1]["test_acc"]}

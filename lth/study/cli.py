@@ -57,6 +57,7 @@ def load(args):
 
 def check_existing(plan) -> None:
     """Refuse, before anything runs, a run directory that holds another config than its cell's."""
+    from lth.config import differing_fields
     from lth.store import RunStore
     for cell in plan.cells:
         store = RunStore(cell.run_dir(plan.runs_root))
@@ -64,7 +65,7 @@ def check_existing(plan) -> None:
             saved = store.run_config().resolved().experiment_dict()
             mine = cell.cfg.experiment_dict()
             if saved != mine:
-                fields = sorted(f"{s}.{k}" for s in mine for k in mine[s] if saved.get(s, {}).get(k) != mine[s][k])
+                fields = differing_fields(saved, mine)
                 raise LthError(f"{store.root} holds a run with another config than cell {cell.label_text()} "
                                f"(differs in {', '.join(fields[:6])}); move it away or use another --runs-root")
 
