@@ -76,6 +76,16 @@ def test_cells_shared_across_built_in_studies_are_the_same_runs():
     assert len(at95) == 4 * 3 * 3 and onex == at95                      # table3's 1x cells are table2's
 
 
+def test_cpu_scale_studies_share_cells_too():
+    table2 = cells.expand(spec.load("table2", "cpu"))
+    table1 = {c.name for c in cells.expand(spec.load("table1", "cpu"))}
+    table3 = {c.name for c in cells.expand(spec.load("table3", "cpu")) if c.labels["budget"] == 1.0}
+    lenet = [c for c in table2 if c.cfg.model.model == "lenet300_100"]
+    assert len({c.name for c in lenet if c.cfg.prune.schedule == "ocp" and c.cfg.data.dataset == "cifar10"
+                and c.cfg.prune.final_sparsity == 0.9} & table1) == 3
+    assert table3 == {c.name for c in lenet if c.cfg.prune.final_sparsity == 0.95}
+
+
 @pytest.mark.parametrize("name, scale, count", [("table1", "paper", 45), ("table2", "paper", 216),
                                                 ("table3", "paper", 4 * 3 * 9 * 3), ("tickets", "paper", 12),
                                                 ("table1", "cpu", 45), ("table2", "cpu", 216),
@@ -103,13 +113,14 @@ def test_a_scale_merges_base_and_grid_and_replaces_the_rest():
 
 def test_budget_extends_only_after_pruning_for_one_shot_and_iterative():
     b = {"multiples": [1, 2.5], "base_epochs": 50, "pretrain": {"one_shot": 0.4, "iterative": 0.2}}
-    assert budget.fields(b, "one_shot", 1) == {"epochs": 50.0}          # the schedule's own start: no field
-    f = budget.fields(b, "one_shot", 2.5)
+    assert budget.fields(b, "one_shot", 1, 50.0) == {"epochs": 50.0}          # the schedule's own start: no field
+    f = budget.fields(b, "one_shot", 2.5, 50.0)
     assert f["epochs"] == 20 + 30 * 2.5 and math.isclose(f["start"] * f["epochs"], 20.0)
-    g = budget.fields(b, "iterative", 7.5)
+    g = budget.fields(b, "iterative", 7.5, 50.0)
     assert g["epochs"] == 10 + 40 * 7.5 and math.isclose(g["start"] * g["epochs"], 10.0)
-    assert budget.fields(b, "agp", 1.4) == {"epochs": 70.0} and budget.fields(b, "ocp", 2) == {"epochs": 100.0}
-    assert budget.fields({**b, "extend": "whole"}, "one_shot", 2) == {"epochs": 100.0}
+    assert budget.fields(b, "agp", 1.4, 50.0) == {"epochs": 70.0} and budget.fields(b, "ocp", 2, 50.0) == {"epochs": 100.0}
+    assert budget.fields({**b, "extend": "whole"}, "one_shot", 2, 50.0) == {"epochs": 100.0}
+    assert budget.fields({"multiples": [2]}, "ocp", 2, 8.0) == {"epochs": 16.0}   # the cell's own epochs
 
 
 @pytest.mark.parametrize("spe", [390, 54, 22, 47, 72])
@@ -120,7 +131,7 @@ def test_pruning_starts_within_one_step_of_the_pretraining_budget(spe, multiple)
     t = k / total when the schedule's target rises) applied to the cell's config."""
     b = {"multiples": [multiple], "base_epochs": 50, "pretrain": {"one_shot": 0.4, "iterative": 0.2}}
     for name, p in (("one_shot", 0.4), ("iterative", 0.2)):
-        f = budget.fields(b, name, multiple)
+        f = budget.fields(b, name, multiple, 50.0)
         total = max(1, round(f["epochs"] * spe))
         fn = schedules.get(name)
         first = next(k for k in range(total) if fn(k / total, 0.0, 0.9, start=f["start"]) > 0)

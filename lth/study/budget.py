@@ -3,12 +3,13 @@ base budget (paper section 4, Table 3).
 
     [budget]
     multiples = [1, 1.25, 2, 4]         # the axis (a grid of multiples: see below)
-    base_epochs = 50                    # the paper's fixed budget
+    base_epochs = 50                    # optional: the base budget (default: each cell's own epochs)
     pretrain = { one_shot = 0.4, iterative = 0.2 }   # fraction of the base budget before pruning
     extend = "after_pruning"            # or "whole": stretch every schedule's whole run
 
 One-Shot and Iterative keep their pretraining (p * base epochs, p = 0.4 / 0.2) and extend only
-the training after pruning starts: epochs = base * (p + (1 - p) * m). AGP and One-Cycle
+the training after pruning starts: epochs = base * (p + (1 - p) * m), base being the
+cell's own epochs (or budget.base_epochs). AGP and One-Cycle
 stretch the whole run: epochs = base * m, their schedules being fractions of it. So the paper's
 "3.33x" for One-Shot on CIFAR-100 is 20 + 100 epochs, not 166.
 
@@ -44,7 +45,7 @@ def check(budget: Dict[str, Any], where: str) -> None:
     if (not isinstance(multiples, list) or not multiples
             or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m >= 1 for m in multiples)):
         raise LthError(f"{where}: budget.multiples must be a non-empty list of numbers >= 1, got {multiples!r}")
-    base = budget.get("base_epochs", 50)
+    base = budget.get("base_epochs", 1.0)
     if not isinstance(base, (int, float)) or isinstance(base, bool) or base <= 0:
         raise LthError(f"{where}: budget.base_epochs must be a positive number, got {base!r}")
     pretrain = budget.get("pretrain", {})
@@ -64,9 +65,10 @@ def default_start(schedule: str):
     return fields["start"].default if "start" in fields else None
 
 
-def fields(budget: Dict[str, Any], schedule: str, multiple: float) -> Dict[str, Any]:
-    """The config fields of a cell of `schedule` at `multiple` times the base budget."""
-    base = float(budget.get("base_epochs", 50))
+def fields(budget: Dict[str, Any], schedule: str, multiple: float, epochs: float) -> Dict[str, Any]:
+    """The config fields of a cell of `schedule` at `multiple` times the base budget (the
+    cell's own `epochs`, or budget.base_epochs)."""
+    base = float(budget.get("base_epochs", epochs))
     pretrain = budget.get("pretrain", {})
     if budget.get("extend", "after_pruning") == "whole" or schedule not in pretrain:
         return {"epochs": base * multiple}

@@ -71,11 +71,13 @@ def expand(spec: Spec, runtime: Optional[Dict[str, Any]] = None) -> List[Cell]:
         flat = {**spec.base, **{k: v for k, v in point.items() if k not in ("seed", "budget")}}
         if "seed" in point:
             flat.update(seed_fields(point["seed"]))
-        if "budget" in point:
-            schedule = flat.get("schedule") or make_config(flat, spec.preset, spec.where).prune.schedule
-            flat.update(budget_mod.fields(spec.budget, schedule, point["budget"]))
         flat.update(runtime or {})
         where = f"{spec.where} cell {' '.join(f'{k}={v}' for k, v in point.items())}" if point else spec.where
+        if "budget" in point:  # stretch the cell's own budget (its schedule and epochs before the budget)
+            before = make_config(flat, spec.preset, where)
+            if before.train.steps:
+                raise LthError(f"{where}: a budget axis needs a budget in epochs, not steps = {before.train.steps}")
+            flat.update(budget_mod.fields(spec.budget, before.prune.schedule, point["budget"], before.train.epochs))
         cfg = make_config(flat, spec.preset, where)
         key = cfg.hash()
         if key in cells:

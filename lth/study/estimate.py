@@ -9,7 +9,8 @@ images at about 3x the training rate: a forward pass without the backward):
 
 Training images per second per (model, image size, batch, device kind), first source found:
   recorded  the mean images_per_s of finished rounds under the runs root with the same key
-  timed     (CPU only) a few training steps timed here, now
+  timed     (CPU only) training steps timed here, now, for half a second (no masking: an
+            overestimate of the speed for schedules that update the mask every step)
   flops     training FLOP per image (counted on the meta device: no compute) at an assumed
             sustained rate, --assume-tflops. Default 100 TFLOP/s on cuda: the project's H100
             target for resnet18 at 32 px in bf16 (40,000 img/s x 3.33 GFLOP = 133 TFLOP/s, the
@@ -36,8 +37,8 @@ EVAL_SPEEDUP = 3.0   # a forward pass costs about a third of a training step (fo
 OFFICIAL = {"cifar10": (50000, 10000, 10, 3, 32), "cifar100": (50000, 10000, 100, 3, 32),
             "caltech101": (6942, 1735, 101, 3, 224), "mnist": (60000, 10000, 10, 1, 28),
             "digits": (1438, 359, 10, 1, 8)}
-TIMED_STEPS = 3       # timed training steps per key (after one untimed)
-TIMED_MAX_BATCH = 16  # timed at this batch at most; images/s taken as batch-independent
+TIMED_SECONDS = 0.5   # time training steps for at least this long per key (after one untimed step)
+TIMED_MAX_FLOP = 2e11  # the timed batch is cut to stay under this many FLOP a step (a few s on a CPU)
 
 
 @dataclass(frozen=True)
@@ -118,23 +119,28 @@ class Estimator:
         return found
 
     def _timed(self, cfg: RunConfig, facts: Facts, size: int) -> float:
+        """Training images/s of a few steps of the model here (random data, AdamW), at the
+        config's batch (cut for big models; images/s then taken as batch-independent)."""
         import torch
         import torch.nn.functional as F
         from lth import models
-        batch = min(cfg.train.batch_size, TIMED_MAX_BATCH)
+        flops = training_flops(cfg.model.model, facts, size)
+        batch = max(1, min(cfg.train.batch_size, int(TIMED_MAX_FLOP // flops)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = models.build(cfg.model.model, facts.num_classes, facts.in_channels, size)
             x = torch.randn(batch, facts.in_channels, size, size)
             y = torch.randint(0, facts.num_classes, (batch,))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        for i in range(TIMED_STEPS + 1):
-            if i == 1:
+        steps, began = -1, 0.0
+        while steps < 3 or time.perf_counter() - began < TIMED_SECONDS:
+            if steps == 0:
                 began = time.perf_counter()
             optimizer.zero_grad()
             F.cross_entropy(model(x), y).backward()
             optimizer.step()
-        return batch * TIMED_STEPS / (time.perf_counter() - began)
+            steps += 1
+        return batch * steps / (time.perf_counter() - began)
 
     # ---- costs ----
     def seconds(self, plan: Plan, task) -> float:

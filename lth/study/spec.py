@@ -185,8 +185,8 @@ def _check_axes_disjoint(spec: Spec) -> None:
     axes = [("grid", list(spec.grid))] + [(f"zip[{i}]", list(z)) for i, z in enumerate(spec.zips)]
     if spec.seeds is not None:
         axes.append(("seeds", list(SEED_FIELDS)))
-    if spec.budget is not None:
-        axes.append(("budget", ["epochs", "steps", "start"]))
+    if spec.budget is not None:  # it sets start; and epochs, from the cell's (or from base_epochs)
+        axes.append(("budget", ["start", "steps"] + (["epochs"] if "base_epochs" in spec.budget else [])))
     for axis, keys in axes:
         for key in keys:
             if key in owner:
