@@ -26,6 +26,13 @@ def make_plan(tmp_path, text=TINY_STABILITY):
     return plan_mod.build(cells.expand(s), tmp_path / "runs", a.stability)
 
 
+def test_stability_defaults_are_the_analysis_defaults():
+    from analysis.settings import CopySettings, ProbeSettings
+    s = analyses.Stability()
+    assert (s.bn, s.alphas, s.bn_batches) == (ProbeSettings().bn, ProbeSettings().alphas, ProbeSettings().bn_batches)
+    assert (s.seed, s.epochs, s.steps) == (CopySettings().seed, CopySettings().epochs, CopySettings().steps)
+
+
 def test_plan_has_a_run_two_copies_and_an_interpolation_per_measured_round(tmp_path):
     plan = make_plan(tmp_path)
     kinds = [t.kind for t in plan.tasks.values()]

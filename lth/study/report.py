@@ -47,7 +47,8 @@ def cell_lines(plan: Plan, state: Optional[StudyState], hours: Optional[Dict[str
             done = sum(plan.is_done(plan.tasks[a]) for a in analysis)
             failed = sum(1 for a in analysis if state and (state.status_of(a) or {}).get("status") == "failed")
             extra = f"  analysis {done}/{len(analysis)}" + (f" ({failed} failed)" if failed else "")
-        cost = f"  ~{hours[cell.name]:.2f} h" if hours is not None else ""
+        cost = "" if hours is None else (f"  ~{hours[cell.name]:.2f} h" if hours[cell.name] >= 0.1
+                                         else f"  ~{60 * hours[cell.name]:.1f} min")
         shared = f"  (also: {'; '.join(' '.join(f'{k}={v}' for k, v in a.items()) for a in cell.also)})" if cell.also else ""
         lines.append(f"{i:>4}  {cell.label_text():<{width}}  {cell.name}  {status}{extra}{cost}{shared}")
     return lines
@@ -75,8 +76,8 @@ def print_status(plan: Plan, state: StudyState, spec, study_dir: Path) -> None:
     for line in cell_lines(plan, state):
         print(line)
     print(totals_line(totals(plan, state)))
-    failed = [(tid, e) for tid, e in state.tasks.items() if e.get("status") == "failed" and not plan.tasks.get(tid)
-              is None and plan.tasks[tid].kind != "run" and not plan.is_done(plan.tasks[tid])]
-    for tid, e in failed:
-        print(f"failed: {tid}: {e.get('error')}")
+    for tid, entry in state.tasks.items():   # failed analysis tasks (a failed run shows on its cell's line)
+        task = plan.tasks.get(tid)
+        if entry.get("status") == "failed" and task is not None and task.kind != "run" and not plan.is_done(task):
+            print(f"failed: {tid}: {entry.get('error')}")
     print(f"state and logs: {study_dir}")

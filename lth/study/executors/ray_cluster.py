@@ -16,6 +16,7 @@ without GPUs, --cpus-per-task CPUs, and runs torch with that many threads.
 """
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -78,7 +79,6 @@ class RayExecutor(Executor):
 
     def poll(self, timeout: float) -> List[Outcome]:
         if not self.in_flight:
-            import time
             time.sleep(timeout)
             return []
         refs = list(self.in_flight)
@@ -100,6 +100,9 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         for ref in list(self.in_flight):
-            self.ray.cancel(ref, force=True)  # resumes from its checkpoints next time
+            try:
+                self.ray.cancel(ref, force=True)  # it resumes from its checkpoints next time
+            except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
+                pass
         self.in_flight.clear()
         self.ray.shutdown()
