@@ -24,6 +24,7 @@ Modules, one idea each (docs/DESIGN.md has the map):
   execution  lth.execute(cfg): a whole run as a library call
   run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
   bench      `python -m lth.bench`, the benchmarks
+  study      `python -m lth.study`, studies: many runs and their analyses as one command
   errors     one-line user errors and the CLI wrapper
 """
 

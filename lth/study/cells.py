@@ -88,7 +88,7 @@ def expand(spec: Spec, runtime: Optional[Dict[str, Any]] = None) -> List[Cell]:
 
 
 def rounds_done(cfg: config_mod.RunConfig, run_dir: Path) -> int:
-    """Finished rounds of the cell's run (0 when it has not started or holds another config)."""
+    """Finished rounds of the cell's run (0 when it has not started)."""
     store = RunStore(run_dir)
     if not store.is_run():
         return 0

@@ -22,7 +22,6 @@ Axis order in listings: grid keys as written, then the zipped axes, the budget, 
 (innermost). Every error is one line naming the spec, the key and what is allowed.
 """
 import copy
-import dataclasses
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -199,6 +198,3 @@ def seed_fields(seed: int) -> Dict[str, int]:
     return {"init_seed": seed, "order_seed": 1 + SEED_STRIDE * seed, "augment_seed": 2 + SEED_STRIDE * seed,
             "prune_seed": 3 + SEED_STRIDE * seed}
 
-
-def describe(spec: Spec) -> dict:
-    return dataclasses.asdict(spec)
