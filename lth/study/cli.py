@@ -9,6 +9,7 @@ Exit code 0 when every task is done, 1 when some failed or were blocked (rerun t
 2 for bad input (nothing written), 130 on Ctrl-C (rerun to continue).
 """
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -111,6 +112,7 @@ def run(args, spec, analysis, plan, study_dir) -> int:
     executor = EXECUTORS[args.executor](jobs=args.jobs, device=args.device, address=args.address,
                                         cpus_per_task=args.cpus_per_task)
     study_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _terminated)  # a scheduler's stop (or kill) ends like Ctrl-C
     try:
         result = driver.drive(plan, executor, state, study_dir, progress=args.progress)
     except KeyboardInterrupt:
@@ -126,6 +128,10 @@ def run(args, spec, analysis, plan, study_dir) -> int:
     for tid, error in result.failed.items():
         print(f"failed: {tid}: {error}")
     return 1 if result.failed or result.blocked or problems else 0
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run_analyses(spec, analysis, plan, study_dir) -> int:
