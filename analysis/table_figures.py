@@ -91,6 +91,8 @@ def _table2(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
             ax.set(title=f"{NAMES.get(ds, ds)}, {NAMES.get(model, model)}", xlabel="Sparsity (%)", ylabel="Accuracy (%)")
         for ax in axes[len(panels):]:
             ax.set_visible(False)
+        if paper:
+            axes[0].plot([], [], linestyle="--", linewidth=0.8, color="grey", label="paper (dashed)")
         if records:
             axes[0].legend(loc="best", fontsize=6)
         files = render(fig, stem)
