@@ -115,6 +115,9 @@ def _table3(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
             if ds in analysis.targets:
                 ax.axhline(100 * analysis.targets[ds], color="grey", linestyle=":", linewidth=1, label="target")
             ax.set_xscale("log")
+            budgets = sorted({r["budget"] for r in records if r["dataset"] == ds})
+            ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+            ax.minorticks_off()
             ax.set(title=NAMES.get(ds, ds), xlabel="Budget (x base)", ylabel="Accuracy (%)")
         if records:
             axes[0].legend(loc="best", fontsize=6)

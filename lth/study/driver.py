@@ -45,8 +45,10 @@ def drive(plan: Plan, executor: Executor, state: StudyState, study_dir: Path, pr
     finished = set(result.skipped)
     running: Dict[str, float] = {}
     count, total = 0, len(pending)
-    log.info("%d tasks: %d already done, %d to do (%d failed before: retried)", len(plan.tasks),
-             len(result.skipped), len(pending), sum(1 for t in pending if t in state.tasks))
+    failed_before = sum(1 for t in pending if state.tasks.get(t, {}).get("status") == "failed")
+    cut_short = sum(1 for t in pending if state.tasks.get(t, {}).get("status") == "running")
+    log.info("%d tasks: %d already done, %d to do (%d failed before: retried; %d were running when the last "
+             "driver stopped: resumed)", len(plan.tasks), len(result.skipped), len(pending), failed_before, cut_short)
     state.start_driver(executor.name)
     bar = tqdm(total=len(pending), desc="study", unit="task", disable=not (progress and sys.stderr.isatty()))
     try:
