@@ -49,8 +49,10 @@ def _worker_main(conn, device: str, threads: int, parent: int) -> None:
     _die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    from lth.study.tasks import perform
     import socket
+    import torch  # noqa: F401 - imported before the first task arrives: seconds a worker, not a task
+    import lth.execution  # noqa: F401
+    from lth.study.tasks import perform
     while True:
         try:
             item = conn.recv()
