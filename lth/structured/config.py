@@ -211,5 +211,9 @@ def check_epochs(cfg: StructuredRun, epochs: int) -> None:
     s = cfg.structured
     if s.prune_at.isdigit() and int(s.prune_at) > epochs:
         raise LthError(f"--prune-at {s.prune_at} is beyond the run's {epochs} epochs; use 0..{epochs} or 'end'")
-    if s.method == "ocspruner" and s.prune_at == "stable" and s.monitor_start >= epochs:
-        raise LthError(f"--monitor-start {s.monitor_start} leaves no epoch to monitor in a run of {epochs} epochs")
+    if s.method == "ocspruner" and s.prune_at == "stable":
+        if s.monitor_start >= epochs:
+            raise LthError(f"--monitor-start {s.monitor_start} leaves no epoch to monitor in a run of {epochs} epochs")
+        if s.sl_end >= epochs:
+            raise LthError(f"--sl-end {s.sl_end} (the cap) is not within the run's {epochs} epochs; "
+                           f"set it to at most {epochs - 1}")

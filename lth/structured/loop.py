@@ -109,6 +109,7 @@ class _Run:
         self.removed: Optional[Dict[str, List[int]]] = None   # root layer -> removed channels
         self.pruned_epoch: Optional[int] = None
         self.prune_eval: dict = {}
+        self.method_summary: dict = {}             # the method's summary, frozen when it stops acting
         self.step, self.epoch, self.records = 0, 0, []
 
     def _compiled(self) -> Callable:
@@ -149,6 +150,7 @@ class _Run:
         job.train_loader.load_state_dict(state["loader"])
         self.step, self.epoch, self.records = state["step"], state["epoch"], list(state["records"])
         self.pruned_epoch, self.prune_eval = state["pruned_epoch"], dict(state["prune_eval"])
+        self.method_summary = dict(state["method_summary"])
         log.info("resuming after epoch %d", self.epoch)
 
     def checkpoint(self) -> None:
@@ -156,7 +158,7 @@ class _Run:
             "step": self.step, "epoch": self.epoch, "records": self.records, "removed": self.removed,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "loader": self.job.train_loader.state_dict(), "method": self.job.method.state_dict() if self.active else {},
-            "pruned_epoch": self.pruned_epoch, "prune_eval": self.prune_eval})
+            "pruned_epoch": self.pruned_epoch, "prune_eval": self.prune_eval, "method_summary": self.method_summary})
 
     # ---- training ----------------------------------------------------------------------
     def _evaluate(self) -> dict:
@@ -164,6 +166,7 @@ class _Run:
 
     def _prune_now(self, pruned, epoch: int) -> dict:
         before = self._evaluate()["test_acc"]
+        self.method_summary = self.job.method.summary()
         self.remove(pruned)
         after = self._evaluate()["test_acc"]
         self.pruned_epoch = epoch
@@ -223,8 +226,8 @@ class _Run:
         if self.active:
             final = job.method.final_selection()
             if final is not None:
-                self.prune_eval = {}
                 self.records[-1].update(self._prune_now(final, job.epochs))
+                self.store.write_epochs(self.records)
 
 
 def run(job: Job, store: StructuredStore, progress: bool = True) -> dict:
@@ -270,7 +273,8 @@ def _finish(job: Job, store: StructuredStore, state: _Run, final: dict, wall: fl
         "best_test_acc": max([r.get("test_acc", 0.0) for r in state.records] + [final["test_acc"]]),
         "dense_flops": job.dense_flops, "dense_params": job.dense_params, "flops": flops, "params": params,
         "flops_rr": 1 - flops / job.dense_flops, "params_rr": 1 - params / job.dense_params,
-        "pruned_epoch": state.pruned_epoch, **state.prune_eval, **job.method.summary(),
+        "pruned_epoch": state.pruned_epoch, **state.prune_eval,
+        **(job.method.summary() if state.active else state.method_summary),
         "kept": {n: len(g["kept"]) for n, g in groups.items()},
         "sizes": {n: g["size"] for n, g in groups.items()},
         "export_max_abs_diff": diff, "latency_ms": times, "latency_threads": torch.get_num_threads(),
