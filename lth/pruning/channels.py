@@ -194,9 +194,7 @@ class ChannelGroups:
         """Set `masker` to zero every slice of the channels in `pruned`, zero those weights now
         and reset their BatchNorm running statistics (mean 0, var 1: finite, unused)."""
         sel = self.selector(pruned, weights_only=False)
-        for name, mask in zip(masker.names, masker.tensors):
-            mask.copy_(1.0 - sel[name])
-        masker._known_counts = None
+        masker.load_state_dict({name: sel[name] == 0 for name in masker.names})
         masker.enforce()
         for g, idx in zip(self.groups, pruned):
             for m in g.members:
