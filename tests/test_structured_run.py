@@ -145,7 +145,7 @@ def test_another_config_in_the_same_run_dir_is_refused(tmp_path, capsys):
     target = str(tmp_path / "one")
     assert run(tmp_path, "--method", "dense", "--epochs", "1", "--run-dir", target) == 0
     assert run(tmp_path, "--method", "dense", "--epochs", "2", "--run-dir", target) == 2
-    assert "different config" in capsys.readouterr().err
+    assert "different config (differs in train.epochs)" in capsys.readouterr().err
     assert json.loads((tmp_path / "one" / "structured.json").read_text())["config"]["train"]["epochs"] == 1.0
 
 

@@ -51,9 +51,12 @@ def main(argv=None) -> int:
     store = StructuredStore(run_dir)
     if store.exists():
         saved = config.StructuredRun.from_dict(store.meta()["config"], str(store.meta_path))
-        if saved.experiment_dict() != cfg.experiment_dict():
-            raise LthError(f"{run_dir} holds a run with a different config; nothing was changed; "
-                           f"pick another --run-dir or drop the differing flags")
+        a, b = saved.experiment_dict(), cfg.experiment_dict()
+        if a != b:
+            differ = sorted(f"{s}.{k}" for s in set(a) | set(b) for k in set(a.get(s, {})) | set(b.get(s, {}))
+                            if a.get(s, {}).get(k) != b.get(s, {}).get(k))
+            raise LthError(f"{run_dir} holds a run with a different config (differs in {', '.join(differ[:6])}); "
+                           f"nothing was changed; pick another --run-dir or drop the differing flags")
         if store.done():
             log.info("%s is finished; its results are kept as they are", run_dir)
             _table(store.summary(), run_dir)
