@@ -204,3 +204,14 @@ def test_grouped_convolutions_are_refused_in_one_line():
 def test_a_model_without_a_classifier_of_that_size_is_refused():
     with pytest.raises(LthError, match="no Linear or Conv layer with 11 outputs"):
         ChannelGroups(tiny_resnet(), X[:1], num_classes=11)
+
+
+def test_tiny_groups_fall_back_to_exact_flops_counts():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 6, 3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5)).eval()
+    groups = ChannelGroups(net, X[:1], num_classes=5)
+    fm = FlopsModel(net, groups, X[:1])
+    assert fm.exact_only                                       # a group of 2 channels: no quadratic fit
+    sel = select(groups.saliency(), fm, 0.3, layer_limit=0.9)
+    flops, _ = count(shrunk_copy(net, groups.by_name(sel.pruned), X[:1]), X[:1])
+    assert sel.flops_rr == pytest.approx(1 - flops / fm.dense_flops)
