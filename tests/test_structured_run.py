@@ -150,10 +150,13 @@ def test_another_config_in_the_same_run_dir_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--flops-rr", "1.5"], "--flops-rr must be in [0, 1)"),
+    (["--flops-rr", "1.5"], "--flops-rr must be >= 0 and < 1, got 1.5"),
     (["--prune-at", "soon"], "--prune-at must be 'stable', 'end' or an epoch number"),
     (["--sl-start", "x"], "--sl-start must be an epoch number or 'auto'"),
-    (["--tau", "0"], "--tau must be in (0, 1]"),
+    (["--tau", "0"], "--tau must be > 0 and <= 1, got 0.0"),
+    (["--alpha", "3"], "--alpha is a schedule parameter; it needs --method ocp"),
+    (["--method", "agp", "--alpha", "3"], "--alpha belongs to schedule ocp, not to the chosen --method agp"),
+    (["--method", "agp", "--start", "0.9", "--end", "0.5"], "agp: --start (0.9) must be below --end (0.5)"),
     (["--prune-at", "9", "--epochs", "2"], "--prune-at 9 is beyond the run's 2 epochs"),
     (["--sl-end", "1", "--monitor-start", "3"], "--sl-end (1) must be at least --monitor-start (3)"),
     (["--flops-rr", "0.9", "--layer-limit", "0.1", *OCS], "out of reach"),

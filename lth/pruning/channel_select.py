@@ -118,15 +118,32 @@ class Selection:
     flops_rr: float              # FLOPs reduction of the selected sub-network (FlopsModel)
 
 
-def select(scores: Sequence[torch.Tensor], flops: FlopsModel, target: float, tolerance: float = TOLERANCE,
-           layer_limit: float = LAYER_LIMIT, discount: Optional[torch.Tensor] = None,
-           already: Optional[Sequence[torch.Tensor]] = None) -> Selection:
-    """The global cut reaching FLOPs reduction `target` (see the module docstring)."""
-    if not 0.0 <= target < 1.0:
-        raise LthError(f"target FLOPs reduction {target} is outside [0, 1)")
-    if len(scores) != len(flops.sizes):
-        raise LthError(f"{len(scores)} score vectors for {len(flops.sizes)} channel groups")
-    sizes = flops.sizes
+@dataclass
+class Ranking:
+    """Every prunable channel, lowest score first: pruning the first k is the cut at k."""
+    group_of: torch.Tensor       # long: the group of the i-th channel in the order
+    index_of: torch.Tensor       # long: its index within the group
+    sizes: List[int]
+    n_already: int               # the first n_already are the channels pruned before
+
+    def kept_for(self, k: int) -> List[int]:
+        removed = torch.bincount(self.group_of[:k], minlength=len(self.sizes)).tolist()
+        return [s - r for s, r in zip(self.sizes, removed)]
+
+    def pruned_for(self, k: int) -> List[torch.Tensor]:
+        head_g, head_i = self.group_of[:k], self.index_of[:k]
+        return [torch.sort(head_i[head_g == g]).values for g in range(len(self.sizes))]
+
+    def __len__(self) -> int:
+        return len(self.group_of)
+
+
+def rank(scores: Sequence[torch.Tensor], sizes: Sequence[int], layer_limit: float = LAYER_LIMIT,
+         discount: Optional[torch.Tensor] = None, already: Optional[Sequence[torch.Tensor]] = None,
+         names: Optional[Sequence[str]] = None) -> Ranking:
+    """The global order of the channels outside every group's floor (see the module docstring)."""
+    if len(scores) != len(sizes):
+        raise LthError(f"{len(scores)} score vectors for {len(sizes)} channel groups")
     cand_scores, cand_group, cand_index = [], [], []
     for g, (s, size) in enumerate(zip(scores, sizes)):
         s = s.double().clone() * (discount[g] if discount is not None else 1.0)
@@ -135,29 +152,34 @@ def select(scores: Sequence[torch.Tensor], flops: FlopsModel, target: float, tol
         order = torch.sort(-s, stable=True).indices          # best first, lower index first on ties
         free = torch.sort(order[floor_keep(size, layer_limit):]).values
         if already is not None and s[free].eq(-math.inf).sum() < len(already[g]):
-            raise LthError(f"group {flops.names[g]}: {len(already[g])} channels already pruned exceed the "
-                           f"layer floor of {floor_keep(size, layer_limit)} kept of {size}")
+            raise LthError(f"group {names[g] if names else g}: {len(already[g])} channels already pruned exceed "
+                           f"the layer floor of {floor_keep(size, layer_limit)} kept of {size}")
         cand_scores.append(s[free])
         cand_group.append(torch.full((len(free),), g, dtype=torch.long))
         cand_index.append(free)
     order = torch.sort(torch.cat(cand_scores), stable=True).indices
-    group_of, index_of = torch.cat(cand_group)[order], torch.cat(cand_index)[order]
     n_already = sum(len(a) for a in already) if already is not None else 0
+    return Ranking(torch.cat(cand_group)[order], torch.cat(cand_index)[order], list(sizes), n_already)
 
-    def kept_for(k: int) -> List[int]:
-        removed = torch.bincount(group_of[:k], minlength=len(sizes)).tolist()
-        return [s - r for s, r in zip(sizes, removed)]
+
+def select(scores: Sequence[torch.Tensor], flops: FlopsModel, target: float, tolerance: float = TOLERANCE,
+           layer_limit: float = LAYER_LIMIT, discount: Optional[torch.Tensor] = None,
+           already: Optional[Sequence[torch.Tensor]] = None) -> Selection:
+    """The global cut reaching FLOPs reduction `target` (see the module docstring)."""
+    if not 0.0 <= target < 1.0:
+        raise LthError(f"target FLOPs reduction {target} is outside [0, 1)")
+    ranking = rank(scores, flops.sizes, layer_limit, discount, already, flops.names)
 
     def rr(k: int) -> float:
-        return flops.reduction(kept_for(k))
+        return flops.reduction(ranking.kept_for(k))
 
-    top = len(group_of)
+    top = len(ranking)
     if rr(top) < target - tolerance:
         raise LthError(f"a FLOPs reduction of {target} is out of reach: the layer floor (layer limit "
                        f"{layer_limit}) allows at most {rr(top):.4f}")
-    k = n_already
+    k = ranking.n_already
     if rr(k) < target - tolerance:
-        lo, hi, above, below = n_already, top, top, n_already
+        lo, hi, above, below = ranking.n_already, top, top, ranking.n_already
         k = None
         while lo <= hi:                    # rr is non-decreasing in k
             mid = (lo + hi) // 2
@@ -171,5 +193,4 @@ def select(scores: Sequence[torch.Tensor], flops: FlopsModel, target: float, tol
                 hi, above = mid - 1, mid
         if k is None:                      # no cut within tolerance: the closer of the two around it
             k = below if target - rr(below) < rr(above) - target else above
-    pruned = [torch.sort(index_of[:k][group_of[:k] == g]).values for g in range(len(sizes))]
-    return Selection(pruned, kept_for(k), rr(k))
+    return Selection(ranking.pruned_for(k), ranking.kept_for(k), rr(k))

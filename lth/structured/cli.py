@@ -11,15 +11,11 @@ Running the same command again resumes after the last finished epoch; a finished
 summary.json exists) is reported, never overwritten. `--help` lists every flag and default.
 """
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-import lth
-from lth import data
+from lth import data, provenance
 from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.structured import config, loop
 from lth.structured.store import StructuredStore
@@ -53,8 +49,7 @@ def main(argv=None) -> int:
         saved = config.StructuredRun.from_dict(store.meta()["config"], str(store.meta_path))
         a, b = saved.experiment_dict(), cfg.experiment_dict()
         if a != b:
-            differ = sorted(f"{s}.{k}" for s in set(a) | set(b) for k in set(a.get(s, {})) | set(b.get(s, {}))
-                            if a.get(s, {}).get(k) != b.get(s, {}).get(k))
+            differ = config.base_config.differing_fields(a, b)
             raise LthError(f"{run_dir} holds a run with a different config (differs in {', '.join(differ[:6])}); "
                            f"nothing was changed; pick another --run-dir or drop the differing flags")
         if store.done():
@@ -65,12 +60,12 @@ def main(argv=None) -> int:
     dataset = data.load(cfg.base.data.dataset, cfg.base.data.data_dir, cfg.base.data.download,
                         cfg.base.data.split_seed)
     job = loop.prepare(cfg, dataset, device)    # every check before the first write
+    prov = provenance.collect()
     store.create({"config": cfg.to_dict(), "hash": cfg.hash(), "name": cfg.run_name(),
                   "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
-                  "image_size": job.image_size, "epochs": job.epochs,
-                  "versions": {"lth": lth.__version__, "torch": torch.__version__,
-                               "python": platform.python_version()},
-                  "device": str(device), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                  "image_size": job.image_size, "epochs": job.epochs, **prov.meta,
+                  "device": str(device), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                 provenance_diff=prov.diff)
     with store.lock():
         log.info("run %s: %s on %s, %d epochs", run_dir, cfg.structured.method, device, job.epochs)
         try:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lth import assemble
 from lth.data import Dataset
 from lth.errors import LthError
 from lth.pruning.channels import count, shrink
@@ -28,18 +29,9 @@ from lth.structured.methods import Method
 from lth.structured.ocspruner import OcsPruner
 from lth.structured.scheduled import Scheduled
 from lth.structured.store import StructuredStore
-from lth.train import evaluate, lr_at, make_loaders, make_optimizer, total_steps, train_step
+from lth.train import evaluate, lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
 
 log = logging.getLogger(__name__)
-
-
-def _assemble():
-    """lth.assemble (the redesign) when present, else today's home of the same helpers."""
-    try:
-        from lth import assemble
-    except ImportError:
-        from lth import imp as assemble
-    return assemble
 
 
 @dataclass
@@ -61,7 +53,7 @@ class Job:
 
 
 def build_model(cfg: StructuredRun, dataset: Dataset, device) -> nn.Module:
-    return _assemble().build_model(cfg.base, dataset, cfg.base.seeds.init_seed, device)
+    return assemble.build_model(cfg.base, dataset, cfg.base.seeds.init_seed, device)
 
 
 def prepare(cfg: StructuredRun, dataset: Dataset, device) -> Job:
@@ -69,7 +61,7 @@ def prepare(cfg: StructuredRun, dataset: Dataset, device) -> Job:
     device = torch.device(device)
     b, t = cfg.base, cfg.base.train
     dataset = dataset.to(device)
-    size = _assemble().image_size(b, dataset)
+    size = assemble.image_size(b, dataset)
     model = build_model(cfg, dataset, device)
     example = torch.zeros(1, dataset.in_channels, size, size, device=device)
     try:
@@ -191,7 +183,7 @@ class _Run:
                 method.before_step(self.step, job.total, self.optimizer)
             lr = lr_at(self.step, job.total, self.t)
             loss, logits = train_step(self.forward, self.optimizer, method.masks if self.active else None,
-                                      x, y, lr, job.device, self.t.bf16)
+                                      x, y, lr, job.device, self.t.bf16, momentum_at(self.step, job.total, self.t))
             if self.active:
                 method.after_step(lr)
             loss_sum += loss * len(y)
@@ -260,7 +252,7 @@ def _finish(job: Job, store: StructuredStore, state: _Run, final: dict, wall: fl
         model.eval()
         diff = (reloaded(x) - model.cpu()(x)).abs().max().item()
         model.to(job.device).train(was)
-    dense = _assemble().build_model(b, job.dataset, b.seeds.init_seed, "cpu")
+    dense = assemble.build_model(b, job.dataset, b.seeds.init_seed, "cpu")
     shape = (job.dataset.in_channels, job.image_size, job.image_size)
     s = cfg.structured
     times = export.latency({"dense": dense, "pruned": reloaded}, shape, s.latency_batches, s.latency_repeats,

@@ -8,7 +8,6 @@ shapes kept; their optimizer state zeroed). After the last step the target is th
 value at t = 1, exactly --flops-rr, and the masked channels are removed physically: the
 masked and the shrunk network compute the same function, so no fine-tuning follows.
 """
-import functools
 from typing import List, Optional
 
 import torch
@@ -20,14 +19,8 @@ from lth.structured.methods import Method, as_lists, as_tensors
 
 
 def schedule_fn(settings: StructuredConfig):
-    """The chosen schedule from 0 to --flops-rr, with its knobs (paper defaults)."""
-    s = settings
-    params = {"ocp": {"alpha": s.alpha, "beta": s.beta},
-              "iterative": {"end": s.end, "steps": s.prune_steps},
-              "agp": {"end": s.end}}.get(s.method, {})
-    if s.start is not None and s.method in ("one_shot", "iterative", "agp"):
-        params["start"] = s.start
-    return functools.partial(schedules.get(s.method), s_i=0.0, s_f=s.flops_rr, **params)
+    """The chosen schedule from 0 to --flops-rr, with its resolved parameters (paper defaults)."""
+    return schedules.bind(settings.method, settings.schedule_params, 0.0, settings.flops_rr)
 
 
 class Scheduled(Method):

@@ -1,7 +1,8 @@
 """The directory of one structured run (writes through lth.store: atomic, checksummed).
 
     runs/structured/<dataset>-<model>-ch-<method>-<hash8>/
-      structured.json   resolved config, hash, versions, dataset shape
+      structured.json   resolved config, hash, provenance (versions, git commit), dataset shape
+      provenance.diff   the uncommitted changes of the code, when there were any
       checkpoint.pt     after every epoch but the last (resume); removed when the run is done
       epochs.jsonl      one record per epoch: losses, accuracy, lr; OCSPruner: J, psi, lambda,
                         candidate FLOPs reduction, kept channels per group (counts and indices)
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from lth.errors import LthError
-from lth.store import folder_lock, load_tensors, read_json, read_jsonl, remove_stale_temp_files, save_tensors, \
-    write_json, write_jsonl
+from lth.store import atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl, \
+    remove_stale_temp_files, save_tensors, write_json, write_jsonl
 
 
 class StructuredStore:
@@ -54,12 +55,15 @@ class StructuredStore:
             raise LthError(f"{self.root} is not a structured run directory (no structured.json)")
         return read_json(self.meta_path)
 
-    def create(self, meta: dict) -> None:
+    def create(self, meta: dict, provenance_diff: Optional[bytes] = None) -> None:
+        """structured.json (and provenance.diff when the code had uncommitted changes), once."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.root)
         except OSError as e:
             raise LthError(f"cannot create run directory {self.root}: {e.strerror}") from None
         if not self.exists():
+            if provenance_diff is not None:
+                atomic_write_bytes(self.root / "provenance.diff", provenance_diff)
             write_json(self.meta_path, meta)
 
     @contextlib.contextmanager
