@@ -12,7 +12,8 @@ from lth.pruning.channels import shrunk_copy
 from lth.structured import cli, config, export, loop
 from lth.structured.store import StructuredStore
 
-TINY = ["--dataset", "digits", "--model", "conv2", "--batch-size", "128", "--lr", "0.05", "--device", "cpu",
+TINY = ["--dataset", "digits", "--model", "conv2", "--batch-size", "128", "--lr", "0.01", "--augment", "none",
+        "--device", "cpu",
         "--no-progress", "--latency-batches", "1", "--latency-repeats", "2"]
 OCS = ["--epochs", "5", "--monitor-start", "1", "--sl-start", "1", "--sl-end", "2", "--reg", "0.5", "--reg-delta", "0.5"]
 TIMING = {"wall_time_s", "images_per_s", "latency_ms"}
@@ -43,6 +44,7 @@ def test_ocspruner_records_the_stability_search_and_prunes_after_the_trigger(tmp
     assert "psi" not in records[3]                                               # the search is over
     assert abs(summary["flops_rr"] - 0.5) < 0.01 and summary["flops"] < summary["dense_flops"]
     assert summary["params"] < summary["dense_params"]
+    assert summary["test_acc"] > 0.2                        # twice chance, with 2 epochs at a tiny LR after removal
     assert summary["export_max_abs_diff"] < 1e-5
     assert not store.checkpoint_path.exists()
     blob = torch.load(store.export_path, weights_only=True)                     # a plain, safe file
@@ -79,10 +81,11 @@ def test_schedules_raise_a_monotone_channel_mask_and_shrink_without_changing_the
     assert abs(summary["flops_rr"] - 0.5) < 0.01 and summary["mask_updates"] >= 1
 
 
-def test_dense_run_prunes_nothing(tmp_path):
+def test_dense_run_learns_and_prunes_nothing(tmp_path):
     assert run(tmp_path, "--method", "dense", "--epochs", "2") == 0
     summary = only_run(tmp_path).summary()
     assert summary["flops"] == summary["dense_flops"] and summary["flops_rr"] == 0.0 and summary["kept"] == {}
+    assert summary["test_acc"] > 0.5                        # 10 classes: the loop really trains
 
 
 def test_exported_network_equals_the_masked_network(tmp_path):
