@@ -8,7 +8,8 @@ Modules, one idea each (docs/DESIGN.md has the map):
   schedules  in-round sparsity schedules (one-shot, IMP, iterative, AGP, one-cycle)
   lr_schedules, optimizers   the training recipe's registries
   masks      mask storage and enforcement
-  pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater
+  pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater;
+             channel groups (torch-pruning), saliency, FLOPs-targeted selection
   restart    round restart policies (rewind to W0, or to the dense W_k at step k)
   rewinding  late rewinding's dense phase: W_k and the loader position (rewind.pt)
   models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6), each initialised
@@ -25,6 +26,7 @@ Modules, one idea each (docs/DESIGN.md has the map):
   run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
   bench      `python -m lth.bench`, the benchmarks
   study      `python -m lth.study`, studies: many runs and their analyses as one command
+  structured `python -m lth.structured`: OCSPruner and the schedules at channel granularity, export
   errors     one-line user errors and the CLI wrapper
 """
 

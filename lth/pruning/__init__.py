@@ -6,6 +6,7 @@
     targets    the sparsity targets of IMP rounds, per layer
     updater    MaskUpdater: binds an in-round schedule to a training run (lth.train calls it)
     channels   channel granularity (dependency groups, structured pruning; issue 13)
+    channel_select  which channels: group saliency ranked globally, cut by binary search to a FLOPs target
 
 `lth.masks.Masks` is the storage (one tensor per prunable weight) and enforcement; everything
 that decides which entries become zero lives here. Training, the IMP driver and lth.bench use

@@ -1,0 +1,256 @@
+"""Channel granularity: groups of coupled channels, masking them, shrinking the network.
+
+    groups = ChannelGroups(model, example_input, num_classes=10)
+    groups.names, groups.sizes            # one group per root layer (its output channels)
+    masker = groups.masker()              # lth.masks.Masks over every member tensor
+    groups.mask(masker, pruned)           # pruned[g]: channel indices of group g to zero
+    shrink(model, groups.by_name(pruned), example_input)   # physical removal (torch-pruning)
+
+A group comes from torch-pruning's DepGraph (`get_all_groups`): a layer's output channels,
+the matching input slices of every consumer, the BatchNorm that normalises them, merged across
+residual additions (a ResNet stage is one group). The classifier (a Linear/Conv with
+`num_classes` outputs) is never pruned; its input columns belong to the last group.
+
+Masking a channel zeroes its whole coupled slice (conv/linear filters and biases, consumer
+input slices, BatchNorm gamma and beta) with every shape kept, so the optimizer state,
+rewinding and compiled graphs stay valid; the BatchNorm output of a masked channel is exactly
+beta = 0, so removing the channel afterwards changes no output (tests/test_structured_channels.py).
+"""
+import copy
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from lth.errors import LthError
+from lth.masks import Masks
+
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass
+class Member:
+    """One tensor family of a group: `module`'s parameters along `dim`, at `target` indices,
+    each belonging to root channel `root` (a flatten maps one channel to many columns)."""
+    name: str            # module name in the model
+    module: nn.Module
+    out: bool            # output side (filters, BatchNorm) or input side (consumer slices)
+    dim: int             # the weight dimension the indices run along
+    target: torch.Tensor  # long: indices along `dim`
+    root: torch.Tensor    # long: the group channel of each target index
+
+    @property
+    def is_norm(self) -> bool:
+        return isinstance(self.module, NORMS)
+
+
+@dataclass
+class Group:
+    name: str            # the root layer (its output channels define the group)
+    size: int            # channels C
+    members: List[Member]
+
+
+def classifier_layers(model: nn.Module, num_classes: int) -> List[nn.Module]:
+    """The output layers: Linear/Conv with `num_classes` outputs (OCSPruner's rule)."""
+    found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes
+             or isinstance(m, WEIGHTED[:3]) and m.out_channels == num_classes]
+    if not found:
+        raise LthError(f"no Linear or Conv layer with {num_classes} outputs: cannot tell the classifier apart")
+    return found
+
+
+def _member(name: str, module: nn.Module, out: bool, idxs, root_idxs) -> Optional[Member]:
+    """The Member for one DepGraph item, None for parameter-free ops (ReLU, add, flatten)."""
+    if not any(True for _ in module.parameters(recurse=False)):
+        return None
+    if isinstance(module, WEIGHTED[:3]) and module.groups != 1:
+        raise LthError(f"layer {name} is a grouped convolution (groups={module.groups}); "
+                       f"channel pruning supports plain Conv, Linear and BatchNorm layers")
+    if isinstance(module, WEIGHTED):
+        dim = 0 if out else 1
+    elif isinstance(module, NORMS) and out:
+        dim = 0
+    else:
+        raise LthError(f"layer {name} ({type(module).__name__}) has parameters that channel pruning does not "
+                       f"handle; supported: Conv, Linear, BatchNorm")
+    return Member(name, module, out, dim, torch.tensor(list(idxs), dtype=torch.long),
+                  torch.tensor(list(root_idxs), dtype=torch.long))
+
+
+class ChannelGroups:
+    """The coupled channel groups of `model` (its modules, not copies: masks act in place)."""
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor, num_classes: int):
+        self.model = model
+        names = {m: n for n, m in model.named_modules()}
+        ignored = classifier_layers(model, num_classes)
+        was_training = model.training
+        model.eval()  # tracing runs a forward: keep BatchNorm running statistics untouched
+        graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
+        model.train(was_training)
+        self.groups: List[Group] = []
+        for g in graph.get_all_groups(ignored_layers=ignored):
+            members = []
+            for item in g:
+                module = item.dep.target.module
+                if not isinstance(module, nn.Module):
+                    raise LthError("the model has a free parameter (not in a layer) in a channel group; "
+                                   "channel pruning supports Conv, Linear and BatchNorm layers")
+                if module not in names:   # torch-pruning's stand-ins for add, ReLU, flatten, cat
+                    continue
+                member = _member(names[module], module, graph.is_out_channel_pruning_fn(item.dep.handler),
+                                 item.idxs, item.root_idxs)
+                if member is not None:
+                    members.append(member)
+            root = g[0].dep.target.module
+            self.groups.append(Group(names[root], len(g[0].idxs), members))
+        if not self.groups:
+            raise LthError("the model has no prunable channel group (only the classifier?)")
+        self.groups.sort(key=lambda grp: grp.name)  # a stable order, whatever the tracing order
+
+    @property
+    def names(self) -> List[str]:
+        return [g.name for g in self.groups]
+
+    @property
+    def sizes(self) -> List[int]:
+        return [g.size for g in self.groups]
+
+    def by_name(self, per_group: Sequence[torch.Tensor]) -> Dict[str, List[int]]:
+        return {g.name: sorted(int(i) for i in idx) for g, idx in zip(self.groups, per_group)}
+
+    def kept(self, pruned: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The complement of `pruned` in every group, sorted."""
+        out = []
+        for g, idx in zip(self.groups, pruned):
+            keep = torch.ones(g.size, dtype=torch.bool)
+            keep[idx] = False
+            out.append(keep.nonzero().flatten())
+        return out
+
+    # ---- saliency ------------------------------------------------------------------------
+    @torch.no_grad()
+    def saliency(self) -> List[torch.Tensor]:
+        """Per channel: mean over the group's members of ||W_m[i]||^2 / sqrt(fan_m); for a
+        BatchNorm member gamma_i^2 (no fan). fan_m = the number of weights in the slice of
+        channel i (a filter's fan-in, a consumer slice's fan-out). Biases do not count."""
+        scores = []
+        for g in self.groups:
+            total = torch.zeros(g.size, dtype=torch.float64)
+            for m in g.members:
+                w = m.module.weight.detach().float()
+                if m.is_norm:
+                    per_index = w.pow(2)
+                else:
+                    dims = [d for d in range(w.dim()) if d != m.dim]
+                    per_index = w.pow(2).sum(dim=dims)
+                values = per_index[m.target.to(w.device)].double().cpu()
+                sums = torch.zeros(g.size, dtype=torch.float64).index_add_(0, m.root, values)
+                if not m.is_norm:
+                    count = torch.zeros(g.size, dtype=torch.float64).index_add_(
+                        0, m.root, torch.ones(len(m.root), dtype=torch.float64))
+                    fan = count * (w.numel() / w.shape[m.dim])
+                    sums = sums / fan.clamp_min(1).sqrt()
+                total += sums
+            scores.append(total / max(len(g.members), 1))
+        return scores
+
+    # ---- masking -------------------------------------------------------------------------
+    def _tensors(self, weights_only: bool):
+        """(group index, parameter name, parameter, member) for every member tensor; with
+        weights_only the BatchNorm beta and the biases are left out (the shrink acts on weights)."""
+        for gi, g in enumerate(self.groups):
+            for m in g.members:
+                yield gi, f"{m.name}.weight", m.module.weight, m
+                if not weights_only and m.out and getattr(m.module, "bias", None) is not None:
+                    yield gi, f"{m.name}.bias", m.module.bias, m
+
+    def masker(self) -> Masks:
+        """An all-ones lth.masks.Masks over every member parameter (weights, biases, BN)."""
+        params = {name: p for _, name, p, _ in self._tensors(weights_only=False)}
+        return Masks(params)
+
+    def selector(self, pruned: Sequence[torch.Tensor], weights_only: bool) -> Dict[str, torch.Tensor]:
+        """By parameter name: a 0/1 tensor shaped like the parameter, 1 on the slices of the
+        channels in `pruned` (pruned[g] indexes group g)."""
+        if len(pruned) != len(self.groups):
+            raise LthError(f"{len(pruned)} channel selections for the model's {len(self.groups)} groups")
+        out: Dict[str, torch.Tensor] = {}
+        for gi, name, param, m in self._tensors(weights_only):
+            sel = out.setdefault(name, torch.zeros_like(param, requires_grad=False))
+            chosen = torch.zeros(self.groups[gi].size, dtype=torch.bool)
+            chosen[torch.as_tensor(pruned[gi], dtype=torch.long)] = True
+            idx = m.target[chosen[m.root]].to(param.device)
+            dim = m.dim if param.dim() > 1 else 0
+            sel.index_fill_(dim, idx, 1.0)
+        return out
+
+    @torch.no_grad()
+    def mask(self, masker: Masks, pruned: Sequence[torch.Tensor]) -> None:
+        """Set `masker` to zero every slice of the channels in `pruned`, zero those weights now
+        and reset their BatchNorm running statistics (mean 0, var 1: finite, unused)."""
+        sel = self.selector(pruned, weights_only=False)
+        masker.load_state_dict({name: sel[name] == 0 for name in masker.names})
+        masker.enforce()
+        for g, idx in zip(self.groups, pruned):
+            for m in g.members:
+                if m.is_norm and m.module.running_mean is not None:
+                    chosen = torch.zeros(g.size, dtype=torch.bool)
+                    chosen[idx] = True
+                    t = m.target[chosen[m.root]].to(m.module.running_mean.device)
+                    m.module.running_mean.index_fill_(0, t, 0.0)
+                    m.module.running_var.index_fill_(0, t, 1.0)
+
+
+class TargetedShrink:
+    """w <- w * (1 - lam * lr) on every member weight of the channels selected for pruning
+    (conv/linear filters, consumer slices, BatchNorm gamma): OCSPruner's regularizer, applied
+    after each optimizer step. One multi-tensor op a step."""
+
+    def __init__(self, groups: ChannelGroups, pruned: Sequence[torch.Tensor]):
+        sel = groups.selector(pruned, weights_only=True)
+        params = {name: p for _, name, p, _ in groups._tensors(weights_only=True)}
+        self.params = [params[n] for n in sel]
+        self.selectors = [sel[n] for n in sel]
+
+    @torch.no_grad()
+    def apply(self, lam: float, lr: float) -> None:
+        if lam > 0:
+            torch._foreach_addcmul_(self.params, self.params, self.selectors, value=-lam * lr)
+
+
+def shrink(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: torch.Tensor) -> nn.Module:
+    """Remove the channels physically, in place (torch-pruning), and return `model`.
+    pruned: root layer name -> channel indices of that group (as ChannelGroups.by_name)."""
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
+    for name, idxs in pruned.items():
+        if not idxs:
+            continue
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise LthError(f"no layer named {name!r} in the model: the kept channels belong to another model") from None
+        pruner = graph.get_pruner_of_module(module)
+        if pruner is None or max(idxs) >= pruner.get_out_channels(module) or len(idxs) >= pruner.get_out_channels(module):
+            raise LthError(f"cannot remove channels {idxs[:5]}... of layer {name}: it has "
+                           f"{pruner.get_out_channels(module) if pruner else '?'} output channels")
+        graph.get_pruning_group(module, pruner.prune_out_channels, list(idxs)).prune()
+    model.train(was_training)
+    return model
+
+
+def count(model: nn.Module, example_input: torch.Tensor):
+    """(FLOPs, parameters) by torch-pruning's counter (FLOPs = multiply-accumulates + the
+    norm/activation/pool element ops, at the batch of `example_input`)."""
+    flops, params = tp.utils.count_ops_and_params(model, example_input)
+    return int(flops), int(params)
+
+
+def shrunk_copy(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: torch.Tensor) -> nn.Module:
+    return shrink(copy.deepcopy(model), pruned, example_input)

@@ -1,0 +1,78 @@
+"""Structured pruning in one training cycle: `python -m lth.structured`.
+
+    python -m lth.structured --data-dir ~/data                      # OCSPruner, ResNet-20, CIFAR-10, 50 % FLOPs, 300 epochs
+    python -m lth.structured --method ocp --flops-rr 0.5            # one-cycle schedule on the same channel groups
+    python -m lth.structured --prune-at 0                           # ablation: prune the initial weights
+    python -m lth.structured --prune-at end                         # ablation: prune after training
+    python -m lth.structured --method dense                         # the unpruned reference
+    python -m lth.structured --dataset digits --model conv2 --epochs 6 --monitor-start 1 --sl-start 1 --sl-end 4
+
+Running the same command again resumes after the last finished epoch; a finished run (its
+summary.json exists) is reported, never overwritten. `--help` lists every flag and default.
+"""
+import logging
+import sys
+import time
+from pathlib import Path
+
+from lth import data, provenance
+from lth.errors import EXIT_INTERRUPTED, LthError
+from lth.structured import config, loop
+from lth.structured.store import StructuredStore
+from lth.train import pick_device
+
+log = logging.getLogger("lth.structured")
+
+
+def parser():
+    return config.build_parser("python -m lth.structured", __doc__.split("\n\n")[0])
+
+
+def _table(summary: dict, run_dir: Path) -> None:
+    lat = summary["latency_ms"]
+    print(f"{'network':>8}  {'test acc':>8}  {'MFLOPs':>8}  {'params':>8}  "
+          + "  ".join(f"{'ms@' + b:>8}" for b in lat["dense"]))
+    print(f"{'dense':>8}  {'':>8}  {summary['dense_flops'] / 1e6:>8.2f}  {summary['dense_params']:>8d}  "
+          + "  ".join(f"{v:>8.2f}" for v in lat["dense"].values()))
+    print(f"{summary['method']:>8}  {summary['test_acc']:>8.4f}  {summary['flops'] / 1e6:>8.2f}  "
+          f"{summary['params']:>8d}  " + "  ".join(f"{v:>8.2f}" for v in lat["pruned"].values()))
+    extra = f", stable epoch {summary['stable_epoch']} ({summary['trigger']})" if summary.get("trigger") else ""
+    print(f"FLOPs reduction {summary['flops_rr']:.4f}, pruned at epoch {summary['pruned_epoch']}{extra}")
+    print(f"run directory: {run_dir}")
+
+
+def main(argv=None) -> int:
+    cfg, args = config.from_args(argv, parser())
+    run_dir = Path(args.run_dir or Path(cfg.base.runtime.runs_root) / cfg.run_name())
+    store = StructuredStore(run_dir)
+    if store.exists():
+        saved = config.StructuredRun.from_dict(store.meta()["config"], str(store.meta_path))
+        a, b = saved.experiment_dict(), cfg.experiment_dict()
+        if a != b:
+            differ = config.base_config.differing_fields(a, b)
+            raise LthError(f"{run_dir} holds a run with a different config (differs in {', '.join(differ[:6])}); "
+                           f"nothing was changed; pick another --run-dir or drop the differing flags")
+        if store.done():
+            log.info("%s is finished; its results are kept as they are", run_dir)
+            _table(store.summary(), run_dir)
+            return 0
+    device = pick_device(cfg.base.runtime.device)
+    dataset = data.load(cfg.base.data.dataset, cfg.base.data.data_dir, cfg.base.data.download,
+                        cfg.base.data.split_seed)
+    job = loop.prepare(cfg, dataset, device)    # every check before the first write
+    prov = provenance.collect()
+    store.create({"config": cfg.to_dict(), "hash": cfg.hash(), "name": cfg.run_name(),
+                  "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+                  "image_size": job.image_size, "epochs": job.epochs, **prov.meta,
+                  "device": str(device), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                 provenance_diff=prov.diff)
+    with store.lock():
+        log.info("run %s: %s on %s, %d epochs", run_dir, cfg.structured.method, device, job.epochs)
+        try:
+            summary = loop.run(job, store, progress=cfg.base.runtime.progress)
+        except KeyboardInterrupt:
+            print(f"interrupted: run the same command again to continue {run_dir} after its last epoch",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+    _table(summary, run_dir)
+    return 0
