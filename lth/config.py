@@ -108,7 +108,9 @@ class PruneConfig:
     exclude: Tuple[str, ...] = knob((), "glob patterns of weight names never pruned (e.g. 'fc.*')")
     rate: Optional[float] = knob(0.2, "fraction of remaining weights pruned per round (14 rounds of 0.2: 95.6 %)",
                                  gt=0, lt=1)
-    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate", gt=0, lt=1)
+    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate "
+                                                 "(0 with --rounds 1: a dense run, named <data>-<model>-dense-<hash>)",
+                                           ge=0, lt=1)
     rounds: int = knob(14, "IMP rounds", ge=1)
     restart: str = knob("rewind", "where each round restarts (lth.restart)", choices=tuple(RESTARTS.names()))
     restart_params: dict = params_of(RESTARTS, "the chosen restart policy's parameters")
@@ -188,6 +190,9 @@ class RunConfig:
             p.criterion, p.scope, p.layers, p.layer_rate, p.exclude = defaults.criterion, defaults.scope, "all", (), ()
         if p.final_sparsity is not None:
             p.rate = None                  # the final sparsity sets the per-round rate
+        if p.final_sparsity == 0:          # a dense run: nothing is ever pruned, so how is moot
+            p.schedule, p.schedule_params = "imp", {}
+            p.criterion, p.scope = "magnitude", "local"
         if p.criterion != "random":
             cfg.seeds.prune_seed = None    # only random pruning draws from it
         if cfg.data.augment == "none":
@@ -516,3 +521,25 @@ def validate(cfg: RunConfig) -> None:
                        "use --scope local")
     from lth.pruning.targets import parse_layer_rates
     parse_layer_rates(p.layer_rate)
+    if p.final_sparsity == 0 and p.rounds != 1:
+        raise LthError(f"--final-sparsity 0 is a dense run, which takes --rounds 1 (got --rounds {p.rounds})")
+    check_lr_context(cfg)
+
+
+def check_lr_context(cfg: RunConfig) -> None:
+    """A retraining LR schedule (lth.retrain_lr) reads a dense run's LR history, which only the
+    continue restart has; ALLR also reads the phase's pruning, which must precede its first step."""
+    from lth import schedules
+    from lth.retrain_lr import PRUNING, context_needs
+    t, p = cfg.train, cfg.prune
+    needs = context_needs(LR_SCHEDULES.get(t.lr_schedule).fn)
+    if needs is None:
+        return
+    if p.restart != "continue":
+        raise LthError(f"--lr-schedule {t.lr_schedule} retrains from a dense run's LR history: "
+                       f"use --restart continue --from-run DIR (got --restart {p.restart})")
+    if needs == PRUNING:
+        at_start = schedules.bind(p.schedule, p.schedule_params, 0.0, 1.0)(0.0)
+        if at_start != 1.0:
+            raise LthError(f"--lr-schedule {t.lr_schedule} sets its LR from the phase's pruning, which --schedule "
+                           f"{p.schedule} does not do before the first step: use --schedule one_shot --start 0")
