@@ -18,6 +18,7 @@ Every finished run given is read from its directory (config.json, round summarie
 Dense runs (--final-sparsity 0) are the reference lines. Files: retrain_schedules.{md,csv,png},
 retrain_budget.{md,csv,png}; the Markdown also goes to stdout. Runs of one dataset at a time.
 """
+import io
 import logging
 import sys
 from collections import defaultdict
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from analysis import cli
-from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, render, write
+from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, write
 from analysis.results import spread
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.store import RunStore, open_run
@@ -34,6 +35,7 @@ log = logging.getLogger("analysis.retrain")
 
 ORDER = ("ft", "lrw", "slr", "clr", "llr", "allr")   # Zimmer et al.'s order: the baselines, then theirs
 PANEL = (3.4, 2.8)  # inches per panel
+PNG_DPI = 150       # screen resolution: the figures stay well under 200 kB for docs/
 
 
 def describe(store: RunStore) -> dict:
@@ -165,6 +167,13 @@ def budget_csv(groups: List[dict]) -> bytes:
                      rows)
 
 
+def render_png(fig, stem: Path) -> Dict[Path, bytes]:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    return {stem.with_suffix(".png"): buffer.getvalue()}
+
+
 def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
     """Accuracy against sparsity, one line per schedule, one panel per (T, T_rt)."""
     import seaborn as sns
@@ -187,7 +196,7 @@ def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
             ax.set_xlabel("Sparsity (%)")
         axes[0].set_ylabel("Test accuracy (%)")
         axes[-1].legend(loc="lower left", fontsize="small")
-        return render(fig, stem)
+        return render_png(fig, stem)
 
 
 def budget_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
@@ -211,7 +220,7 @@ def budget_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
             ax.set_xlabel("Sparsity (%)")
         axes[0].set_ylabel("Test accuracy (%)")
         axes[-1].legend(loc="lower left", fontsize="small")
-        return render(fig, stem)
+        return render_png(fig, stem)
 
 
 def build(stores: Sequence[RunStore], out: Path) -> Dict[Path, bytes]:
@@ -223,9 +232,9 @@ def build(stores: Sequence[RunStore], out: Path) -> Dict[Path, bytes]:
              out / "retrain_budget.md": budget_markdown(budget).encode(),
              out / "retrain_budget.csv": budget_csv(budget)}
     if sched:
-        files.update({p: b for p, b in schedules_figure(sched, out / "retrain_schedules").items() if p.suffix == ".png"})
+        files.update(schedules_figure(sched, out / "retrain_schedules"))
     if budget:
-        files.update({p: b for p, b in budget_figure(budget, out / "retrain_budget").items() if p.suffix == ".png"})
+        files.update(budget_figure(budget, out / "retrain_budget"))
     return files
 
 
