@@ -61,7 +61,8 @@ def describe(store: RunStore) -> dict:
         bimp = cfg.train.lr_schedule == "allr" and dense_lr == "linear"
         row.update(kind="retrain", method="BIMP" if bimp else f"IMP-{cfg.train.lr_schedule.upper()} ({dense_lr} dense)",
                    dense_steps=dense_summary["steps"], dense_epochs=dense_summary["steps"] / dense_summary["steps_per_epoch"],
-                   dense_acc=dense_summary["test_acc"], rt_epochs=summaries[0]["steps"] / summaries[0]["steps_per_epoch"])
+                   dense_acc=dense_summary["test_acc"], rt_epochs=summaries[0]["steps"] / summaries[0]["steps_per_epoch"],
+                   dense_lr=dense_lr)
         row["total_steps"] = row["steps"] + row["dense_steps"]
     else:
         row.update(kind="during", method=f"{cfg.prune.schedule.upper()} ({cfg.train.lr_schedule})",
@@ -74,28 +75,30 @@ def schedule_groups(rows: List[dict]) -> List[dict]:
     groups: Dict[tuple, List[dict]] = defaultdict(list)
     for row in rows:
         if row["kind"] == "retrain":
-            key = (row["dense_epochs"], row["rt_epochs"], row["phases"], row["final_sparsity"], row["lr_schedule"])
+            key = (row["dense_lr"], row["dense_epochs"], row["rt_epochs"], row["phases"], row["final_sparsity"],
+                   row["lr_schedule"])
             groups[key].append(row)
     out = []
-    for key in sorted(groups, key=lambda k: (k[:4], ORDER.index(k[4]) if k[4] in ORDER else len(ORDER))):
+    for key in sorted(groups, key=lambda k: (k[:5], ORDER.index(k[5]) if k[5] in ORDER else len(ORDER))):
         members = groups[key]
-        out.append({"dense_epochs": key[0], "rt_epochs": key[1], "phases": key[2], "final_sparsity": key[3],
-                    "schedule": key[4], "dense_acc": spread([m["dense_acc"] for m in members]),
-                    "sparsity": [spread([m["sparsities"][i] for m in members])["mean"] for i in range(key[2])],
-                    "acc": [spread([m["accs"][i] for m in members]) for i in range(key[2])],
+        out.append({"dense_lr": key[0], "dense_epochs": key[1], "rt_epochs": key[2], "phases": key[3],
+                    "final_sparsity": key[4], "schedule": key[5], "dense_acc": spread([m["dense_acc"] for m in members]),
+                    "sparsity": [spread([m["sparsities"][i] for m in members])["mean"] for i in range(key[3])],
+                    "acc": [spread([m["accs"][i] for m in members]) for i in range(key[3])],
                     "runs": len(members)})
     return out
 
 
 def budget_groups(rows: List[dict]) -> List[dict]:
-    """Pruned runs grouped by (final sparsity, total steps); only budgets that hold two methods."""
+    """Pruned runs grouped by (final sparsity, total steps): the budgets that hold a pruning-during-
+    training run and at least one other method (prune-retrain runs alone are the schedule table's)."""
     by_budget: Dict[tuple, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["kind"] != "dense":
             by_budget[(row["final_sparsity"], row["total_steps"])][row["method"]].append(row)
     out = []
     for (sparsity, steps), methods in sorted(by_budget.items()):
-        if len(methods) < 2:
+        if len(methods) < 2 or not any(r["kind"] == "during" for rs in methods.values() for r in rs):
             continue
         cells = {m: spread([r["accs"][-1] for r in members]) for m, members in methods.items()}
         ranked = sorted(cells, key=lambda m: -cells[m]["mean"])
@@ -112,20 +115,26 @@ def _pct(cell: dict) -> str:
     return f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}" if cell["n"] > 1 else f"{100 * cell['mean']:.2f}"
 
 
+def _setting(g: dict) -> tuple:
+    """What a schedule's row is compared within: the same dense run kind, budgets and target."""
+    return g["dense_lr"], g["dense_epochs"], g["rt_epochs"], g["phases"], g["final_sparsity"]
+
+
 def schedules_markdown(groups: List[dict]) -> str:
     if not groups:
         return "No prune-retrain runs (--restart continue) given.\n"
     phases = max(g["phases"] for g in groups)
-    head = (["Dense T (ep)", "T_rt/phase (ep)", "Schedule"] + [f"Phase {i + 1} acc. (%)" for i in range(phases)]
+    head = (["Dense LR", "Dense T (ep)", "T_rt/phase (ep)", "Schedule"] + [f"Phase {i + 1} acc. (%)" for i in range(phases)]
             + ["Sparsity after phases (%)", "Dense acc. (%)", "Runs"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---:"] * 2 + [":---"] + ["---:"] * (len(head) - 3)) + "|"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join([":---"] + ["---:"] * 2 + [":---"] + ["---:"] * (len(head) - 4)) + "|"]
     for g in groups:
-        best = max(x["acc"][-1]["mean"] for x in groups if x["rt_epochs"] == g["rt_epochs"]
-                   and x["dense_epochs"] == g["dense_epochs"] and x["phases"] == g["phases"])
+        best = max(x["acc"][-1]["mean"] for x in groups if _setting(x) == _setting(g))
         accs = [_pct(c) for c in g["acc"]] + [""] * (phases - g["phases"])
         if g["acc"][-1]["mean"] == best:
             accs[g["phases"] - 1] = f"**{accs[g['phases'] - 1]}**"
-        lines.append("| " + " | ".join([f"{g['dense_epochs']:g}", f"{g['rt_epochs']:g}", g["schedule"].upper(), *accs,
+        lines.append("| " + " | ".join([g["dense_lr"], f"{g['dense_epochs']:.3g}", f"{g['rt_epochs']:.3g}",
+                                         g["schedule"].upper(), *accs,
                                          "/".join(f"{100 * s:.1f}" for s in g["sparsity"]), _pct(g["dense_acc"]),
                                          str(g["runs"])]) + " |")
     return "\n".join(lines) + "\n"
@@ -153,10 +162,10 @@ def budget_markdown(groups: List[dict]) -> str:
 
 
 def schedules_csv(groups: List[dict]) -> bytes:
-    rows = [[g["dense_epochs"], g["rt_epochs"], g["schedule"], i + 1, f"{g['sparsity'][i]:.6f}",
+    rows = [[g["dense_lr"], g["dense_epochs"], g["rt_epochs"], g["schedule"], i + 1, f"{g['sparsity'][i]:.6f}",
              f"{g['acc'][i]['mean']:.6f}", f"{g['acc'][i]['std']:.6f}", g["acc"][i]["n"]]
             for g in groups for i in range(g["phases"])]
-    return csv_bytes(["dense_epochs", "rt_epochs_per_phase", "lr_schedule", "phase", "sparsity", "acc_mean",
+    return csv_bytes(["dense_lr", "dense_epochs", "rt_epochs_per_phase", "lr_schedule", "phase", "sparsity", "acc_mean",
                       "acc_std", "runs"], rows)
 
 
@@ -177,13 +186,13 @@ def render_png(fig, stem: Path) -> Dict[Path, bytes]:
 def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
     """Accuracy against sparsity, one line per schedule, one panel per (T, T_rt)."""
     import seaborn as sns
-    panels = sorted({(g["dense_epochs"], g["rt_epochs"]) for g in groups})
+    panels = sorted({_setting(g) for g in groups})
     colours = dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
     with paper_style():
         fig = new_figure((PANEL[0] * len(panels), PANEL[1]))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-        for ax, (dense, rt) in zip(axes, panels):
-            for g in (g for g in groups if (g["dense_epochs"], g["rt_epochs"]) == (dense, rt)):
+        for ax, setting in zip(axes, panels):
+            for g in (g for g in groups if _setting(g) == setting):
                 xs = [100 * s for s in g["sparsity"]]
                 ys = [100 * c["mean"] for c in g["acc"]]
                 sd = [100 * c["std"] for c in g["acc"]]
@@ -192,7 +201,8 @@ def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
                 ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], color=colour,
                                 alpha=BAND_ALPHA)
                 ax.axhline(100 * g["dense_acc"]["mean"], color="grey", linestyle="--", linewidth=0.8)
-            ax.set_title(f"T = {dense:g} ep, T_rt = {rt:g} ep/phase")
+            ax.set_title(f"dense {setting[0]} T = {setting[1]:.3g} ep, T_rt = {setting[2]:.3g} ep/phase",
+                         fontsize="small")
             ax.set_xlabel("Sparsity (%)")
         axes[0].set_ylabel("Test accuracy (%)")
         axes[-1].legend(loc="lower left", fontsize="small")

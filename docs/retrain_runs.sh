@@ -5,7 +5,7 @@
 #   2. 90 % in J = 3 prune-retrain phases (global magnitude at each phase's start), for each of
 #      FT LRW SLR CLR LLR ALLR at a short and a long T_rt per phase
 #   3. BIMP (dense phase with a linear LR, then 3 phases of ALLR) against OCP and AGP (linear LR),
-#      at an equal total budget of T epochs, at 90 % and 95 %
+#      at an equal total budget of B epochs, at 90 % and 95 %
 # Then: python -m analysis.retrain RUNS_ROOT/<dataset>-* --out figures/retrain-<dataset>
 set -euo pipefail
 what=$1 seed=$2 root=$3
@@ -16,11 +16,11 @@ common=(--data-dir "${DATA_DIR:-/work/shared/data}" --recipe openlth --eval-ever
 if [ "$what" = mnist ]; then
   # LeNet-300-100, 3,009 images, batch 64: 47 steps an epoch
   common+=(--preset mnist --lr 0.05)
-  T=20 short=1 long=10
+  T=20 short=1 long=10 B=20
 else
   # Conv-2 at 32x32 with crop+flip, 4,660 images, batch 64: 72 steps an epoch (~31 s on one core)
   common+=(--dataset cifar10 --model conv2 --image-size 0 --augment crop_flip --lr 0.05 --batch-size 64)
-  T=10 short=0.5 long=3
+  T=10 short=0.5 long=2 B=6
 fi
 dense=$($py -m lth.run "${common[@]}" --final-sparsity 0 --rounds 1 --epochs $T | sed -n 's/^run directory: //p')
 for rt in $short $long; do
@@ -30,6 +30,6 @@ for rt in $short $long; do
   done
 done
 for s in 0.9 0.95; do
-  $py -m lth.bimp "${common[@]}" --budget-epochs $T --dense-fraction 0.5 --rounds 3 --final-sparsity $s \
+  $py -m lth.bimp "${common[@]}" --budget-epochs $B --dense-fraction 0.5 --rounds 3 --final-sparsity $s \
       --baselines ocp agp --baseline-lr-schedule linear | tail -5
 done

@@ -472,7 +472,7 @@ def test_analysis_tables_and_figures(bimp_runs, dense_run, allr_run, tmp_path, c
     assert "BIMP" in budget and "OCP (step)" in budget and "AGP (step)" in budget and "| 90 = " in budget
     assert "one run each" in budget and budget in text and "IMP-ALLR" not in budget   # 105 steps: alone
     rows = (out / "retrain_schedules.csv").read_text().splitlines()
-    assert rows[0].startswith("dense_epochs,rt_epochs_per_phase,lr_schedule,phase,sparsity")
+    assert rows[0].startswith("dense_lr,dense_epochs,rt_epochs_per_phase,lr_schedule,phase,sparsity")
     assert len(rows) == 1 + 2 * 3
 
 
