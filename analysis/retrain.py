@@ -15,7 +15,7 @@ Every finished run given is read from its directory (config.json, round summarie
       sparsity with the same total number of steps, the winner, its margin over the runner-up
       and that margin against the spread over seeds.
 
-Dense runs (--final-sparsity 0) are the reference lines. Files: retrain_schedules.{md,csv,png},
+Dense runs (--schedule dense) are the reference lines. Files: retrain_schedules.{md,csv,png},
 retrain_budget.{md,csv,png}; the Markdown also goes to stdout. Runs of one dataset at a time.
 """
 import io
@@ -51,7 +51,7 @@ def describe(store: RunStore) -> dict:
            "lr_schedule": cfg.train.lr_schedule, "phases": rounds, "final_sparsity": cfg.prune.final_sparsity,
            "sparsities": [s["sparsity"] for s in summaries], "accs": [s["test_acc"] for s in summaries],
            "steps": sum(s["steps"] for s in summaries), "steps_per_epoch": summaries[0]["steps_per_epoch"]}
-    if cfg.prune.final_sparsity == 0:
+    if cfg.prune.schedule == "dense":
         row["kind"], row["method"] = "dense", "dense"
     elif cfg.prune.restart == "continue":
         dense = open_run(cfg.prune.restart_params["from_run"])

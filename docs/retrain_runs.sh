@@ -11,8 +11,10 @@ set -euo pipefail
 what=$1 seed=$2 root=$3
 py=${PYTHON:-python}
 seeds=(--init-seed "$seed" --order-seed $((10 * seed + 1)) --augment-seed $((10 * seed + 2)))
+# Zimmer et al.'s pruning: one global magnitude threshold over every conv and linear weight
 common=(--data-dir "${DATA_DIR:-/work/shared/data}" --recipe openlth --eval-every 0 --no-progress
         --device cpu --runs-root "$root" "${seeds[@]}")
+prune=(--scope global --layers all --layer-rate)
 if [ "$what" = mnist ]; then
   # LeNet-300-100, 3,009 images, batch 64: 47 steps an epoch
   common+=(--preset mnist --lr 0.05)
@@ -22,14 +24,14 @@ else
   common+=(--dataset cifar10 --model conv2 --image-size 0 --augment crop_flip --lr 0.05 --batch-size 64)
   T=10 short=0.5 long=2 B=6
 fi
-dense=$($py -m lth.run "${common[@]}" --final-sparsity 0 --rounds 1 --epochs $T | sed -n 's/^run directory: //p')
+dense=$($py -m lth.run "${common[@]}" --schedule dense --epochs $T | sed -n 's/^run directory: //p')
 for rt in $short $long; do
   for lrs in ft lrw slr clr llr allr; do
-    $py -m lth.run "${common[@]}" --restart continue --from-run "$dense" --schedule one_shot --start 0 \
-        --scope global --final-sparsity 0.9 --rounds 3 --epochs $rt --lr-schedule $lrs | tail -1
+    $py -m lth.run "${common[@]}" "${prune[@]}" --restart continue --from-run "$dense" --schedule one_shot \
+        --start 0 --final-sparsity 0.9 --rounds 3 --epochs $rt --lr-schedule $lrs | tail -1
   done
 done
 for s in 0.9 0.95; do
-  $py -m lth.bimp "${common[@]}" --budget-epochs $B --dense-fraction 0.5 --rounds 3 --final-sparsity $s \
+  $py -m lth.bimp "${common[@]}" "${prune[@]}" --budget-epochs $B --dense-fraction 0.5 --rounds 3 --final-sparsity $s \
       --baselines ocp agp --baseline-lr-schedule linear | tail -5
 done

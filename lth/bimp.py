@@ -15,12 +15,15 @@ from W0 to the same final sparsity, with the run's own LR schedule (the recipe's
 --lr-schedule is given). The runs are ordinary lth runs (python -m lth.run would make the same
 directories); the equivalent pair of commands for BIMP:
 
-    python -m lth.run FLAGS --final-sparsity 0 --rounds 1 --lr-schedule linear --steps D
+    python -m lth.run FLAGS --schedule dense --lr-schedule linear --steps D
     python -m lth.run FLAGS --restart continue --from-run runs/<the dense run> --schedule one_shot \
-        --start 0 --scope global --final-sparsity S --rounds J --lr-schedule allr --steps n
+        --start 0 --scope global --layers all --layer-rate --final-sparsity S --rounds J \
+        --lr-schedule allr --steps n
 
 Flags that BIMP sets itself (--schedule, --restart, --steps, ...) are refused; every other flag
 of lth.run applies to all runs (an LR-schedule parameter to the runs whose schedule has it).
+Unless given, --rounds 3 --scope global --layers all --layer-rate (none): Zimmer et al.'s
+global magnitude pruning of every conv and linear weight, for BIMP and the baselines alike.
 """
 import argparse
 import sys
@@ -38,8 +41,10 @@ from lth.store import run_name
 
 # Set by BIMP for its runs: given on the command line they are an error.
 OWNED = ("schedule", "restart", "from_run", "steps", "epochs", "start", "rate", "lr_schedule")
-DEFAULT_ROUNDS = 3     # J when --rounds is not given (the lth.run default, 14, is IMP's)
-DEFAULT_SPARSITY_SCOPE = "global"  # Zimmer et al. prune globally
+# Defaults where lth.run's differ (a preset's values count as not given): J = 3 phases (lth.run's
+# 14 rounds are IMP's), and Zimmer et al.'s pruning: one global magnitude threshold over every
+# conv and linear weight (output layer included, no per-layer rates).
+ZIMMER_DEFAULTS = {"rounds": 3, "scope": "global", "layers": "all", "layer_rate": ()}
 LR_PARAMS = frozenset(LR_SCHEDULES.param_fields())  # routed to the runs whose LR schedule has them
 
 
@@ -113,10 +118,10 @@ def plan(argv=None) -> Tuple[List[Tuple[str, config_mod.RunConfig]], str]:
     if given:
         raise LthError(f"--{given[0].replace('_', '-')} is set by lth.bimp itself; use --dense-lr-schedule, "
                        f"--retrain-lr-schedule, --budget-epochs/--budget-steps, --dense-fraction instead")
-    if flags.get("final_sparsity") in (None, 0):
+    if flags.get("final_sparsity") is None:
         raise LthError("lth.bimp needs --final-sparsity S with 0 < S < 1")
-    flags.setdefault("rounds", DEFAULT_ROUNDS)
-    flags.setdefault("scope", DEFAULT_SPARSITY_SCOPE)
+    for key, value in ZIMMER_DEFAULTS.items():
+        flags.setdefault(key, value)
     phases = flags["rounds"]
     probe = make_config(args, {k: v for k, v in flags.items() if k not in LR_PARAMS})
     baseline_lr = args.baseline_lr_schedule or probe.train.lr_schedule
@@ -132,8 +137,8 @@ def plan(argv=None) -> Tuple[List[Tuple[str, config_mod.RunConfig]], str]:
             raise LthError(f"--budget-epochs must be > 0, got {args.budget_epochs}")
         total = round(args.budget_epochs * per_epoch)
     dense_steps, phase_steps = split_budget(total, args.dense_fraction, phases)
-    dense = make_config(args, {**routed["dense"], "final_sparsity": 0.0, "rounds": 1,
-                               "lr_schedule": args.dense_lr_schedule, "steps": dense_steps})
+    dense = make_config(args, {**routed["dense"], "schedule": "dense", "lr_schedule": args.dense_lr_schedule,
+                               "steps": dense_steps})
     dense_dir = Path(dense.runtime.runs_root) / run_name(dense)
     runs = [("dense", dense),
             ("bimp", make_config(args, {**routed["bimp"], "restart": "continue", "from_run": str(dense_dir),

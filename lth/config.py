@@ -108,9 +108,7 @@ class PruneConfig:
     exclude: Tuple[str, ...] = knob((), "glob patterns of weight names never pruned (e.g. 'fc.*')")
     rate: Optional[float] = knob(0.2, "fraction of remaining weights pruned per round (14 rounds of 0.2: 95.6 %)",
                                  gt=0, lt=1)
-    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate "
-                                                 "(0 with --rounds 1: a dense run, named <data>-<model>-dense-<hash>)",
-                                           ge=0, lt=1)
+    final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate", gt=0, lt=1)
     rounds: int = knob(14, "IMP rounds", ge=1)
     restart: str = knob("rewind", "where each round restarts (lth.restart)", choices=tuple(RESTARTS.names()))
     restart_params: dict = params_of(RESTARTS, "the chosen restart policy's parameters")
@@ -190,9 +188,6 @@ class RunConfig:
             p.criterion, p.scope, p.layers, p.layer_rate, p.exclude = defaults.criterion, defaults.scope, "all", (), ()
         if p.final_sparsity is not None:
             p.rate = None                  # the final sparsity sets the per-round rate
-        if p.final_sparsity == 0:          # a dense run: nothing is ever pruned, so how is moot
-            p.schedule, p.schedule_params = "imp", {}
-            p.criterion, p.scope = "magnitude", "local"
         if p.criterion != "random":
             cfg.seeds.prune_seed = None    # only random pruning draws from it
         if cfg.data.augment == "none":
@@ -521,8 +516,6 @@ def validate(cfg: RunConfig) -> None:
                        "use --scope local")
     from lth.pruning.targets import parse_layer_rates
     parse_layer_rates(p.layer_rate)
-    if p.final_sparsity == 0 and p.rounds != 1:
-        raise LthError(f"--final-sparsity 0 is a dense run, which takes --rounds 1 (got --rounds {p.rounds})")
     check_lr_context(cfg)
 
 

@@ -91,7 +91,7 @@ class ContinueParams:
     def check(self):
         if not self.from_run:
             raise LthError("--restart continue needs --from-run DIR, a finished dense run "
-                           "(python -m lth.run --final-sparsity 0 --rounds 1 ...)")
+                           "(python -m lth.run --schedule dense ...)")
 
 
 # The fields a dense run must share with the run that continues from it (its weights must fit).
@@ -132,9 +132,9 @@ class Continue:
             raise LthError(f"--from-run {self.from_run} has {len(done)} of {rounds} rounds finished; finish it "
                            f"first (python -m lth.run --resume {self.from_run})")
         sparsity = store.load_summary(rounds)["sparsity"]
-        if sparsity != 0:
-            raise LthError(f"--from-run {self.from_run} ends at sparsity {sparsity:.4f}, not dense; --from-run "
-                           f"takes a dense run (--final-sparsity 0 --rounds 1)")
+        if dense.prune.schedule != "dense" or sparsity != 0:
+            raise LthError(f"--from-run {self.from_run} is a {dense.prune.schedule} run at sparsity {sparsity:.4f}, "
+                           f"not dense; --from-run takes a dense run (--schedule dense)")
 
     def dense_final(self) -> dict:
         store = self.reference()

@@ -459,10 +459,8 @@ class RunStore:
 
 
 def run_name(cfg: RunConfig) -> str:
-    """The run directory's name: <dataset>-<model>-<schedule>-<hash8 of the normalised config>
-    (`dense` in place of the schedule for a dense run, --final-sparsity 0)."""
-    schedule = "dense" if cfg.prune.final_sparsity == 0 else cfg.prune.schedule
-    return f"{cfg.data.dataset}-{cfg.model.model}-{schedule}-{cfg.hash()}"
+    """The run directory's name: <dataset>-<model>-<schedule>-<hash8 of the normalised config>."""
+    return f"{cfg.data.dataset}-{cfg.model.model}-{cfg.prune.schedule}-{cfg.hash()}"
 
 
 def open_run(path) -> RunStore:
