@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
                    help="LR schedule of the dense phase [default: linear]")
     p.add_argument("--retrain-lr-schedule", default="allr", choices=retrain,
                    help="LR schedule of each prune-retrain phase [default: allr]")
-    p.add_argument("--baselines", nargs="*", default=[], choices=SCHEDULES.names(),
+    p.add_argument("--baselines", nargs="*", default=[], choices=[n for n in SCHEDULES.names() if n != "dense"],
                    help="pruning-during-training schedules run at the same budget (e.g. ocp agp)")
     p.add_argument("--baseline-lr-schedule", default=None, choices=plain,
                    help="LR schedule of the baselines [default: the recipe's]")
