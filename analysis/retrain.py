@@ -15,6 +15,9 @@ Every finished run given is read from its directory (config.json, round summarie
       sparsity with the same total number of steps, the winner, its margin over the runner-up
       and that margin against the spread over seeds.
 
+Wall times are the runs' own (summary wall_time_s, mean over seeds; BIMP's includes its dense
+phase): they depend on the machine's load and compare runs made side by side only.
+
 Dense runs (--schedule dense) are the reference lines. Files: retrain_schedules.{md,csv,png},
 retrain_budget.{md,csv,png}; the Markdown also goes to stdout. Runs of one dataset at a time.
 """
@@ -50,7 +53,8 @@ def describe(store: RunStore) -> dict:
     row = {"run": cli.run_name(store), "dataset": cfg.data.dataset, "model": cfg.model.model,
            "lr_schedule": cfg.train.lr_schedule, "phases": rounds, "final_sparsity": cfg.prune.final_sparsity,
            "sparsities": [s["sparsity"] for s in summaries], "accs": [s["test_acc"] for s in summaries],
-           "steps": sum(s["steps"] for s in summaries), "steps_per_epoch": summaries[0]["steps_per_epoch"]}
+           "steps": sum(s["steps"] for s in summaries), "steps_per_epoch": summaries[0]["steps_per_epoch"],
+           "wall_s": sum(s["wall_time_s"] for s in summaries)}
     if cfg.prune.schedule == "dense":
         row["kind"], row["method"] = "dense", "dense"
     elif cfg.prune.restart == "continue":
@@ -64,9 +68,10 @@ def describe(store: RunStore) -> dict:
                    dense_acc=dense_summary["test_acc"], rt_epochs=summaries[0]["steps"] / summaries[0]["steps_per_epoch"],
                    dense_lr=dense_lr)
         row["total_steps"] = row["steps"] + row["dense_steps"]
+        row["total_wall_s"] = row["wall_s"] + dense_summary["wall_time_s"]
     else:
         row.update(kind="during", method=f"{cfg.prune.schedule.upper()} ({cfg.train.lr_schedule})",
-                   total_steps=row["steps"])
+                   total_steps=row["steps"], total_wall_s=row["wall_s"])
     return row
 
 
@@ -85,6 +90,7 @@ def schedule_groups(rows: List[dict]) -> List[dict]:
                     "final_sparsity": key[4], "schedule": key[5], "dense_acc": spread([m["dense_acc"] for m in members]),
                     "sparsity": [spread([m["sparsities"][i] for m in members])["mean"] for i in range(key[3])],
                     "acc": [spread([m["accs"][i] for m in members]) for i in range(key[3])],
+                    "wall_s": spread([m["wall_s"] for m in members])["mean"],
                     "runs": len(members)})
     return out
 
@@ -101,6 +107,8 @@ def budget_groups(rows: List[dict]) -> List[dict]:
         if len(methods) < 2 or not any(r["kind"] == "during" for rs in methods.values() for r in rs):
             continue
         cells = {m: spread([r["accs"][-1] for r in members]) for m, members in methods.items()}
+        for m, members in methods.items():
+            cells[m]["wall_s"] = spread([r["total_wall_s"] for r in members])["mean"]
         ranked = sorted(cells, key=lambda m: -cells[m]["mean"])
         win, second = cells[ranked[0]], cells[ranked[1]]
         per_epoch = next(iter(methods.values()))[0]["steps_per_epoch"]
@@ -125,7 +133,7 @@ def schedules_markdown(groups: List[dict]) -> str:
         return "No prune-retrain runs (--restart continue) given.\n"
     phases = max(g["phases"] for g in groups)
     head = (["Dense LR", "Dense T (ep)", "T_rt/phase (ep)", "Schedule"] + [f"Phase {i + 1} acc. (%)" for i in range(phases)]
-            + ["Sparsity after phases (%)", "Dense acc. (%)", "Runs"])
+            + ["Sparsity after phases (%)", "Dense acc. (%)", "Retrain wall (s)", "Runs"])
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] + ["---:"] * 2 + [":---"] + ["---:"] * (len(head) - 4)) + "|"]
     for g in groups:
@@ -136,20 +144,21 @@ def schedules_markdown(groups: List[dict]) -> str:
         lines.append("| " + " | ".join([g["dense_lr"], f"{g['dense_epochs']:.3g}", f"{g['rt_epochs']:.3g}",
                                          g["schedule"].upper(), *accs,
                                          "/".join(f"{100 * s:.1f}" for s in g["sparsity"]), _pct(g["dense_acc"]),
-                                         str(g["runs"])]) + " |")
+                                         f"{g['wall_s']:.0f}", str(g["runs"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def budget_markdown(groups: List[dict]) -> str:
     if not groups:
         return "No budget holds two methods at the same final sparsity and number of steps.\n"
-    lines = ["| Sparsity (%) | Budget (steps = epochs) | Method | Final acc. (%) | Runs |", "|---:|---:|:---|---:|---:|"]
+    lines = ["| Sparsity (%) | Budget (steps = epochs) | Method | Final acc. (%) | Wall (s) | Runs |",
+             "|---:|---:|:---|---:|---:|---:|"]
     verdicts = []
     for g in groups:
         for method, cell in sorted(g["cells"].items(), key=lambda kv: -kv[1]["mean"]):
             name = f"**{method}**" if method == g["winner"] else method
             lines.append(f"| {100 * g['final_sparsity']:.1f} | {g['total_steps']} = {g['epochs']:.2f} | {name} | "
-                         f"{_pct(cell)} | {cell['n']} |")
+                         f"{_pct(cell)} | {cell['wall_s']:.0f} | {cell['n']} |")
         head = (f"- {100 * g['final_sparsity']:.1f} % at {g['total_steps']} steps: {g['winner']} beats "
                 f"{g['runner_up']} by {100 * g['margin']:.2f} points")
         if min(g["cells"][g["winner"]]["n"], g["cells"][g["runner_up"]]["n"]) < 2:
