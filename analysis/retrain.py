@@ -165,8 +165,13 @@ def budget_markdown(groups: List[dict]) -> str:
             verdicts.append(head + "; one run each, so no spread over seeds to compare with.")
             continue
         ratio = f"{g['margin'] / g['spread']:.1f}x" if g["spread"] > 0 else "no spread"
-        verdicts.append(head + f"; the larger seed std of the two is {100 * g['spread']:.2f} points (margin "
-                        f"{ratio} that); seed ranges {'overlap' if g['ranges_overlap'] else 'do not overlap'}.")
+        line = head + (f"; the larger seed std of the two is {100 * g['spread']:.2f} points (margin {ratio} that); "
+                       f"seed ranges {'overlap' if g['ranges_overlap'] else 'do not overlap'}")
+        if "BIMP" in g["cells"] and g["winner"] != "BIMP":
+            bimp, win = g["cells"]["BIMP"], g["cells"][g["winner"]]
+            line += (f"; BIMP trails by {100 * (win['mean'] - bimp['mean']):.2f} points (its seed std "
+                     f"{100 * bimp['std']:.2f})")
+        verdicts.append(line + ".")
     return "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"
 
 
@@ -195,8 +200,13 @@ def render_png(fig, stem: Path) -> Dict[Path, bytes]:
 def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
     """Accuracy against sparsity, one line per schedule, one panel per (T, T_rt)."""
     import seaborn as sns
-    panels = sorted({_setting(g) for g in groups})
+    # one panel per setting that compares schedules (BIMP's lone ALLR phases stay in the table)
+    counts = defaultdict(int)
+    for g in groups:
+        counts[_setting(g)] += 1
+    panels = sorted(k for k, n in counts.items() if n > 1) or sorted(counts)
     colours = dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
+    markers = dict(zip(ORDER, "osD^vP"))
     with paper_style():
         fig = new_figure((PANEL[0] * len(panels), PANEL[1]))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -206,7 +216,7 @@ def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
                 ys = [100 * c["mean"] for c in g["acc"]]
                 sd = [100 * c["std"] for c in g["acc"]]
                 colour = colours.get(g["schedule"])
-                ax.plot(xs, ys, marker="o", color=colour, label=g["schedule"].upper())
+                ax.plot(xs, ys, marker=markers.get(g["schedule"], "o"), color=colour, label=g["schedule"].upper())
                 ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], color=colour,
                                 alpha=BAND_ALPHA)
                 ax.axhline(100 * g["dense_acc"]["mean"], color="grey", linestyle="--", linewidth=0.8)
