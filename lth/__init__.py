@@ -10,8 +10,10 @@ Modules, one idea each (docs/DESIGN.md has the map):
   masks      mask storage and enforcement
   pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater;
              channel groups (torch-pruning), saliency, FLOPs-targeted selection
-  restart    round restart policies (rewind to W0, or to the dense W_k at step k)
+  restart    round restart policies (rewind to W0, or to the dense W_k at step k; continue:
+             prune-retrain from a dense run)
   rewinding  late rewinding's dense phase: W_k and the loader position (rewind.pt)
+  retrain_lr retraining LR schedules FT, LRW, SLR, CLR, LLR, ALLR (Zimmer et al.) and their context
   models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6), each initialised
              as its reference implementation (models.init; `python -m lth.models.reference`)
   data       datasets as tensors and the device-resident loader
@@ -24,6 +26,7 @@ Modules, one idea each (docs/DESIGN.md has the map):
   imp        the IMP driver (rounds)
   execution  lth.execute(cfg): a whole run as a library call
   run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
+  bimp       `python -m lth.bimp`: budgeted IMP and pruning-during-training baselines at one budget
   bench      `python -m lth.bench`, the benchmarks
   study      `python -m lth.study`, studies: many runs and their analyses as one command
   structured `python -m lth.structured`: OCSPruner and the schedules at channel granularity, export

@@ -7,6 +7,8 @@ ticket copies and a benchmark are made the same way (docs/DESIGN.md §1).
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
     masks = assemble.make_masks(cfg, model)
 """
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -14,10 +16,12 @@ from lth import data, models
 from lth.config import RunConfig
 from lth.data import Dataset
 from lth.errors import LthError
+from lth.lr_schedules import LR_SCHEDULES
 from lth.masks import Masks, prunable_weights
 from lth.pruning.targets import layer_rates, round_rate
 from lth.restart import policy
-from lth.train import total_steps
+from lth.retrain_lr import DenseHistory, LrContext, context_needs
+from lth.train import lr_at, total_steps
 
 
 def load_data(cfg: RunConfig) -> Dataset:
@@ -81,3 +85,38 @@ def restart_policy(cfg: RunConfig):
 def rewind_state(store, cfg: RunConfig) -> dict:
     """The weights a ticket of this run starts from (W0, or W_k with late rewinding)."""
     return restart_policy(cfg).ticket_state(store)
+
+
+def check_restart(cfg: RunConfig, dataset: Dataset) -> None:
+    """What the restart policy needs from the disk (a continue run's dense run), and the LR
+    context built from it: one-line errors before anything is written."""
+    restart_policy(cfg).check(cfg)
+    dense_history(cfg)
+
+
+def dense_history(cfg: RunConfig) -> Optional[DenseHistory]:
+    """The LR history of the dense run this run continues from (None for rewinding runs):
+    its schedule step by step through lth.train.lr_at, so eta_max, eta_min and T are what
+    it actually trained with (docs/DESIGN.md §10)."""
+    store = restart_policy(cfg).reference()
+    if store is None:
+        return None
+    dense = store.run_config().resolved()
+    t = dense.train
+    fn = LR_SCHEDULES.get(t.lr_schedule).fn
+    if context_needs(fn) is not None:
+        raise LthError(f"--from-run {store.root} retrained with --lr-schedule {t.lr_schedule}; "
+                       f"--from-run takes a dense run trained with a plain LR schedule")
+    summary = store.load_summary(dense.prune.rounds)
+    steps, per_epoch = summary["steps"], summary["steps_per_epoch"]
+    lrs = [lr_at(k, steps, t) for k in range(steps)]
+    params = dict(t.lr_schedule_params)
+    return DenseHistory(lr=lambda progress: fn(progress, t.lr, **params), steps=steps,
+                        steps_per_epoch=per_epoch, eta_max=max(lrs), eta_min=lrs[-1])
+
+
+def lr_context(cfg: RunConfig, dataset: Dataset, history: Optional[DenseHistory]) -> Optional[LrContext]:
+    """A fresh context for one round (phase) of this run, or None without a dense history."""
+    if history is None:
+        return None
+    return LrContext(history, total_steps(cfg.train, len(dataset.train_y)), len(dataset.train_y) // cfg.train.batch_size)

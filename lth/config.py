@@ -516,3 +516,23 @@ def validate(cfg: RunConfig) -> None:
                        "use --scope local")
     from lth.pruning.targets import parse_layer_rates
     parse_layer_rates(p.layer_rate)
+    check_lr_context(cfg)
+
+
+def check_lr_context(cfg: RunConfig) -> None:
+    """A retraining LR schedule (lth.retrain_lr) reads a dense run's LR history, which only the
+    continue restart has; ALLR also reads the phase's pruning, which must precede its first step."""
+    from lth import schedules
+    from lth.retrain_lr import PRUNING, context_needs
+    t, p = cfg.train, cfg.prune
+    needs = context_needs(LR_SCHEDULES.get(t.lr_schedule).fn)
+    if needs is None:
+        return
+    if p.restart != "continue":
+        raise LthError(f"--lr-schedule {t.lr_schedule} retrains from a dense run's LR history: "
+                       f"use --restart continue --from-run DIR (got --restart {p.restart})")
+    if needs == PRUNING:
+        at_start = schedules.bind(p.schedule, p.schedule_params, 0.0, 1.0)(0.0)
+        if at_start != 1.0:
+            raise LthError(f"--lr-schedule {t.lr_schedule} sets its LR from the phase's pruning, which --schedule "
+                           f"{p.schedule} does not do before the first step: use --schedule one_shot --start 0")

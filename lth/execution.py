@@ -65,6 +65,7 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
     dataset = assemble.load_data(cfg)
     assemble.check_budget(cfg, dataset)
     assemble.check_model_fits(cfg, dataset)
+    assemble.check_restart(cfg, dataset)
     store = RunStore(run_dir)
     check_same_config(store, cfg)  # refuse before touching anything (not even the lock file)
     store.make_root()

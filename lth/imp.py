@@ -2,7 +2,8 @@
 
     W0 = the seeded initialisation, m_0 = ones.
     --rewind-step k: first train W0 dense for k steps to W_k (lth.rewinding, rewind.pt).
-    Round r = 1..R: weights <- W_rewind * m_{r-1} (W0, or W_k); train steps k..T-1 of the
+    Round r = 1..R: weights <- W_start * m_{r-1} (rewind: W0, or W_k; continue: the dense run's
+    final weights for r = 1, round r-1's final weights after); train steps k..T-1 of the
     round's budget T (k = 0 without late rewinding) while the in-round schedule raises
     sparsity from s_{r-1} to s_r = 1 - (1 - p)^r (per layer with --layer-rate); save m_r, the
     final weights, the metrics and a summary.
@@ -23,6 +24,7 @@ from lth.data import Dataset
 from lth.masks import Masks
 from lth.pruning import MaskUpdater
 from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
+from lth.retrain_lr import LrContext
 from lth.store import RunStore
 from lth.train import train
 
@@ -41,12 +43,22 @@ def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
     return [[layer[r] for layer in per_layer] for r in range(p.rounds + 1)]
 
 
-def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int) -> MaskUpdater:
+def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int,
+                 on_prune: Optional[Callable[[float, float], None]] = None) -> MaskUpdater:
     """The in-round schedule of round r bound to this run's masks (what lth.train calls)."""
     p = cfg.prune
     generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
     return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
-                       p.prune_interval, generator)
+                       p.prune_interval, generator, on_prune)
+
+
+def context_recorder(context: LrContext, model: nn.Module) -> Callable[[float, float], None]:
+    """The MaskUpdater callback that gives a retraining LR schedule this phase's s and d; the
+    norm is over all parameters (weights, biases, BatchNorm), as Zimmer et al.'s."""
+    def on_prune(pruned_fraction: float, removed_sq: float) -> None:
+        kept_sq = float(sum(p.detach().float().pow(2).sum() for p in model.parameters()))
+        context.record_pruning(pruned_fraction, removed_sq, kept_sq)
+    return on_prune
 
 
 def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: bool = True,
@@ -70,6 +82,7 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     rewinding.ensure_rewind_point(cfg, store, dataset, model, assemble.image_size(cfg, dataset), device,
                                   assemble.restart_policy(cfg).dense_steps, forward)
     targets = sparsity_targets(cfg, masks)
+    history = assemble.dense_history(cfg)  # the dense run's LR history (continue runs), read once
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
         if store.round_done(r):
@@ -77,11 +90,12 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
             summaries.append(store.load_summary(r))
             continue
         summaries.append(_run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress,
-                                    on_round_start))
+                                    on_round_start, history))
     return summaries
 
 
-def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress, on_round_start) -> dict:
+def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress, on_round_start,
+               history) -> dict:
     s_i, s_f = targets[r - 1], targets[r]
     restart = assemble.restart_policy(cfg)
     # Restart, then apply m_{r-1} exactly (kept weights are multiplied by 1.0).
@@ -94,7 +108,8 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     resume = store.load_checkpoint(r)
     if resume is not None:
         log.info("round %d: resuming from the checkpoint after epoch %d", r, resume["epoch"])
-    updater = mask_updater(cfg, masks, s_i, s_f, r)
+    context = assemble.lr_context(cfg, dataset, history)
+    updater = mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
     result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),
@@ -102,12 +117,15 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
                    augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
                    start_step=restart.start_step, start_loader=restart.start_loader(store),
-                   progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
+                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
                "start_sparsity": s_i, "target_sparsity": s_f,
-               "sparsity": report[-1]["sparsity"], "layers": report[:-1], **result}
+               "sparsity": report[-1]["sparsity"], "layers": report[:-1], "restart": cfg.prune.restart,
+               "lr_schedule": cfg.train.lr_schedule, **result}
+    if context is not None:
+        summary["lr_context"] = context.summary()
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])

@@ -4,9 +4,15 @@
                and the momentum (AdamW beta1) cycled 0.95 -> 0.85 -> 0.95 in phase with it
     step       linear warm-up, then x gamma at each milestone (OpenLTH)
     constant   linear warm-up, then constant
+    linear     linear warm-up, then linear decay to 0 (BIMP's budgeted dense phase, Li et al. 2020)
 
-`lth.train.lr_at(step, total, train_cfg)` evaluates the configured one and
-`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 has the formulas. Adding one is a decorated function with a parameter dataclass (lth.registry).
+    ft, lrw, slr, clr, llr, allr   retraining schedules of prune-retrain runs (lth.retrain_lr):
+               they read an LrContext (the dense run's LR history, the phase's pruning)
+
+`lth.train.lr_at(step, total, train_cfg, context)` evaluates the configured one and
+`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §9 have the
+formulas. Adding one is a decorated function with a parameter dataclass (lth.registry); one that
+needs the context is also marked `@lth.retrain_lr.uses_context`.
 """
 import math
 from dataclasses import dataclass
@@ -88,3 +94,15 @@ def step(t: float, lr: float, warmup: float = 0.0, milestones: Tuple[float, ...]
 def constant(t: float, lr: float, warmup: float = 0.0) -> float:
     """Linear warm-up, then the peak LR throughout."""
     return lr * _linear_warmup(t, warmup)
+
+
+@LR_SCHEDULES.register("linear", WarmupParams)
+def linear(t: float, lr: float, warmup: float = 0.0) -> float:
+    """Linear warm-up, then linear decay from the peak to 0 at the end of the budget."""
+    if t < warmup:
+        return lr * t / warmup
+    return lr * (1 - (t - warmup) / (1 - warmup))
+
+
+# The retraining schedules register themselves into LR_SCHEDULES (imported last: they use it).
+from lth import retrain_lr  # noqa: E402,F401

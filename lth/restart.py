@@ -1,18 +1,24 @@
 """Round restart policies of the IMP driver: which weights, at which step of the round's
-schedule, round r starts from (before the previous round's mask is applied). docs/DESIGN.md §2.
+schedule, round r starts from (before the previous round's mask is applied). docs/DESIGN.md §2, §9.
 
-    rewind   Frankle & Carbin: every round starts from W0 at step 0; with --rewind-step k
-             (late rewinding, Frankle et al. 2020 and OpenLTH) from W_k at step k, where W_k
-             is the dense network after k steps of the run's recipe (lth.rewinding), and the
-             round trains the remaining steps k..T-1
+    rewind     Frankle & Carbin: every round starts from W0 at step 0; with --rewind-step k
+               (late rewinding, Frankle et al. 2020 and OpenLTH) from W_k at step k, where W_k
+               is the dense network after k steps of the run's recipe (lth.rewinding), and the
+               round trains the remaining steps k..T-1
+    continue   prune-retrain (Han et al. 2015; Zimmer et al. 2023): round (phase) 1 starts from
+               the final weights of a finished dense run (--from-run DIR), round r > 1 from the
+               final weights of round r - 1; with --schedule one_shot --start 0 each phase
+               prunes at its start and retrains for the rest
 
 A policy is a registry entry that makes an object with `dense_steps` (dense training before
 round 1 that makes rewind.pt, 0: none), `start_step` (the step of the LR and sparsity
 schedules every round and every ticket copy starts at), `start_state(store, r)` and
 `start_loader(store)` (the weights and the training loader's position round r starts from),
-and `ticket_state(store)` (the weights a ticket of the run is applied to, for the analysis).
-The fine-tuning and learning-rate-restart policies of prune-retrain pipelines go here too.
+`ticket_state(store)` (the weights a ticket of the run is applied to, for the analysis),
+`check(cfg)` (one-line errors for what needs the disk, before anything is written) and
+`reference()` (the RunStore of the dense run whose LR history retraining schedules read, or None).
 """
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -58,11 +64,94 @@ class Rewind:
         """The training loader's position at W_rewind (None: a fresh loader, step 0)."""
         return self.rewind_point(store)["loader"] if self.rewind_step > 0 else None
 
+    def check(self, cfg) -> None:
+        pass
+
+    def reference(self):
+        return None
+
 
 @RESTARTS.register("rewind", RewindParams)
 def rewind(rewind_step: int = 0) -> Rewind:
     """Every round restarts from W0, or from the dense W_k at step k with --rewind-step k."""
     return Rewind(rewind_step)
+
+
+@dataclass
+class ContinueParams:
+    from_run: str = knob("", "the finished dense run (its directory) whose final weights phase 1 starts from; "
+                             "recorded as an absolute path")
+
+    def __post_init__(self):
+        # One spelling per run directory, so `runs/x` and `./runs/x` give one hash; a resumed
+        # run keeps the path it was made with, whatever the working directory.
+        if self.from_run:
+            self.from_run = os.path.abspath(self.from_run)
+
+    def check(self):
+        if not self.from_run:
+            raise LthError("--restart continue needs --from-run DIR, a finished dense run "
+                           "(python -m lth.run --schedule dense ...)")
+
+
+# The fields a dense run must share with the run that continues from it (its weights must fit).
+SAME_AS_DENSE = (("data", "dataset"), ("data", "image_size"), ("model", "model"))
+
+
+class Continue:
+    dense_steps = 0   # the dense run is another run (--from-run)
+    start_step = 0    # each phase trains its whole budget
+
+    def __init__(self, from_run: str):
+        self.from_run = from_run
+
+    def start_loader(self, store) -> None:
+        return None   # each phase draws a fresh data order from --order-seed
+
+    def reference(self):
+        """The dense run's RunStore (an LthError when from_run is not a run directory)."""
+        from lth.store import open_run
+        try:
+            return open_run(self.from_run)
+        except LthError as e:
+            raise LthError(f"--from-run: {e}") from None
+
+    def check(self, cfg) -> None:
+        """The dense run exists, fits this run's model and data, is finished and is dense."""
+        store = self.reference()
+        dense = store.run_config().resolved()
+        for section, name in SAME_AS_DENSE:
+            mine, theirs = getattr(getattr(cfg, section), name), getattr(getattr(dense, section), name)
+            if mine != theirs:
+                raise LthError(f"--from-run {self.from_run} was made with --{name.replace('_', '-')} {theirs}, "
+                               f"this run has {mine}; its weights do not fit (pick a dense run of the same "
+                               f"model and data)")
+        rounds = dense.prune.rounds
+        done = store.finished_rounds()
+        if len(done) < rounds:
+            raise LthError(f"--from-run {self.from_run} has {len(done)} of {rounds} rounds finished; finish it "
+                           f"first (python -m lth.run --resume {self.from_run})")
+        sparsity = store.load_summary(rounds)["sparsity"]
+        if dense.prune.schedule != "dense" or sparsity != 0:
+            raise LthError(f"--from-run {self.from_run} is a {dense.prune.schedule} run at sparsity {sparsity:.4f}, "
+                           f"not dense; --from-run takes a dense run (--schedule dense)")
+
+    def dense_final(self) -> dict:
+        store = self.reference()
+        return store.load_final(store.run_config().prune.rounds)
+
+    def ticket_state(self, store) -> dict:
+        """The trained dense weights: what phase 1's mask is applied to."""
+        return self.dense_final()
+
+    def start_state(self, store, r: int) -> dict:
+        return store.load_final(r - 1) if r > 1 else self.dense_final()
+
+
+@RESTARTS.register("continue", ContinueParams)
+def continue_(from_run: str = "") -> Continue:
+    """Prune-retrain: phase 1 from a dense run's final weights, phase r from phase r-1's."""
+    return Continue(from_run)
 
 
 def policy(name: str, params: dict) -> object:

@@ -14,6 +14,7 @@ prune). Statistics stay on the device and are read once an epoch: no host sync p
 """
 import contextlib
 import logging
+import math
 import sys
 import time
 from typing import Callable, Dict, Optional
@@ -30,6 +31,7 @@ from lth.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.masks import Masks
 from lth.optimizers import OPTIMIZERS
 from lth.pruning import MaskUpdater
+from lth.retrain_lr import LrContext, context_needs
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,16 @@ def total_steps(cfg: TrainConfig, train_size: int) -> int:
     return max(1, round(cfg.epochs * (train_size // cfg.batch_size)))
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.lr_schedules."""
-    return LR_SCHEDULES.get(cfg.lr_schedule).fn(step / total, cfg.lr, **cfg.lr_schedule_params)
+def lr_at(step: int, total: int, cfg: TrainConfig, context: Optional[LrContext] = None) -> float:
+    """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.lr_schedules.
+    The retraining schedules (lth.retrain_lr) also read `context`, which they require."""
+    fn = LR_SCHEDULES.get(cfg.lr_schedule).fn
+    if context_needs(fn) is None:
+        return fn(step / total, cfg.lr, **cfg.lr_schedule_params)
+    if context is None:
+        raise LthError(f"--lr-schedule {cfg.lr_schedule} retrains after pruning and needs the dense run's LR "
+                       f"history: use it with --restart continue --from-run DIR")
+    return fn(step / total, cfg.lr, context, **cfg.lr_schedule_params)
 
 
 def momentum_at(step: int, total: int, cfg: TrainConfig) -> Optional[float]:
@@ -146,7 +155,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
           start_step: int = 0, start_loader: Optional[dict] = None,
-          progress: bool = True, desc: str = "train") -> dict:
+          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train") -> dict:
     """Train `model` in place under `masks` (cfg resolved). Returns the summary and metrics.
 
     forward: the callable for the forward pass (a torch.compile'd model), default `model`.
@@ -158,6 +167,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
     start_loader: the training loader's state at start_step (DeviceLoader.state_dict(position=True)
     of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
     data order (ticket copies with their own seeds).
+    lr_context: what a retraining LR schedule reads (lth.retrain_lr); checkpointed with the rest.
     """
     device = torch.device(device)
     forward = forward or model
@@ -180,6 +190,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         train_loader.load_state_dict(resume["loader"])
         if pruning is not None:
             pruning.load_state_dict(resume)
+        if lr_context is not None:
+            lr_context.load_state_dict(resume["lr_context"])
         step, epoch = resume["step"], resume["epoch"]
         metrics = list(resume["metrics"])
 
@@ -190,6 +202,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
     run_start = time.perf_counter()
     while step < total:
         epoch_start, seen = time.perf_counter(), 0
+        lr_sum, lr_max, lr_steps = 0.0, -math.inf, 0  # the LRs actually used this epoch (metrics)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for x, y in train_loader:
@@ -197,7 +210,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
                 break
             if pruning is not None and pruning.due(step - start_step):
                 pruning.update((step - start_step) / window, optimizer)
-            lr = lr_at(step, total, cfg)
+            lr = lr_at(step, total, cfg, lr_context)
+            lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
                                       momentum_at(step, total, cfg))
             loss_sum += loss * len(y)
@@ -208,7 +222,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
             if after_step is not None:
                 after_step(step, model, masks)
         epoch += 1
-        line = {"epoch": epoch, "step": step, "lr": lr, "train_loss": loss_sum.item() / max(seen, 1),
+        line = {"epoch": epoch, "step": step, "lr": lr, "lr_max": lr_max, "lr_mean": lr_sum / max(lr_steps, 1),
+                "train_loss": loss_sum.item() / max(seen, 1),
                 "train_acc": correct.item() / max(seen, 1), "sparsity": masks.sparsity(),
                 "images_per_s": seen / (time.perf_counter() - epoch_start)}
         last = step >= total
@@ -227,6 +242,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "masks": masks.state_dict(), "loader": train_loader.state_dict(),
                      **(pruning.state_dict() if pruning is not None else {"pruned_target": -1.0})}
+            if lr_context is not None:
+                state["lr_context"] = lr_context.state_dict()
             save_checkpoint(state)
     bar.close()
     if pruning is not None:

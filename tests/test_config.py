@@ -2,6 +2,7 @@
 files and explicit flags combine in the documented order; the hash names runs stably."""
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -79,6 +80,8 @@ def _other_value(f):
         return value, [flag(f) if value else "--no-" + flag(f)[2:]]
     if f.name == "moms":
         return (0.9, 0.8, 0.9), [flag(f), "0.9", "0.8", "0.9"]  # three values or none
+    if f.name == "from_run":
+        return os.path.abspath("other_run"), [flag(f), "other_run"]  # a path is recorded absolute
     if is_tuple:
         value = (0.3, 0.6) if base is float else ("fc.*", "conv*")
         return value, [flag(f), *map(str, value)]
