@@ -32,7 +32,7 @@ from lth import assemble, data
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
 from lth.store import RunStore
-from lth.train import pick_device
+from lth.train import pick_device, set_threads
 
 log = logging.getLogger("analysis.stability")
 
@@ -51,6 +51,9 @@ def parser() -> OneLineParser:
     p.add_argument("--eval-batch-size", type=int, default=cli.DEFAULTS.eval_batch_size,
                    help=f"test batch size of the interpolation [default: {cli.DEFAULTS.eval_batch_size}]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of this process (torch.set_num_threads); 0: torch's default, one per core "
+                        "[default: 1, as lth.run: README \"Performance\"]")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets [default: the run's]")
     p.add_argument("--out", default="figures", help="folder for Fig. 3 and Table 4 [default: figures]")
     p.add_argument("--no-figures", action="store_true", help="measure only; draw nothing")
@@ -133,6 +136,7 @@ def print_table(results: List[dict]) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     copies, probe = cli.settings_from_args(args, args.eval_batch_size)
     stores = cli.open_runs(args.runs)
     cache, plans = {}, []

@@ -6,8 +6,9 @@ ticket copies and a benchmark are made the same way (docs/DESIGN.md §1).
     dataset = assemble.load_data(cfg)
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
     masks = assemble.make_masks(cfg, model)
+    updater = assemble.mask_updater(cfg, masks, s_i, s_f, r)   # pruning while training, round r
 """
-from typing import Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
@@ -18,7 +19,8 @@ from lth.data import Dataset
 from lth.errors import LthError
 from lth.lr_schedules import LR_SCHEDULES
 from lth.masks import Masks, prunable_weights
-from lth.pruning.targets import layer_rates, round_rate
+from lth.pruning import MaskUpdater
+from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.restart import policy
 from lth.retrain_lr import DenseHistory, LrContext, context_needs
 from lth.train import lr_at, total_steps
@@ -49,6 +51,28 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
 
 def make_masks(cfg: RunConfig, model: nn.Module) -> Masks:
     return Masks.for_model(model, cfg.prune.exclude, cfg.prune.layers)
+
+
+def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
+    """[s_0, s_1, ..., s_R]: floats, or per-layer lists with --layer-rate."""
+    p = cfg.prune
+    if p.schedule == "dense":
+        return [0.0] * (p.rounds + 1)
+    rate = round_rate(p.rate, p.final_sparsity, p.rounds)
+    if not p.layer_rate:
+        return round_targets(p.rounds, rate)
+    per_layer = [round_targets(p.rounds, r) for r in layer_rates(masks.names, rate, p.layer_rate)]
+    return [[layer[r] for layer in per_layer] for r in range(p.rounds + 1)]
+
+
+def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int,
+                 on_prune: Optional[Callable[[float, float], None]] = None) -> MaskUpdater:
+    """The in-round schedule of round r bound to `masks` (what lth.train calls; lth.bench times it).
+    on_prune: MaskUpdater's callback (lth.imp.context_recorder for the retraining LR schedules)."""
+    p = cfg.prune
+    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
+    return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
+                       p.prune_interval, generator, on_prune, tolerance=p.prune_tolerance)
 
 
 def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:

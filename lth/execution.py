@@ -23,7 +23,7 @@ from lth import assemble, imp, provenance
 from lth.config import RunConfig, differing_fields, validate
 from lth.errors import LthError
 from lth.store import RunStore, run_name
-from lth.train import pick_device
+from lth.train import pick_device, set_threads
 
 log = logging.getLogger("lth.execution")
 
@@ -39,6 +39,7 @@ def run_metadata(cfg: RunConfig, device: torch.device, prov: Optional[provenance
     prov = prov or provenance.collect()
     return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -60,6 +61,7 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
     cfg.runtime.runs_root)."""
     cfg = cfg.resolved()
     validate(cfg)
+    set_threads(cfg.runtime.threads)  # before any torch work (cfg.runtime.threads: README "Performance")
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root or cfg.runtime.runs_root) / run_name(cfg)
     torch_device = pick_device(device)
     dataset = assemble.load_data(cfg)

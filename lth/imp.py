@@ -22,8 +22,6 @@ from lth import assemble, rewinding
 from lth.config import RunConfig
 from lth.data import Dataset
 from lth.masks import Masks
-from lth.pruning import MaskUpdater
-from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.retrain_lr import LrContext
 from lth.store import RunStore
 from lth.train import train
@@ -31,25 +29,7 @@ from lth.train import train
 log = logging.getLogger(__name__)
 
 
-def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
-    """[s_0, s_1, ..., s_R]: floats, or per-layer lists with --layer-rate."""
-    p = cfg.prune
-    if p.schedule == "dense":
-        return [0.0] * (p.rounds + 1)
-    rate = round_rate(p.rate, p.final_sparsity, p.rounds)
-    if not p.layer_rate:
-        return round_targets(p.rounds, rate)
-    per_layer = [round_targets(p.rounds, r) for r in layer_rates(masks.names, rate, p.layer_rate)]
-    return [[layer[r] for layer in per_layer] for r in range(p.rounds + 1)]
-
-
-def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int,
-                 on_prune: Optional[Callable[[float, float], None]] = None) -> MaskUpdater:
-    """The in-round schedule of round r bound to this run's masks (what lth.train calls)."""
-    p = cfg.prune
-    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
-    return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
-                       p.prune_interval, generator, on_prune)
+sparsity_targets = assemble.sparsity_targets  # [s_0, ..., s_R] (lth.bench reads them there too)
 
 
 def context_recorder(context: LrContext, model: nn.Module) -> Callable[[float, float], None]:
@@ -109,7 +89,7 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     if resume is not None:
         log.info("round %d: resuming from the checkpoint after epoch %d", r, resume["epoch"])
     context = assemble.lr_context(cfg, dataset, history)
-    updater = mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
+    updater = assemble.mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
     result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),

@@ -61,6 +61,7 @@ class Masks:
         # Pruned count per layer as last set by lth.pruning (None: unknown, recount), so that
         # deciding which layers to update costs no device-to-host sync inside the training loop.
         self.known_counts: Optional[List[int]] = [0] * len(self.tensors)
+        self.known_total: Optional[int] = 0  # their sum; kept by a global prune, which leaves the counts unknown
 
     @classmethod
     def for_model(cls, model: nn.Module, exclude: Sequence[str] = (), layers: str = "all") -> "Masks":
@@ -127,7 +128,7 @@ class Masks:
                 raise LthError(f"mask for {name} has shape {tuple(state[name].shape)}, "
                                f"the model's weight {tuple(mask.shape)}")
             mask.copy_(state[name].to(mask.dtype))
-        self.known_counts = None
+        self.known_counts = self.known_total = None
 
     def is_subset_of(self, other: "Masks") -> bool:
         """True when every weight kept here is kept in `other` (masks only lose ones)."""

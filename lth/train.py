@@ -90,6 +90,16 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def set_threads(threads: int) -> int:
+    """Set this process's CPU intra-op threads (0: leave torch's default, one per core);
+    returns the number in use. lth.execute and analysis.stability call it first."""
+    if threads < 0:
+        raise LthError(f"--threads must be >= 0 (0: torch's default), got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def autocast(device: torch.device, bf16: bool):
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -149,14 +159,19 @@ def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, au
     return train_loader, test_loader
 
 
-def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *, device, image_size: int,
+def sparsity(masks: Optional[Masks]) -> float:
+    return masks.sparsity() if masks is not None else 0.0
+
+
+def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: TrainConfig, *, device, image_size: int,
           augment: str, order_seed: int, augment_seed: int, pruning: Optional[MaskUpdater] = None,
           forward: Optional[Callable] = None, resume: Optional[dict] = None,
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
           start_step: int = 0, start_loader: Optional[dict] = None,
           lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train") -> dict:
-    """Train `model` in place under `masks` (cfg resolved). Returns the summary and metrics.
+    """Train `model` in place under `masks` (cfg resolved; None: dense, no masks at all, the
+    baseline lth.bench prune compares against). Returns the summary and metrics.
 
     forward: the callable for the forward pass (a torch.compile'd model), default `model`.
     resume: a state from `save_checkpoint` (saved after every epoch but the last) to continue.
@@ -185,7 +200,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         train_loader.seek(start_step)
     if resume is not None:
         model.load_state_dict(resume["model"])
-        masks.load_state_dict(resume["masks"])
+        if masks is not None:
+            masks.load_state_dict(resume["masks"])
         optimizer.load_state_dict(resume["optimizer"])
         train_loader.load_state_dict(resume["loader"])
         if pruning is not None:
@@ -196,7 +212,8 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         metrics = list(resume["metrics"])
 
     model.train()
-    masks.enforce()
+    if masks is not None:
+        masks.enforce()
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()))
     run_start = time.perf_counter()
@@ -224,7 +241,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         epoch += 1
         line = {"epoch": epoch, "step": step, "lr": lr, "lr_max": lr_max, "lr_mean": lr_sum / max(lr_steps, 1),
                 "train_loss": loss_sum.item() / max(seen, 1),
-                "train_acc": correct.item() / max(seen, 1), "sparsity": masks.sparsity(),
+                "train_acc": correct.item() / max(seen, 1), "sparsity": sparsity(masks),
                 "images_per_s": seen / (time.perf_counter() - epoch_start)}
         last = step >= total
         if not last and cfg.eval_every and epoch % cfg.eval_every == 0:
@@ -240,7 +257,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
         if save_checkpoint is not None and not last:
             state = {"step": step, "epoch": epoch, "metrics": list(metrics),
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "masks": masks.state_dict(), "loader": train_loader.state_dict(),
+                     "masks": masks.state_dict() if masks is not None else {}, "loader": train_loader.state_dict(),
                      **(pruning.state_dict() if pruning is not None else {"pruned_target": -1.0})}
             if lr_context is not None:
                 state["lr_context"] = lr_context.state_dict()
@@ -249,7 +266,7 @@ def train(model: nn.Module, masks: Masks, dataset: Dataset, cfg: TrainConfig, *,
     if pruning is not None:
         pruning.update(1.0, optimizer)
     final = evaluate(forward, model, test_loader, cfg.bf16)
-    metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": masks.sparsity(), **final})
+    metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": sparsity(masks), **final})
     # The best accuracy counts only evaluations at the round's final sparsity (the same mask
     # count gives the same float): earlier epochs were a denser network.
     best = max(m["test_acc"] for m in metrics if "test_acc" in m and m["sparsity"] == metrics[-1]["sparsity"])

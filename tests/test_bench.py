@@ -30,7 +30,8 @@ def test_all_commands_tiny(tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(path.read_text())
     assert report["command"] == "all"
-    assert set(report["results"]) == {"mask_step", "mask_update", "loader", "train", "interpolation", "mask_profile"}
+    assert set(report["results"]) == {"mask_step", "mask_update", "loader", "train", "interpolation", "mask_profile",
+                                      "prune"}
     assert report["hardware"]["device"] == "cpu" and report["hardware"]["threads"] == 1
 
     step = {r["variant"]: r for r in rows(report, "mask_step")}
@@ -65,11 +66,23 @@ def test_all_commands_tiny(tmp_path):
     assert set(interp) == {"lerp only", "lerp + evaluate", "lerp + BN reset + evaluate"}
     assert all(r["alphas"] == 3 and positive(r["seconds"]) for r in interp.values())
 
+    prune_rows = rows(report, "prune")
+    assert {r["model"] for r in prune_rows} == {"lenet300_100", "resnet20"}
+    for model in ("lenet300_100", "resnet20"):
+        by = {r["variant"]: r for r in prune_rows if r["model"] == model}
+        assert list(by) == ["dense", "fixed mask", "one_shot", "iterative", "agp", "ocp", "ocp exact"]
+        assert by["dense"]["ratio"] == 1.0 and all(positive(r["round_s"]) for r in by.values())
+        for name in ("one_shot", "iterative", "agp", "ocp", "ocp exact"):
+            assert by[name]["updates"] >= 1 and by[name]["exact"] == "yes"
+            assert by[name]["largest_gap"] <= by[name]["tolerance"] + 2e-3  # + half a weight of a small layer
+        assert by["ocp exact"]["tolerance"] == 0 and by["ocp"]["tolerance"] == 1e-3
+
     assert "measuring" in out.stderr and "results written to" in out.stderr
     text = out.stdout
     assert "device: cpu" in text and "torch " in text and "intra-op thread" in text
     for title in ("Training step cost of masking", "Mask update cost", "Profile: lth masked vs dense",
-                  "Loader throughput", "Training throughput and peak memory", "Interpolation sweep"):
+                  "Loader throughput", "Training throughput and peak memory", "Interpolation sweep",
+                  "Pruning while training"):
         assert title in text
 
 

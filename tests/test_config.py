@@ -273,13 +273,14 @@ def test_hash_covers_hyperparameters_not_runtime_fields():
     base = parse(["--preset", "quick"]).resolved()
     for argv in (["--lr", "0.01"], ["--rounds", "3"], ["--init-seed", "7"], ["--schedule", "agp"],
                  ["--exclude", "fc3.*"], ["--no-bf16"], ["--image-size", "16"], ["--alpha", "10"],
-                 ["--scope", "global"], ["--criterion", "random"], ["--layers", "conv"], ["--beta1", "0.8"]):
+                 ["--scope", "global"], ["--criterion", "random"], ["--layers", "conv"], ["--beta1", "0.8"],
+                 ["--prune-tolerance", "0"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() != base.hash(), argv
     for argv in (["--device", "cpu"], ["--data-dir", "/elsewhere"], ["--no-progress"], ["--runs-root", "x"],
-                 ["--download"], ["--compile"]):
+                 ["--download"], ["--compile"], ["--threads", "4"], ["--threads", "0"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() == base.hash(), argv
     runtime = {f.name for _, f in ALL_FIELDS if f.metadata["runtime"]}
-    assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress"}
+    assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress", "threads"}
     assert not any(name in runtime for section in base.experiment_dict().values() if isinstance(section, dict)
                    for name in section)
 
@@ -374,8 +375,10 @@ def test_format_1_configs_migrate_to_the_same_experiment():
           "seeds": {"init_seed": 0, "order_seed": 1, "augment_seed": 2, "prune_seed": 3},
           "runtime": {"device": "auto", "runs_root": "runs", "progress": True}}
     migrated = RunConfig.from_dict(v1).resolved()
-    # format 1 had a fixed beta1 and pruned every layer at one rate
-    now = parse(["--preset", "quick", "--schedule", "iterative", "--scope", "global", "--moms", "--layer-rate"]).resolved()
+    # format 1 had a fixed beta1, pruned every layer at one rate and updated the mask at every
+    # step whose target count rose (prune_tolerance 0)
+    now = parse(["--preset", "quick", "--schedule", "iterative", "--scope", "global", "--moms", "--layer-rate",
+                 "--prune-tolerance", "0"]).resolved()
     assert migrated.experiment_dict() == now.experiment_dict()
     random_v1 = json.loads(json.dumps(v1))
     random_v1["prune"].update(method="random", schedule="ocp")
@@ -406,3 +409,26 @@ def test_every_bounded_knob_refuses_a_value_outside_its_range():
                 entry.make_params({f.name: outside})
             tried += 1
     assert tried >= 30
+
+
+def test_format_2_configs_read_as_tolerance_0_and_threads_default():
+    """Runs made before prune_tolerance (format 2) updated the mask at every step: they open as
+    prune_tolerance 0, the same experiment, and a format-3 round trip keeps the value."""
+    now = parse(["--preset", "quick", "--prune-tolerance", "0"]).resolved()
+    v2 = now.to_dict()
+    v2["format"] = 2
+    del v2["prune"]["prune_tolerance"]
+    del v2["runtime"]["threads"]
+    old = RunConfig.from_dict(v2).resolved()
+    assert old.prune.prune_tolerance == 0.0 and old.runtime.threads == 1
+    assert old.experiment_dict() == now.experiment_dict() and old.hash() == now.hash()
+    assert parse(["--preset", "quick"]).resolved().prune.prune_tolerance == 1e-3  # the default now
+    assert RunConfig.from_dict(parse(["--preset", "quick"]).resolved().to_dict()).prune.prune_tolerance == 1e-3
+
+
+@pytest.mark.parametrize("argv, message", [(["--prune-tolerance", "-0.1"], "--prune-tolerance must be >= 0"),
+                                           (["--prune-tolerance", "0.5"], "--prune-tolerance must be"),
+                                           (["--threads", "-1"], "--threads must be >= 0")])
+def test_tolerance_and_threads_bounds(argv, message):
+    with pytest.raises(LthError, match=message):
+        config.validate(parse(["--preset", "quick", *argv]).resolved())

@@ -4,6 +4,7 @@
     python -m lth.bench masks              # step cost of masking (dense, lth, prune hooks) + mask updates
     python -m lth.bench loader             # lth's DeviceLoader vs torchvision's DataLoader
     python -m lth.bench train              # img/s and peak memory table, interpolation sweep, mask update
+    python -m lth.bench prune              # a round's time per schedule against a dense round, trajectory gap
     python -m lth.bench train --device cuda --json bench.json   # real sizes, compiled, bf16
     python -m lth.bench --help             # every flag
 
@@ -12,7 +13,7 @@ From Python: `lth.bench.run(["masks", "--size", "tiny"])` returns the same resul
 
 Modules: engine (what is measured: data, lth's training step, the naive alternatives), common
 (how: sizes, timers, memory, tables), masking (masks), loading (loader), throughput (train and
-interpolation), cli (flags and output).
+interpolation), pruning (prune), cli (flags and output).
 """
 from lth.bench.cli import main, run
 

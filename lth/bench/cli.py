@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from lth import models
-from lth.bench import loading, masking, throughput
+from lth.bench import loading, masking, pruning, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
 from lth.train import pick_device
 from lth.bench.engine import load_data
@@ -26,12 +26,14 @@ SECTIONS: Dict[str, Tuple[Callable[[Bench], dict], Callable[[str, dict], str]]] 
     "loader": (loading.loader_throughput, loading.render),
     "train": (throughput.training, throughput.render),
     "interpolation": (throughput.interpolation, throughput.render),
+    "prune": (pruning.prune_cost, pruning.render),
 }
 COMMANDS = {
     "masks": ("mask_step", "mask_update"),
     "loader": ("loader",),
     "train": ("train", "interpolation", "mask_update"),
-    "all": ("mask_step", "mask_update", "loader", "train", "interpolation"),
+    "prune": ("prune",),
+    "all": ("mask_step", "mask_update", "loader", "train", "interpolation", "prune"),
 }
 
 
@@ -48,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                    help="models of the masks and train measurements [default: the size's]; the loader and "
                         "interpolation use resnet20 on a CPU, resnet18 on CUDA")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per block [default: the size's]")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per block; prune: steps of a round [default: the size's]")
     p.add_argument("--batch-size", type=int, default=None, help="training batch of every model [default: the size's]")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure torch.compile'd models [default: on for CUDA, off on CPU]")
@@ -98,7 +101,8 @@ def setup(args: argparse.Namespace) -> Bench:
     compile_ = args.compile if args.compile is not None else device.type == "cuda"
     return Bench(device=device, size=size, size_name=size_name, dataset=dataset, data_source=source, compile=compile_,
                  threads=torch.get_num_threads(), peak_tflops=peak,
-                 models=tuple(args.models) if args.models else None)
+                 models=tuple(args.models) if args.models else None, data_dir=args.data_dir,
+                 synthetic=args.synthetic, steps_override=args.steps or 0)
 
 
 def header(command: str, hw: dict) -> str:

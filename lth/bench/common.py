@@ -42,6 +42,10 @@ class Size:
     eval_images: int             # interpolation: test images evaluated per alpha (0: the whole split)
     bn_batches: int              # interpolation: training batches that recompute BatchNorm statistics
     synthetic: Tuple[int, int]   # synthetic data: train and test images
+    prune_models: Tuple[str, ...] = ("lenet300_100", "resnet20")  # prune: models whose rounds are timed
+    prune_steps: int = 40        # prune: steps of a timed CIFAR round
+    prune_mnist_steps: int = 0   # prune: steps of LeNet's MNIST round (0: the mnist preset's whole round)
+    prune_repeats: int = 3       # prune: rounds of each variant; medians are reported
 
 
 SIZES = {
@@ -49,17 +53,19 @@ SIZES = {
     "tiny": Size(step_batch=8, train_batch=8, big_batch=4, steps=1, repeats=1, warmup=1, mask_repeats=1,
                  step_models=("resnet20",), update_models=("resnet20",), train_models=("resnet20",),
                  loader_batches=2, loader_workers=(0, 2), alphas=3, eval_images=16, bn_batches=1,
-                 synthetic=(256, 64)),
+                 synthetic=(256, 64), prune_steps=3, prune_mnist_steps=5, prune_repeats=1),
     # A few minutes on 2 CPU cores for everything.
     "small": Size(step_batch=128, train_batch=64, big_batch=16, steps=2, repeats=5, warmup=1, mask_repeats=7,
                   step_models=("resnet20",), update_models=("resnet20", "resnet18"),
                   train_models=("resnet20", "resnet18", "vgg16"), loader_batches=20, loader_workers=(0, 2),
-                  alphas=31, eval_images=256, bn_batches=2, synthetic=(4096, 1024)),
+                  alphas=31, eval_images=256, bn_batches=2, synthetic=(4096, 1024),
+                  prune_models=("lenet300_100", "conv2", "resnet20"), prune_steps=40, prune_repeats=3),
     # The real sizes, for a GPU.
     "full": Size(step_batch=128, train_batch=512, big_batch=512, steps=50, repeats=5, warmup=10, mask_repeats=9,
                  step_models=("resnet20", "resnet18"), update_models=("resnet20", "resnet18"),
                  train_models=("resnet18", "vgg16", "resnet20"), loader_batches=100, loader_workers=(0, 2, 8),
-                 alphas=31, eval_images=0, bn_batches=4, synthetic=(50000, 10000)),
+                 alphas=31, eval_images=0, bn_batches=4, synthetic=(50000, 10000),
+                 prune_models=("lenet300_100", "conv2", "resnet20", "resnet18"), prune_steps=400, prune_repeats=5),
 }
 
 
@@ -75,6 +81,9 @@ class Bench:
     threads: int
     peak_tflops: Optional[float]  # dense bf16 peak of the device, for the "% peak" column
     models: Optional[Tuple[str, ...]] = None  # --models: overrides the size's model lists
+    data_dir: Optional[str] = None            # --data-dir (prune also looks for MNIST there)
+    synthetic: bool = False                   # --synthetic (prune: digits instead of MNIST)
+    steps_override: int = 0                   # --steps (prune: the round's budget; 0: the size's)
     _flops: Dict[str, float] = field(default_factory=dict)  # training FLOP per image, by model
 
     def is_cuda(self) -> bool:

@@ -5,8 +5,9 @@
     global  one threshold over all layers: round(target * total) pruned overall (OpenLTH)
 
 Masks only lose ones: a target at or below what a layer has already pruned changes nothing.
-Per-layer pruned counts are tracked on the host (`Masks.known_counts`), so deciding which
-layers to update costs no device-to-host sync inside the training loop.
+Per-layer pruned counts are tracked on the host (`Masks.known_counts`), and the total after a
+global prune (`Masks.known_total`), so deciding what to update costs no device-to-host sync
+inside the training loop.
 """
 from typing import Optional, Sequence, Union
 
@@ -29,7 +30,7 @@ def prune(masks: Masks, target: Union[float, Sequence[float]], criterion: str = 
     if scope == "global":
         if not isinstance(target, (int, float)):
             raise LthError("global pruning takes one sparsity for all layers, not per-layer targets")
-        _check(target)
+        check_sparsity(target)
         _prune_global(masks, target, score, generator)
         return
     if scope != "local":
@@ -39,16 +40,16 @@ def prune(masks: Masks, target: Union[float, Sequence[float]], criterion: str = 
         raise LthError(f"{len(targets)} per-layer targets for {len(masks.tensors)} prunable layers")
     counts = masks.known_counts if masks.known_counts is not None else masks.pruned_counts()
     for i, (param, mask, sparsity) in enumerate(zip(masks.params, masks.tensors, targets)):
-        _check(sparsity)
+        check_sparsity(sparsity)
         wanted = round(sparsity * mask.numel())
         if wanted <= counts[i]:
             continue  # nothing new to prune in this layer (and never revive)
         prune_layer(mask, score(param, generator), wanted - counts[i])
         counts[i] = wanted
-    masks.known_counts = counts
+    masks.known_counts, masks.known_total = counts, sum(counts)
 
 
-def _check(sparsity: float) -> None:
+def check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity < 1.0:
         raise LthError(f"sparsity {sparsity} is outside [0, 1)")
 
@@ -56,12 +57,13 @@ def _check(sparsity: float) -> None:
 def _prune_global(masks: Masks, sparsity: float, score, generator) -> None:
     scores = torch.cat([score(p, generator).reshape(-1) for p in masks.params])
     flat = torch.cat([m.reshape(-1) for m in masks.tensors])
-    already = sum(masks.known_counts) if masks.known_counts is not None else int((flat == 0).sum())
+    already = masks.known_total if masks.known_total is not None else int((flat == 0).sum())
     wanted = round(sparsity * flat.numel())
     if wanted <= already:
         return
     prune_lowest(flat, scores, wanted - already)
-    masks.known_counts = None  # per-layer counts now depend on the weights: recount lazily
+    # Per-layer counts now depend on the weights (recounted when needed); the total is known.
+    masks.known_counts, masks.known_total = None, wanted
     offset = 0
     for mask in masks.tensors:
         n = mask.numel()
@@ -76,5 +78,5 @@ def random_mask_like(masks: Masks, generator: torch.Generator) -> Masks:
     score = CRITERIA.get("random").fn
     for param, mask, pruned in zip(other.params, other.tensors, masks.pruned_counts()):
         prune_layer(mask, score(param, generator), pruned)
-    other.known_counts = None
+    other.known_counts = other.known_total = None
     return other
