@@ -10,7 +10,7 @@
                they read an LrContext (the dense run's LR history, the phase's pruning)
 
 `lth.train.lr_at(step, total, train_cfg, context)` evaluates the configured one and
-`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §9 have the
+`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §10 have the
 formulas. Adding one is a decorated function with a parameter dataclass (lth.registry); one that
 needs the context is also marked `@lth.retrain_lr.uses_context`.
 """

@@ -1,5 +1,5 @@
 """Round restart policies of the IMP driver: which weights, at which step of the round's
-schedule, round r starts from (before the previous round's mask is applied). docs/DESIGN.md §2, §9.
+schedule, round r starts from (before the previous round's mask is applied). docs/DESIGN.md §2, §10.
 
     rewind     Frankle & Carbin: every round starts from W0 at step 0; with --rewind-step k
                (late rewinding, Frankle et al. 2020 and OpenLTH) from W_k at step k, where W_k
