@@ -8,7 +8,8 @@ Every finished run given is read from its directory (config.json, round summarie
   prune-retrain runs (--restart continue) go to the schedule table and figure: test accuracy
       after each phase (its sparsity) per retraining LR schedule (FT, LRW, SLR, CLR, LLR, ALLR),
       one panel per (dense budget T, retraining budget T_rt per phase), mean +- sample std over
-      the runs that differ only in seeds;
+      the runs that differ only in seeds, and the last phase's accuracy minus that of each run's
+      own dense run (paired: the spread of the dense runs over seeds drops out);
   every pruned run also goes to the budget table and figure, by its total training steps
       (a continue run: its dense run's steps + all its phases; a one-round run: its steps):
       the methods (BIMP = continue with ALLR, OCP, AGP, ...) that reached the same final
@@ -91,6 +92,8 @@ def schedule_groups(rows: List[dict]) -> List[dict]:
                     "sparsity": [spread([m["sparsities"][i] for m in members])["mean"] for i in range(key[3])],
                     "acc": [spread([m["accs"][i] for m in members]) for i in range(key[3])],
                     "wall_s": spread([m["wall_s"] for m in members])["mean"],
+                    # paired with each run's own dense run: the dense seed's spread drops out
+                    "vs_dense": [spread([m["accs"][i] - m["dense_acc"] for m in members]) for i in range(key[3])],
                     "runs": len(members)})
     return out
 
@@ -119,6 +122,11 @@ def budget_groups(rows: List[dict]) -> List[dict]:
     return out
 
 
+def _signed(cell: dict) -> str:
+    text = f"{100 * cell['mean']:+.2f}"
+    return text + (f" ± {100 * cell['std']:.2f}" if cell["n"] > 1 else "")
+
+
 def _pct(cell: dict) -> str:
     return f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}" if cell["n"] > 1 else f"{100 * cell['mean']:.2f}"
 
@@ -133,7 +141,7 @@ def schedules_markdown(groups: List[dict]) -> str:
         return "No prune-retrain runs (--restart continue) given.\n"
     phases = max(g["phases"] for g in groups)
     head = (["Dense LR", "Dense T (ep)", "T_rt/phase (ep)", "Schedule"] + [f"Phase {i + 1} acc. (%)" for i in range(phases)]
-            + ["Sparsity after phases (%)", "Dense acc. (%)", "Retrain wall (s)", "Runs"])
+            + ["Last − its dense (pts)", "Sparsity after phases (%)", "Dense acc. (%)", "Retrain wall (s)", "Runs"])
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] + ["---:"] * 2 + [":---"] + ["---:"] * (len(head) - 4)) + "|"]
     for g in groups:
@@ -142,7 +150,7 @@ def schedules_markdown(groups: List[dict]) -> str:
         if g["acc"][-1]["mean"] == best:
             accs[g["phases"] - 1] = f"**{accs[g['phases'] - 1]}**"
         lines.append("| " + " | ".join([g["dense_lr"], f"{g['dense_epochs']:.3g}", f"{g['rt_epochs']:.3g}",
-                                         g["schedule"].upper(), *accs,
+                                         g["schedule"].upper(), *accs, _signed(g["vs_dense"][-1]),
                                          "/".join(f"{100 * s:.1f}" for s in g["sparsity"]), _pct(g["dense_acc"]),
                                          f"{g['wall_s']:.0f}", str(g["runs"])]) + " |")
     return "\n".join(lines) + "\n"
@@ -177,10 +185,11 @@ def budget_markdown(groups: List[dict]) -> str:
 
 def schedules_csv(groups: List[dict]) -> bytes:
     rows = [[g["dense_lr"], g["dense_epochs"], g["rt_epochs"], g["schedule"], i + 1, f"{g['sparsity'][i]:.6f}",
-             f"{g['acc'][i]['mean']:.6f}", f"{g['acc'][i]['std']:.6f}", g["acc"][i]["n"]]
+             f"{g['acc'][i]['mean']:.6f}", f"{g['acc'][i]['std']:.6f}", f"{g['vs_dense'][i]['mean']:.6f}",
+             f"{g['vs_dense'][i]['std']:.6f}", g["acc"][i]["n"]]
             for g in groups for i in range(g["phases"])]
     return csv_bytes(["dense_lr", "dense_epochs", "rt_epochs_per_phase", "lr_schedule", "phase", "sparsity", "acc_mean",
-                      "acc_std", "runs"], rows)
+                      "acc_std", "minus_dense_mean", "minus_dense_std", "runs"], rows)
 
 
 def budget_csv(groups: List[dict]) -> bytes:

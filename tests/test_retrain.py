@@ -468,6 +468,11 @@ def test_analysis_tables_and_figures(bimp_runs, dense_run, allr_run, tmp_path, c
     rows = (out / "retrain_schedules.csv").read_text().splitlines()
     assert rows[0].startswith("dense_lr,dense_epochs,rt_epochs_per_phase,lr_schedule,phase,sparsity")
     assert len(rows) == 1 + 2 * 3
+    # the paired column: the step-LR ALLR run's last phase minus its own dense run's accuracy
+    header = rows[0].split(",")
+    last = dict(zip(header, next(r for r in rows[1:] if r.startswith("step,") and r.split(",")[4] == "3").split(",")))
+    expected = allr_run[0].load_summary(3)["test_acc"] - RunStore(dense_run).load_summary(1)["test_acc"]
+    assert float(last["minus_dense_mean"]) == pytest.approx(expected, abs=1e-6)
 
 
 def test_analysis_refuses_an_unfinished_run(allr_run, tmp_path):
