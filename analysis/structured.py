@@ -22,6 +22,8 @@ from typing import Dict, List
 
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 
 from analysis.cli import check_out_dir
 from analysis.figures import DOUBLE_PANEL, SINGLE_COLUMN, csv_bytes, new_figure, paper_style, render, write
@@ -31,6 +33,7 @@ from lth.structured.store import StructuredStore
 log = logging.getLogger("analysis.structured")
 
 DOCS_DPI = 150   # the combined PNG for the README: small (< 200 kB)
+DODGE_PT = 5     # horizontal spacing, in points, between methods drawn at the same FLOPs reduction
 
 
 def label(cfg: dict) -> str:
@@ -89,6 +92,7 @@ def draw_stability(ax, runs: List[dict]) -> List[list]:
     tau = runs[0]["config"]["structured"]["tau"] if runs else 0.999
     ax.axhline(tau, color="grey", linewidth=0.6)
     ax.set(xlabel="Epoch", ylabel=r"Stability $\psi$ (dotted: raw $J$)", ylim=(0, 1.05))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     twin.set_yscale("log")
     twin.set_ylabel(r"$\lambda$ (dashed)")
     twin.grid(False)
@@ -118,16 +122,43 @@ def _mean_std(values):
 
 
 def draw_accuracy(ax, rows: List[dict]) -> None:
+    """Mean +- std per pruned method against its FLOPs reduction; the dense runs (no reduction)
+    are a horizontal band (mean +- std) rather than a point at 0 %, so the x axis spans only the
+    pruned methods and their real differences in FLOPs reduction stay readable. Methods within
+    1 % of each other are dodged sideways by a few points on the page (a drawing offset only:
+    the CSV holds the exact values)."""
     groups = by_label(rows)
-    colours = sns.color_palette("colorblind", len(groups))
-    for colour, (name, rs) in zip(colours, groups.items()):
+    colours = dict(zip(groups, sns.color_palette("colorblind", len(groups))))
+    dense = {n: rs for n, rs in groups.items() if all(r["summary"]["flops_rr"] == 0 for r in rs)}
+    pruned = {n: rs for n, rs in groups.items() if n not in dense}
+    for name, rs in dense.items():
+        y, ys = _mean_std([100 * r["summary"]["test_acc"] for r in rs])
+        ax.axhline(y, color=colours[name], lw=1, label=f"{name} (band: ± std)")
+        ax.axhspan(y - ys, y + ys, color=colours[name], alpha=0.15, lw=0)
+    cluster = {name: round(statistics.fmean(100 * r["summary"]["flops_rr"] for r in rs))
+               for name, rs in pruned.items()}
+    for name, rs in pruned.items():
+        mates = [n for n in pruned if cluster[n] == cluster[name]]
+        shift = DODGE_PT * (mates.index(name) - (len(mates) - 1) / 2)
+        dodge = offset_copy(ax.transData, fig=ax.figure, x=shift, units="points")
         x, xs = _mean_std([100 * r["summary"]["flops_rr"] for r in rs])
         y, ys = _mean_std([100 * r["summary"]["test_acc"] for r in rs])
-        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt="o", color=colour, capsize=2, markersize=4, label=name)
+        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt="o", color=colours[name], capsize=2, markersize=4, label=name,
+                    transform=dodge)
         ax.scatter([100 * r["summary"]["flops_rr"] for r in rs], [100 * r["summary"]["test_acc"] for r in rs],
-                   color=colour, s=6, alpha=0.5)
+                   color=colours[name], s=6, alpha=0.5, transform=dodge)
+    points = [(100 * r["summary"]["flops_rr"], 100 * r["summary"]["test_acc"])
+              for rs in pruned.values() for r in rs]
+    if points:
+        ax.update_datalim(points)      # a dodged artist does not extend the axes' limits by itself
+        xs_all = [p[0] for p in points]
+        if max(xs_all) - min(xs_all) < 1:     # all at one reduction: leave room for the dodge
+            mid = (max(xs_all) + min(xs_all)) / 2
+            ax.set_xlim(mid - 0.5, mid + 0.5)
+        ax.margins(y=0.15)
+        ax.autoscale_view(scalex=max(xs_all) - min(xs_all) >= 1)
     ax.set(xlabel="FLOPs reduction (%)", ylabel="Test accuracy (%)")
-    ax.legend(loc="best", fontsize=6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=6, borderaxespad=0)   # outside: points stay visible
 
 
 def accuracy_figure(rows: List[dict], stem: Path) -> Dict[Path, bytes]:
