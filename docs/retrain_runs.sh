@@ -7,8 +7,11 @@
 #   3. BIMP (dense phase with a linear LR, then 3 phases of ALLR) against OCP and AGP (linear LR),
 #      at an equal total budget of B epochs, at 90 % and 95 %
 # Then: python -m analysis.retrain RUNS_ROOT/<dataset>-* --out figures/retrain-<dataset>
+# Usage: docs/retrain_runs.sh mnist|cifar|resnet20 SEED RUNS_ROOT [PARTS]
+#   cifar: Conv-2 on CIFAR-10; resnet20: ResNet-20 on CIFAR-10
+#   PARTS: any of schedules,budget (default both; the dense run is made either way)
 set -euo pipefail
-what=$1 seed=$2 root=$3
+what=$1 seed=$2 root=$3 parts=${4:-schedules,budget}
 py=${PYTHON:-python}
 seeds=(--init-seed "$seed" --order-seed $((10 * seed + 1)) --augment-seed $((10 * seed + 2)))
 # Zimmer et al.'s pruning: one global magnitude threshold over every conv and linear weight
@@ -19,6 +22,11 @@ if [ "$what" = mnist ]; then
   # LeNet-300-100, 3,009 images, batch 64: 47 steps an epoch
   common+=(--preset mnist --lr 0.05)
   T=20 short=1 long=10 B=20
+elif [ "$what" = resnet20 ]; then
+  # ResNet-20 at 32x32 with crop+flip, 4,660 images, batch 64: 72 steps an epoch (~30 s on one
+  # core); SGD 0.05 (OpenLTH: 0.1 at batch 128)
+  common+=(--dataset cifar10 --model resnet20 --image-size 0 --augment crop_flip --lr 0.05 --batch-size 64)
+  T=10 short=0.5 long=2 B=6
 else
   # Conv-2 at 32x32 with crop+flip, 4,660 images, batch 64: 72 steps an epoch (~31 s on one core);
   # SGD 0.05 left it at chance (dead ReLUs after epoch 1), 0.01 trains
@@ -26,13 +34,17 @@ else
   T=10 short=0.5 long=2 B=6
 fi
 dense=$($py -m lth.run "${common[@]}" --schedule dense --epochs $T | sed -n 's/^run directory: //p')
-for rt in $short $long; do
-  for lrs in ft lrw slr clr llr allr; do
-    $py -m lth.run "${common[@]}" "${prune[@]}" --restart continue --from-run "$dense" --schedule one_shot \
-        --start 0 --final-sparsity 0.9 --rounds 3 --epochs $rt --lr-schedule $lrs | tail -1
+if [[ ,$parts, == *,schedules,* ]]; then
+  for rt in $short $long; do
+    for lrs in ft lrw slr clr llr allr; do
+      $py -m lth.run "${common[@]}" "${prune[@]}" --restart continue --from-run "$dense" --schedule one_shot \
+          --start 0 --final-sparsity 0.9 --rounds 3 --epochs $rt --lr-schedule $lrs | tail -1
+    done
   done
-done
-for s in 0.9 0.95; do
-  $py -m lth.bimp "${common[@]}" "${prune[@]}" --budget-epochs $B --dense-fraction 0.5 --rounds 3 --final-sparsity $s \
-      --baselines ocp agp --baseline-lr-schedule linear | tail -5
-done
+fi
+if [[ ,$parts, == *,budget,* ]]; then
+  for s in 0.9 0.95; do
+    $py -m lth.bimp "${common[@]}" "${prune[@]}" --budget-epochs $B --dense-fraction 0.5 --rounds 3 \
+        --final-sparsity $s --baselines ocp agp --baseline-lr-schedule linear | tail -5
+  done
+fi
