@@ -2,7 +2,8 @@
 
     masks = Masks.for_model(model, exclude=("fc.*",))
     lth.pruning.prune(masks, 0.9)           # which weights to zero: lth.pruning decides
-    ... optimizer.step(); masks.enforce()   # after every step: one multi-tensor multiply
+    ... loss.backward(); masks.mask_grads(); optimizer.step()
+    masks.enforce()   # after a step only where the optimizer can move a zero (lth.optimizers)
 
 Invariants (tests/test_masks.py, docs/DESIGN.md §4): masks only lose ones; pruned weights,
 their gradients and their optimizer state stay exactly zero. We do not use
@@ -95,6 +96,14 @@ class Masks:
     def enforce(self) -> None:
         """Zero pruned weights: one multi-tensor multiply (call after every optimizer step)."""
         torch._foreach_mul_(self.params, self.tensors)
+
+    @torch.no_grad()
+    def pruned_are_zero(self) -> bool:
+        """Whether every pruned weight is exactly zero (one host sync: lth.train asks once an epoch)."""
+        if not self.params:
+            return True
+        moved = torch.stack([(p.detach() * (m == 0)).abs().sum() for p, m in zip(self.params, self.tensors)])
+        return bool(moved.sum() == 0)
 
     @torch.no_grad()
     def mask_grads(self) -> None:

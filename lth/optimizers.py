@@ -18,6 +18,17 @@ from lth.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 
+# Optimizers under which a pruned weight stays exactly zero once its gradient and its state are
+# zero (lth.train masks the gradients before every step; every mask update zeroes the state of
+# the weights it prunes): SGD moves it by lr * (momentum * 0 + 0 + wd * 0) = 0 (Nesterov too),
+# AdamW by lr * wd * 0 and lr * 0 / (sqrt(v) + eps) with eps > 0. For these lth.train skips the
+# weight multiply after each step: LeNet-300-100 on a CPU spent 7 % of its step on it (SGD
+# 1.184 ms a dense step; masked 1.367 ms with both multiplies, 1.281 ms with the gradient one
+# only). The trajectory is bit-identical either way (tests/test_masks.py), and lth.train checks
+# at every epoch's end that the pruned weights are still zero. An optimizer not listed here
+# (a coupled update: LAMB's trust ratio, Adafactor's factored moments) is enforced every step.
+KEEPS_PRUNED_ZERO = frozenset({"adamw", "sgd"})
+
 
 @dataclass
 class AdamWParams:

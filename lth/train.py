@@ -29,7 +29,7 @@ from lth.data import Dataset, DeviceLoader
 from lth.errors import LthError
 from lth.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.masks import Masks
-from lth.optimizers import OPTIMIZERS
+from lth.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
 from lth.pruning import MaskUpdater
 from lth.retrain_lr import LrContext, context_needs
 
@@ -107,10 +107,13 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optional[Masks], x: torch.Tensor,
-               y: torch.Tensor, lr: float, device: torch.device, bf16: bool, momentum: Optional[float] = None):
+               y: torch.Tensor, lr: float, device: torch.device, bf16: bool, momentum: Optional[float] = None,
+               enforce: bool = True):
     """One optimizer step: forward under autocast, backward, zero pruned gradients, step, zero
     pruned weights. Returns the detached loss and logits (no host sync). lth.bench times this.
-    momentum: the scheduled AdamW beta1 / SGD momentum of this step (None: leave it)."""
+    momentum: the scheduled AdamW beta1 / SGD momentum of this step (None: leave it).
+    enforce: multiply the weights by the mask after the step; False only for an optimizer in
+    lth.optimizers.KEEPS_PRUNED_ZERO whose pruned entries' state is zero (lth.train)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
         if momentum is not None:
@@ -126,7 +129,7 @@ def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optio
     if masks is not None:
         masks.mask_grads()
     optimizer.step()
-    if masks is not None:
+    if masks is not None and enforce:
         masks.enforce()
     return loss.detach(), logits.detach()
 
@@ -214,6 +217,9 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     model.train()
     if masks is not None:
         masks.enforce()
+        masks.zero_optimizer_state(optimizer)   # a resumed state of pruned weights: zero already, made sure
+    # Weights stay zero by the optimizer's arithmetic where it can (lth.optimizers), checked each epoch.
+    enforce_each_step = cfg.optimizer not in KEEPS_PRUNED_ZERO
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()))
     run_start = time.perf_counter()
@@ -230,7 +236,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             lr = lr_at(step, total, cfg, lr_context)
             lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
-                                      momentum_at(step, total, cfg))
+                                      momentum_at(step, total, cfg), enforce=enforce_each_step)
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -239,6 +245,9 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             if after_step is not None:
                 after_step(step, model, masks)
         epoch += 1
+        if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
+            raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
+                           "lth.optimizers.KEEPS_PRUNED_ZERO must not list it")
         line = {"epoch": epoch, "step": step, "lr": lr, "lr_max": lr_max, "lr_mean": lr_sum / max(lr_steps, 1),
                 "train_loss": loss_sum.item() / max(seen, 1),
                 "train_acc": correct.item() / max(seen, 1), "sparsity": sparsity(masks),

@@ -1,12 +1,14 @@
 """The training engine: accuracy on real data, sparsity following the schedule at every step,
 determinism per seed, exact resume from an epoch checkpoint, LR schedules, optimizer groups."""
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from lth import config, data, models, schedules
+from lth.errors import LthError
 from lth.masks import Masks
 from lth.pruning import MaskUpdater
 from lth.train import lr_at, make_optimizer, total_steps, train
@@ -221,3 +223,58 @@ def test_empty_moms_keeps_the_optimizers_beta1():
     cfg = recipe(moms=())
     assert momentum_at(10, 100, cfg) is None
     assert cfg.optimizer_params["beta1"] == 0.9
+
+
+# ---- the weight multiply after a step (lth.optimizers.KEEPS_PRUNED_ZERO) ----------------
+
+@pytest.mark.parametrize("overrides", [
+    {"optimizer": "adamw"},
+    {"optimizer": "adamw", "beta1": 0.5, "eps": 1e-8, "weight_decay": 0.1},
+    {"optimizer": "sgd", "momentum": 0.9, "recipe": "openlth", "lr": 0.05},
+    {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "recipe": "openlth", "lr": 0.05},
+    {"optimizer": "sgd", "momentum": 0.0, "recipe": "openlth", "lr": 0.05, "weight_decay": 0.01},
+])
+def test_skipping_the_weight_multiply_changes_no_bit(digits, monkeypatch, overrides):
+    """Pruning while training with the multiply after every step and without it (the default for
+    the registered optimizers): the same weights, masks and metrics, and pruned weights are
+    exactly zero after every step of the run without it."""
+    cfg = recipe(epochs=3.0, **overrides)
+    plan = lambda: (lambda t: schedules.ocp(t, 0.0, 0.8))  # noqa: E731
+    moved = []
+
+    def check(step, model, masks):
+        moved.extend(int((p[m == 0] != 0).sum()) for p, m in zip(masks.params, masks.tensors))
+
+    model_a, masks_a, a = run(digits, cfg, plan(), augment="crop_flip", after_step=check)
+    assert len(moved) > 0 and sum(moved) == 0
+    monkeypatch.setattr("lth.train.KEEPS_PRUNED_ZERO", frozenset())      # enforce every step
+    model_b, masks_b, b = run(digits, cfg, plan(), augment="crop_flip")
+    assert strip_timing(a["metrics"]) == strip_timing(b["metrics"])
+    for pa, pb in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    for ma, mb in zip(masks_a.tensors, masks_b.tensors):
+        assert torch.equal(ma, mb)
+
+
+class _Drifting(torch.optim.SGD):
+    """SGD that also nudges every weight, zeros included (a coupled update lth must not trust)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(1e-3)
+
+
+def test_an_optimizer_that_moves_pruned_weights_is_caught(digits, monkeypatch):
+    from lth.optimizers import OPTIMIZERS
+    entry = OPTIMIZERS.entries["sgd"]
+    drifting = dataclasses.replace(entry, fn=lambda groups, lr, **params: _Drifting(groups, lr=lr))
+    monkeypatch.setitem(OPTIMIZERS.entries, "sgd", drifting)
+    cfg = recipe(epochs=2.0, optimizer="sgd", recipe="openlth", lr=0.05)
+    with pytest.raises(LthError, match="pruned weights moved off zero under optimizer 'sgd' in epoch 1"):
+        run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
+    monkeypatch.setattr("lth.train.KEEPS_PRUNED_ZERO", frozenset())      # not trusted: enforced each step
+    _, masks, _ = run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
+    assert masks.pruned_are_zero()

@@ -18,6 +18,7 @@ from lth.data import Dataset, DeviceLoader, load
 from lth.errors import LthError
 from lth.masks import Masks
 from lth.pruning import prune
+from lth.optimizers import KEEPS_PRUNED_ZERO
 from lth.train import lr_at, make_loaders, make_optimizer, momentum_at, train_step
 
 log = logging.getLogger("lth.bench")
@@ -129,7 +130,8 @@ class EngineStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         step = self.step % self.total
         loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr_at(step, self.total, self.cfg),
-                                  self.device, self.cfg.bf16, momentum_at(step, self.total, self.cfg))
+                                  self.device, self.cfg.bf16, momentum_at(step, self.total, self.cfg),
+                                  enforce=self.cfg.optimizer not in KEEPS_PRUNED_ZERO)
         self.loss_sum += loss * len(y)
         self.correct += (logits.argmax(1) == y).sum()
         self.step += 1

@@ -4,8 +4,9 @@ Step cost (one forward + backward + optimizer step on pre-drawn CIFAR-sized batc
 loader is not timed; eager, bf16 autocast and channels_last on CUDA), variants timed in
 interleaved blocks:
   dense          no masks at all
-  lth masked     90 % local L1 masks, masks.mask_grads() before the step, masks.enforce() after
-  lth mask ops   those two calls alone: what lth adds to a dense step
+  lth masked     90 % local L1 masks, masks.mask_grads() before the step (and masks.enforce()
+                 after it for an optimizer outside lth.optimizers.KEEPS_PRUNED_ZERO), as lth.train
+  lth mask ops   those calls alone: what lth adds to a dense step
   prune hooks    the same masks through torch.nn.utils.prune.custom_from_mask (forward pre-hooks)
   lth + OCP      lth masked, plus a run's per-step MaskUpdater of an OCP round (prune,
                  zero_optimizer_state, enforce whenever the target rose) at the paper's budget
@@ -24,6 +25,7 @@ from lth.bench.common import Bench, format_table, median, paired_ratio, spread, 
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, prune_with_hooks, run_config,
                               train_loader)
 from lth.masks import Masks
+from lth.optimizers import KEEPS_PRUNED_ZERO
 from lth.pruning import MaskUpdater, prune
 from lth.pruning.targets import in_round_target
 from lth.train import total_steps
@@ -90,7 +92,8 @@ def step_cost(bench: Bench) -> dict:
         lth_masks = masked(model)
         variants["lth masked"] = feed(EngineStep(model, cfg, device, lth_masks))
         # What lth adds to a dense step, alone (the gradients are the last step's).
-        variants["lth mask ops alone"] = lambda: (lth_masks.mask_grads(), lth_masks.enforce())
+        enforces = cfg.train.optimizer not in KEEPS_PRUNED_ZERO
+        variants["lth mask ops alone"] = lambda: (lth_masks.mask_grads(), enforces and lth_masks.enforce())
         model = build_model(cfg, dataset, device)
         prune_with_hooks(model, masked(model))
         variants["prune hooks"] = feed(EngineStep(model, cfg, device))
