@@ -49,9 +49,9 @@ class Recorder:
             monkeypatch.setattr(module, "train_step", self.wrap(module.train_step, who))
 
     def wrap(self, real, who):
-        def step(forward, optimizer, masks, x, y, lr, *rest):
+        def step(forward, optimizer, masks, x, y, lr, *rest, **options):
             self.calls.append((who, lr, x.clone()))
-            return real(forward, optimizer, masks, x, y, lr, *rest)
+            return real(forward, optimizer, masks, x, y, lr, *rest, **options)
         return step
 
 
@@ -80,9 +80,9 @@ def dense_reference(cfg, dataset, steps):
     seen, calls = {}, []
     real = train_module.train_step
 
-    def recording(forward, optimizer, m, x, y, lr, *rest):
+    def recording(forward, optimizer, m, x, y, lr, *rest, **options):
         calls.append((lr, x.clone()))
-        return real(forward, optimizer, m, x, y, lr, *rest)
+        return real(forward, optimizer, m, x, y, lr, *rest, **options)
 
     def after_step(step, model, masks):
         if step == steps:
@@ -269,11 +269,11 @@ KILL_AT_DENSE_STEP = textwrap.dedent("""
     del sys.argv[1:2]
     real, count = lth.rewinding.train_step, [0]
 
-    def step(*args):
+    def step(*args, **options):
         count[0] += 1
         if count[0] == at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(*args)
+        return real(*args, **options)
 
     lth.rewinding.train_step = step
     sys.argv[0] = "lth.run"
