@@ -64,7 +64,10 @@ def describe(store: RunStore) -> dict:
         dense_lr = dense.run_config().resolved().train.lr_schedule
         # BIMP: a budgeted dense phase with a linear LR, then ALLR (Zimmer et al.)
         bimp = cfg.train.lr_schedule == "allr" and dense_lr == "linear"
-        row.update(kind="retrain", method="BIMP" if bimp else f"IMP-{cfg.train.lr_schedule.upper()} ({dense_lr} dense)",
+        # BIMP's split of the budget is part of the method: runs with another split are another row
+        share = dense_summary["steps"] / (row["steps"] + dense_summary["steps"])
+        method = f"BIMP (dense {100 * share:.0f} %)" if bimp else f"IMP-{cfg.train.lr_schedule.upper()} ({dense_lr} dense)"
+        row.update(kind="retrain", method=method,
                    dense_steps=dense_summary["steps"], dense_epochs=dense_summary["steps"] / dense_summary["steps_per_epoch"],
                    dense_acc=dense_summary["test_acc"], rt_epochs=summaries[0]["steps"] / summaries[0]["steps_per_epoch"],
                    dense_lr=dense_lr)
@@ -175,10 +178,11 @@ def budget_markdown(groups: List[dict]) -> str:
         ratio = f"{g['margin'] / g['spread']:.1f}x" if g["spread"] > 0 else "no spread"
         line = head + (f"; the larger seed std of the two is {100 * g['spread']:.2f} points (margin {ratio} that); "
                        f"seed ranges {'overlap' if g['ranges_overlap'] else 'do not overlap'}")
-        if "BIMP" in g["cells"] and g["winner"] != "BIMP":
-            bimp, win = g["cells"]["BIMP"], g["cells"][g["winner"]]
-            line += (f"; BIMP trails by {100 * (win['mean'] - bimp['mean']):.2f} points (its seed std "
-                     f"{100 * bimp['std']:.2f})")
+        win = g["cells"][g["winner"]]
+        for name, bimp in sorted(g["cells"].items()):
+            if name.startswith("BIMP") and name != g["winner"]:
+                line += (f"; {name} trails by {100 * (win['mean'] - bimp['mean']):.2f} points (its seed std "
+                         f"{100 * bimp['std']:.2f})")
         verdicts.append(line + ".")
     return "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"
 

@@ -475,6 +475,22 @@ def test_analysis_tables_and_figures(bimp_runs, dense_run, allr_run, tmp_path, c
     assert float(last["minus_dense_mean"]) == pytest.approx(expected, abs=1e-6)
 
 
+def test_bimp_runs_with_another_budget_split_are_another_method(bimp_runs, tmp_path, capsys):
+    """Two BIMP splits of the same budget are two rows of the budget table, never pooled as seeds."""
+    from analysis import retrain
+    root = tmp_path / "split"
+    assert bimp.main([*BASE, "--budget-steps", "90", "--final-sparsity", "0.9", "--dense-fraction", "0.3",
+                      "--runs-root", str(root)]) == 0
+    given = [str(s.root) for s in bimp_runs.values()] + [str(d) for d in root.iterdir()]
+    assert retrain.main(given + ["--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    budget = (tmp_path / "out" / "retrain_budget.md").read_text()
+    rows = [line for line in budget.splitlines() if line.startswith("| 90.0 |") and "BIMP" in line]
+    assert len(rows) == 2
+    assert any("BIMP (dense 50 %)" in r and r.rstrip().endswith("| 1 |") for r in rows)   # 45 of 90 steps
+    assert any("BIMP (dense 30 %)" in r and r.rstrip().endswith("| 1 |") for r in rows)   # 27 of 90 steps
+
+
 def test_analysis_refuses_an_unfinished_run(allr_run, tmp_path):
     from analysis import retrain
     unfinished = tmp_path / "unfinished"
