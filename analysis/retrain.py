@@ -39,6 +39,7 @@ log = logging.getLogger("analysis.retrain")
 
 ORDER = ("ft", "lrw", "slr", "clr", "llr", "allr")   # Zimmer et al.'s order: the baselines, then theirs
 PANEL = (3.4, 2.8)  # inches per panel
+LEGEND_WIDTH = 1.8  # inches beside the budget panels for their legend
 PNG_DPI = 150       # screen resolution: the figures stay well under 200 kB for docs/
 
 
@@ -248,7 +249,7 @@ def budget_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
     methods = sorted({m for g in groups for m in g["cells"]})
     colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
     with paper_style():
-        fig = new_figure((PANEL[0] * len(budgets), PANEL[1]))
+        fig = new_figure((PANEL[0] * len(budgets) + LEGEND_WIDTH, PANEL[1]))
         axes = fig.subplots(1, len(budgets), sharey=True, squeeze=False)[0]
         for ax, budget in zip(axes, budgets):
             chosen = sorted((g for g in groups if round(g["epochs"], 6) == budget), key=lambda g: g["final_sparsity"])
@@ -261,7 +262,8 @@ def budget_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
             ax.set_title(f"budget {budget:g} epochs")
             ax.set_xlabel("Sparsity (%)")
         axes[0].set_ylabel("Test accuracy (%)")
-        axes[-1].legend(loc="lower left", fontsize="small")
+        # outside the panel: the methods crowd both ends of the sparsity axis
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", borderaxespad=0)
         return render_png(fig, stem)
 
 
