@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind README "Structured pruning in one cycle: results on a CPU" (issue 13):
 # ResNet-20 on the partial CIFAR-10 copy (4,660 train / 846 test images), CPU, 15 epochs of
-# 36 steps at batch 128, 50 % FLOPs reduction, two seeds; then OCSPruner with lambda 1e-4 (the
+# 36 steps at batch 128, 50 % FLOPs reduction, four seeds; then OCSPruner with lambda 1e-4 (the
 # description's) and 0.01 on seed 0. About 7-13 min a run on a shared 2-core machine.
 # Usage: docs/structured_runs.sh [RUNS_ROOT]   (default runs/structured)
 # Then:  python -m analysis.structured RUNS_ROOT/* --out figures/structured --docs
@@ -15,7 +15,7 @@ common=(--data-dir "${DATA_DIR:-/work/shared/data}" --epochs 15 --device cpu --n
 # cap at 7; lambda scaled up because 15 epochs of 36 steps cannot accumulate the shrink of 300 x 390
 scaled=(--monitor-start 1 --sl-start 1 --sl-end 7)
 ocs=("${scaled[@]}" --reg 0.05 --reg-delta 0.05)
-for seeds in "0 1 2" "10 11 12"; do
+for seeds in "0 1 2" "10 11 12" "20 21 22" "30 31 32"; do
   read -r i o a <<< "$seeds"
   s=(--init-seed "$i" --order-seed "$o" --augment-seed "$a")
   $py -m lth.structured "${common[@]}" "${s[@]}" --method ocspruner "${ocs[@]}"
