@@ -106,6 +106,12 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
+def enforces_after_step(cfg: TrainConfig) -> bool:
+    """Whether lth.train multiplies the weights by the mask after every step: only under an
+    optimizer that could move a zero weight (lth.optimizers.KEEPS_PRUNED_ZERO)."""
+    return cfg.optimizer not in KEEPS_PRUNED_ZERO
+
+
 def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optional[Masks], x: torch.Tensor,
                y: torch.Tensor, lr: float, device: torch.device, bf16: bool, momentum: Optional[float] = None,
                enforce: bool = True):
@@ -217,9 +223,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     model.train()
     if masks is not None:
         masks.enforce()
-        masks.zero_optimizer_state(optimizer)   # a resumed state of pruned weights: zero already, made sure
     # Weights stay zero by the optimizer's arithmetic where it can (lth.optimizers), checked each epoch.
-    enforce_each_step = cfg.optimizer not in KEEPS_PRUNED_ZERO
+    enforce_each_step = enforces_after_step(cfg)
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()))
     run_start = time.perf_counter()

@@ -18,8 +18,7 @@ from lth.data import Dataset, DeviceLoader, load
 from lth.errors import LthError
 from lth.masks import Masks
 from lth.pruning import prune
-from lth.optimizers import KEEPS_PRUNED_ZERO
-from lth.train import lr_at, make_loaders, make_optimizer, momentum_at, train_step
+from lth.train import enforces_after_step, lr_at, make_loaders, make_optimizer, momentum_at, train_step
 
 log = logging.getLogger("lth.bench")
 
@@ -131,7 +130,7 @@ class EngineStep:
         step = self.step % self.total
         loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr_at(step, self.total, self.cfg),
                                   self.device, self.cfg.bf16, momentum_at(step, self.total, self.cfg),
-                                  enforce=self.cfg.optimizer not in KEEPS_PRUNED_ZERO)
+                                  enforce=enforces_after_step(self.cfg))
         self.loss_sum += loss * len(y)
         self.correct += (logits.argmax(1) == y).sum()
         self.step += 1

@@ -25,10 +25,9 @@ from lth.bench.common import Bench, format_table, median, paired_ratio, spread, 
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, prune_with_hooks, run_config,
                               train_loader)
 from lth.masks import Masks
-from lth.optimizers import KEEPS_PRUNED_ZERO
 from lth.pruning import MaskUpdater, prune
 from lth.pruning.targets import in_round_target
-from lth.train import total_steps
+from lth.train import enforces_after_step, total_steps
 
 log = logging.getLogger("lth.bench")
 
@@ -92,7 +91,7 @@ def step_cost(bench: Bench) -> dict:
         lth_masks = masked(model)
         variants["lth masked"] = feed(EngineStep(model, cfg, device, lth_masks))
         # What lth adds to a dense step, alone (the gradients are the last step's).
-        enforces = cfg.train.optimizer not in KEEPS_PRUNED_ZERO
+        enforces = enforces_after_step(cfg.train)
         variants["lth mask ops alone"] = lambda: (lth_masks.mask_grads(), enforces and lth_masks.enforce())
         model = build_model(cfg, dataset, device)
         prune_with_hooks(model, masked(model))
