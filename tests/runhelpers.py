@@ -1,6 +1,6 @@
 """Helpers for the tests that run `python -m lth.run` and compare run directories.
 
-Used by test_imp.py and test_faults.py (import as `runhelpers`: pytest puts tests/ on sys.path).
+Used by test_imp.py, test_rewinding.py and test_faults.py (import as `runhelpers`: pytest puts tests/ on sys.path).
 
     proc = cli(["--schedule", "ocp", *TINY, "--runs-root", str(root)], cwd=tmp_path)
     assert_same_run(reference_dir, the_dir_after_a_kill_and_a_resume)
@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from lth import config, run
 from lth.config import RunConfig
 from lth.store import RunStore
 
@@ -32,6 +33,13 @@ TIMING_KEYS = frozenset({"images_per_s", "wall_time_s"})
 TINY = ["--preset", "quick", "--rounds", "3", "--epochs", "3", "--batch-size", "32", "--no-progress"]
 
 FAULTS: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+
+def resolved_config(*argv: str) -> RunConfig:
+    """The resolved, validated config that `python -m lth.run ARGV` would run."""
+    cfg = config.from_args(list(argv), run.parser())[0].resolved()
+    config.validate(cfg)
+    return cfg
 
 
 def record_fault(kind: str, outcome: str = "ok") -> None:

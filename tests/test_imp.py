@@ -31,9 +31,7 @@ def digits():
 
 
 def make_cfg(*argv):
-    cfg = config.from_args([*BASE, *argv], run.parser())[0].resolved()
-    config.validate(cfg)
-    return cfg
+    return runhelpers.resolved_config(*BASE, *argv)
 
 
 def api_run(cfg, root, dataset, on_round_start=None) -> RunStore:

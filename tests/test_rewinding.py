@@ -35,9 +35,7 @@ def digits():
 
 
 def make_cfg(*argv):
-    cfg = config.from_args([*BASE, *argv], run.parser())[0].resolved()
-    config.validate(cfg)
-    return cfg
+    return runhelpers.resolved_config(*BASE, *argv)
 
 
 class Recorder:
