@@ -1,5 +1,5 @@
 """analysis: what the IMP runs found, measured and drawn. Reads run directories only through
-lth's store API, trains with lth.train; lth never imports it, except the study layer's one
+lth's store API, trains with lth.training.loop; lth never imports it, except the study layer's one
 bridge (lth/study/analyses.py), which runs these analyses as study tasks.
 
     python -m analysis.stability RUN_DIR [RUN_DIR ...]     # measure tickets, draw Fig. 3 and Table 4

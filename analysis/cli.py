@@ -8,7 +8,7 @@ from typing import List, Sequence, Tuple
 from analysis.settings import BN_MODES, CopySettings, ProbeSettings
 from lth.config import RunConfig
 from lth.errors import LthError
-from lth.store import RunStore, open_run
+from lth.runs.store import RunStore, open_run
 
 DEFAULTS = ProbeSettings()    # the probe flags' defaults are the dataclass's
 

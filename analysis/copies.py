@@ -1,4 +1,4 @@
-"""Training one copy of a ticket with its mask fixed: lth.train with pruning=None, the run's own
+"""Training one copy of a ticket with its mask fixed: lth.training.loop with pruning=None, the run's own
 resolved recipe, and the copy's own data-order and augmentation seeds.
 
 With late rewinding (--rewind-step k) a copy, like a round, trains the remaining steps k..T-1 of
@@ -6,7 +6,7 @@ the budget T: the LR continues at step k, and the copy's loader starts k batches
 data order (Frankle et al. 2020; OpenLTH's branches start at the level's start step).
 
 Resumable at two levels: a finished copy (copy_a.pt) is loaded, never retrained; an unfinished
-one continues from its last epoch checkpoint (copy_a.checkpoint.pt), which lth.train makes
+one continues from its last epoch checkpoint (copy_a.checkpoint.pt), which lth.training.loop makes
 exact, so a killed analysis finishes with the same copy as one never killed.
 """
 import logging
@@ -19,13 +19,13 @@ from torch import nn
 
 from analysis.settings import CopySettings
 from analysis.tickets import StartingPoint
-from lth import assemble
+from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.data import Dataset
+from lth.data.datasets import Dataset
 from lth.errors import LthError
-from lth.masks import Masks
-from lth.store import digest, load_tensors, save_tensors
-from lth.train import total_steps, train
+from lth.pruning.masks import Masks
+from lth.runs.store import digest, load_tensors, save_tensors
+from lth.training.loop import total_steps, train
 
 log = logging.getLogger(__name__)
 

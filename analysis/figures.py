@@ -34,9 +34,9 @@ from matplotlib.figure import Figure
 
 from analysis import cli, results, tables
 from analysis.settings import BN_MODES, CopySettings, ProbeSettings
-from lth import schedules
+from lth.pruning import schedules
 from lth.errors import OneLineParser, cli_main
-from lth.store import RunStore, atomic_write_bytes
+from lth.runs.store import RunStore, atomic_write_bytes
 
 log = logging.getLogger("analysis.figures")
 

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lth.data import DeviceLoader
-from lth.interpolate import floating_tensors, lerp_into
-from lth.interpolate import recompute_batchnorm
-from lth.train import evaluate
+from lth.data.loader import DeviceLoader
+from lth.lmc.probe import floating_tensors, lerp_into
+from lth.lmc.probe import recompute_batchnorm
+from lth.training.loop import evaluate
 
 
 def snapshot(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[torch.Tensor]:

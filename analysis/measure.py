@@ -23,13 +23,13 @@ from typing import Callable
 from analysis import cli
 from analysis.copies import Workspace, budget, load_copy, train_copy
 from analysis.interpolate import curve, summarise
-from lth.interpolate import has_batchnorm
+from lth.lmc.probe import has_batchnorm
 from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpoint_path, copy_path, find_result,
                                result_path)
 from analysis.tickets import StartingPoint, starting_point
-from lth import assemble
-from lth.data import DeviceLoader
-from lth.store import RunStore, read_json, write_json
+from lth.lottery import assemble
+from lth.data.loader import DeviceLoader
+from lth.runs.store import RunStore, read_json, write_json
 
 log = logging.getLogger("analysis.stability")
 

@@ -16,7 +16,7 @@ from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import KINDS
 from lth.errors import LthError
 from lth.config import differing_fields
-from lth.store import RunStore, read_json
+from lth.runs.store import RunStore, read_json
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from analysis import cli
 from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, write
 from analysis.results import spread
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.store import RunStore, open_run
+from lth.runs.store import RunStore, open_run
 
 log = logging.getLogger("analysis.retrain")
 

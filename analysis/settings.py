@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from lth.store import RunStore
+from lth.runs.store import RunStore
 
 COPIES = ("a", "b")            # the two copies of a ticket, trained with different SGD noise
 COPY_SEED_BASE = 1000          # copies' seeds start here, clear of the IMP run's own small seeds

@@ -28,11 +28,12 @@ from analysis.copies import Workspace, check_copy_budget, copy_config, make_work
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import CONTROLS
-from lth import assemble, data
+from lth.data import datasets
+from lth.lottery import assemble
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
-from lth.store import RunStore
-from lth.train import pick_device, set_threads
+from lth.runs.store import RunStore
+from lth.training.loop import pick_device, set_threads
 
 log = logging.getLogger("analysis.stability")
 
@@ -85,11 +86,11 @@ def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, prob
         check_copy_budget(cfg, run_data(cfg, data_dir, cache))
 
 
-def run_data(cfg: RunConfig, data_dir, cache: Dict[tuple, data.Dataset]) -> data.Dataset:
+def run_data(cfg: RunConfig, data_dir, cache: Dict[tuple, datasets.Dataset]) -> datasets.Dataset:
     """The run's dataset, loaded once per (name, folder, split) in this process."""
     key = (cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.split_seed)
     if key not in cache:
-        cache[key] = data.load(key[0], key[1], cfg.data.download, key[2])
+        cache[key] = datasets.load(key[0], key[1], cfg.data.download, key[2])
     return cache[key]
 
 

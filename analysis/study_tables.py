@@ -28,7 +28,7 @@ from analysis import table_render
 from analysis.results import SCHEDULE_LABELS, SCHEDULE_ORDER
 from analysis.table_render import Entry, Grid
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.store import RunStore, atomic_write_bytes
+from lth.runs.store import RunStore, atomic_write_bytes
 
 log = logging.getLogger("analysis.tables")
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lth import assemble
+from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.data import Dataset
+from lth.data.datasets import Dataset
 from lth.pruning import random_mask_like
-from lth.store import RunStore
+from lth.runs.store import RunStore
 
 KINDS = ("ticket", "reinit", "random")
 CONTROLS = KINDS[1:]

@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 
 def execute(cfg, **kwargs):
-    """A whole IMP run as a library call: lth.execution.execute (imported on first use, so that
+    """A whole IMP run as a library call: lth.lottery.execution.execute (imported on first use, so that
     `import lth` stays light)."""
-    from lth.execution import execute as run_execute
+    from lth.lottery.execution import execute as run_execute
     return run_execute(cfg, **kwargs)

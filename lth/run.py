@@ -7,15 +7,15 @@
 
 Running the same command again resumes: finished rounds are skipped, an unfinished round
 continues from its last epoch checkpoint. `--help` lists every flag with its default and range.
-This module only parses flags and prints; the run itself is `lth.execute` (lth/execution.py).
+This module only parses flags and prints; the run itself is `lth.execute` (lth/lottery/execution.py).
 """
 import sys
 from pathlib import Path
 
 from lth import config as config_mod
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
-from lth.execution import execute
-from lth.store import open_run, run_name
+from lth.lottery.execution import execute
+from lth.runs.store import open_run, run_name
 
 
 def parser():

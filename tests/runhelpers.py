@@ -22,7 +22,7 @@ import torch
 
 from lth import config, run
 from lth.config import RunConfig
-from lth.store import RunStore
+from lth.runs.store import RunStore
 
 PY = sys.executable
 # Keys whose values are measurements of time, not results: ignored when runs are compared.

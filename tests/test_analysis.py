@@ -18,13 +18,15 @@ import torch
 import analysis
 from analysis import cli, figures, interpolate, results, stability, tables, tickets
 from analysis.settings import CopySettings, ProbeSettings, copy_path, find_result, result_path
-from lth import assemble, config, data, imp
+from lth import config, data
+from lth.lottery import imp
+from lth.lottery import assemble
 from lth import run as lth_run
-from lth.data import DeviceLoader
-from lth.interpolate import recompute_batchnorm
+from lth.data.loader import DeviceLoader
+from lth.lmc.probe import recompute_batchnorm
 from lth.errors import cli_main
-from lth.store import RunStore, digest, load_tensors, read_json, write_json
-from lth.train import evaluate, make_loaders
+from lth.runs.store import RunStore, digest, load_tensors, read_json, write_json
+from lth.training.loop import evaluate, make_loaders
 
 REPO = Path(analysis.__file__).resolve().parent.parent
 CLI_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -79,7 +81,7 @@ def bn_settings(mode: str):
 def probe_setup(store: RunStore, probe: ProbeSettings):
     """The run's model and the loaders the interpolation uses, rebuilt here."""
     cfg = cli.run_config(store)
-    dataset = data.load(cfg.data.dataset)
+    dataset = datasets.load(cfg.data.dataset)
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
     size = assemble.image_size(cfg, dataset)
     test = DeviceLoader(dataset.test_x, dataset.test_y, dataset, probe.eval_batch_size, "cpu", train=False,
@@ -195,7 +197,7 @@ def test_copies_share_init_and_mask_and_differ_in_order_and_augmentation(measure
     assert a["seeds"]["order_seed"] != b["seeds"]["order_seed"]
     assert a["seeds"]["augment_seed"] != b["seeds"]["augment_seed"]
     cfg = cli.run_config(store)
-    dataset = data.load("digits")
+    dataset = datasets.load("digits")
     first = {}
     for name, seeds in (("a", a["seeds"]), ("b", b["seeds"])):
         loader, _ = make_loaders(dataset, cfg.train, "cpu", 8, "crop_flip", **seeds)
@@ -212,7 +214,7 @@ def test_copies_share_init_and_mask_and_differ_in_order_and_augmentation(measure
 
 def test_controls_change_only_what_they_control(measured_lenet):
     store = measured_lenet
-    cfg, dataset = cli.run_config(store), data.load("digits")
+    cfg, dataset = cli.run_config(store), datasets.load("digits")
     ticket, reinit, random = (tickets.starting_point(store, cfg, dataset, 2, k, seed=0) for k in tickets.KINDS)
     assert digest(reinit.mask) == digest(ticket.mask) and digest(reinit.state) != digest(ticket.state)
     assert digest(random.mask) != digest(ticket.mask)

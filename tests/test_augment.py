@@ -1,12 +1,13 @@
-"""fastai's aug_transforms() defaults (lth.augment): the probabilities, ranges and maps of each
+"""fastai's aug_transforms() defaults (lth.data.augment): the probabilities, ranges and maps of each
 part, and the loader's use of them (labels aligned, seeded)."""
 import math
 
 import pytest
 import torch
 
-from lth import augment
-from lth.data import Dataset, DeviceLoader
+from lth.data import augment
+from lth.data.datasets import Dataset
+from lth.data.loader import DeviceLoader
 
 N = 40_000          # images drawn for the rates: a binomial's 3 sigma at p = 0.75 is 0.0065
 

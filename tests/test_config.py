@@ -10,7 +10,7 @@ import pytest
 from lth import config
 from lth.config import PRESETS, RECIPES, SECTIONS, RunConfig
 from lth.errors import LthError
-from lth.store import run_name
+from lth.runs.store import run_name
 
 ALL_FIELDS = [(section, f) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
               if "registry" not in f.metadata]
@@ -209,7 +209,7 @@ def test_config_file_sets_fields_and_flags_and_presets_override_it(tmp_path):
 
 
 def test_a_runs_config_json_is_a_config_file(tmp_path):
-    from lth.execution import run_metadata
+    from lth.lottery.execution import run_metadata
     import torch
     cfg = parse(["--preset", "quick", "--schedule", "iterative", "--exclude", "fc3.*"]).resolved()
     path = tmp_path / "config.json"

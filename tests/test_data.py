@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lth import data
-from lth.data import DeviceLoader, Dataset
+from lth.data import datasets
+from lth.data.datasets import Dataset
+from lth.data.loader import DeviceLoader
 from lth.errors import LthError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -17,7 +18,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return datasets.load("digits")
 
 
 def encoded(values, labels=None, size=16, channels=1, name="encoded") -> Dataset:
@@ -73,10 +74,10 @@ def test_digits_shapes_and_dtype(digits):
 
 
 def test_digits_split_is_deterministic_per_seed(digits):
-    again = data.load("digits", split_seed=0)
+    again = datasets.load("digits", split_seed=0)
     assert torch.equal(digits.train_x, again.train_x) and torch.equal(digits.train_y, again.train_y)
     assert torch.equal(digits.test_x, again.test_x) and torch.equal(digits.test_y, again.test_y)
-    other = data.load("digits", split_seed=1)
+    other = datasets.load("digits", split_seed=1)
     assert other.train_x.shape == digits.train_x.shape
     assert not torch.equal(other.test_y, digits.test_y) or not torch.equal(other.test_x, digits.test_x)
     # both seeds split the same 1,797 images: the union is the same multiset
@@ -306,7 +307,7 @@ def test_state_dict_reproduces_the_next_epoch(digits, augment, tmp_path):
 
 def test_unknown_dataset_raises_with_choices():
     with pytest.raises(LthError) as info:
-        data.load("imagenet22k")
+        datasets.load("imagenet22k")
     message = str(info.value)
     assert "imagenet22k" in message
     for name in ("digits", "mnist", "cifar10"):
@@ -331,7 +332,7 @@ def test_bad_batch_sizes_raise(digits):
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "caltech101"])
 def test_missing_dataset_names_the_path_and_digits(name, tmp_path):
     with pytest.raises(LthError) as info:
-        data.load(name, data_dir=str(tmp_path))
+        datasets.load(name, data_dir=str(tmp_path))
     message = str(info.value)
     assert str(tmp_path) in message
     assert "digits" in message
@@ -361,7 +362,7 @@ def test_mnist_reads_idx_files(tmp_path, gz):
                 f.write(_idx_bytes(array))
         else:
             (raw / stem).write_bytes(_idx_bytes(array))
-    ds = data.load("mnist", data_dir=str(tmp_path))
+    ds = datasets.load("mnist", data_dir=str(tmp_path))
     assert ds.train_x.shape == (12, 1, 28, 28) and ds.test_x.shape == (5, 1, 28, 28)
     assert ds.train_x.dtype == torch.uint8 and ds.train_y.dtype == torch.int64
     assert np.array_equal(ds.train_x[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
@@ -378,7 +379,7 @@ def test_truncated_mnist_file_raises(tmp_path):
     full = (raw / "train-images-idx3-ubyte").read_bytes()
     (raw / "train-images-idx3-ubyte").write_bytes(full[:-100])
     with pytest.raises(LthError, match="truncated"):
-        data.load("mnist", data_dir=str(tmp_path))
+        datasets.load("mnist", data_dir=str(tmp_path))
 
 
 def test_cifar10_reads_partial_pickles(tmp_path):
@@ -393,7 +394,7 @@ def test_cifar10_reads_partial_pickles(tmp_path):
         batches[name] = batch
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
-    ds = data.load("cifar10", data_dir=str(tmp_path))
+    ds = datasets.load("cifar10", data_dir=str(tmp_path))
     assert ds.train_x.shape == (15, 3, 32, 32) and ds.test_x.shape == (4, 3, 32, 32)
     assert ds.train_y.tolist() == sum((batches[f"data_batch_{i}"]["labels"] for i in range(1, 6)), [])
     # row-major RGB planes: the first 1024 values are the red plane
@@ -408,18 +409,18 @@ def test_unreadable_cifar_pickle_raises(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (folder / name).write_bytes(b"not a pickle")
     with pytest.raises(LthError, match="data_batch_1"):
-        data.load("cifar10", data_dir=str(tmp_path))
+        datasets.load("cifar10", data_dir=str(tmp_path))
 
 
 # ---- the real partial copies, where this machine has them ----------------------------------
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="no ../shared/data on this machine")
 def test_shared_partial_copies_load():
-    mnist = data.load("mnist", data_dir=str(SHARED_DATA))
+    mnist = datasets.load("mnist", data_dir=str(SHARED_DATA))
     assert mnist.train_x.shape == (3009, 1, 28, 28) and mnist.test_x.shape == (10000, 1, 28, 28)
     assert mnist.train_y.shape == (3009,) and mnist.test_y.shape == (10000,)
     assert set(mnist.test_y.tolist()) == set(range(10))
-    cifar = data.load("cifar10", data_dir=str(SHARED_DATA))
+    cifar = datasets.load("cifar10", data_dir=str(SHARED_DATA))
     assert cifar.train_x.shape == (4660, 3, 32, 32) and cifar.test_x.shape == (846, 3, 32, 32)
     assert cifar.train_x.dtype == torch.uint8 and cifar.num_classes == 10
     assert set(cifar.train_y.tolist()) == set(range(10))

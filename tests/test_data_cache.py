@@ -1,4 +1,4 @@
-"""Caltech-101 decoded once into a uint8 cache beside the images (lth.data_cache, issue 12):
+"""Caltech-101 decoded once into a uint8 cache beside the images (lth.data.cache, issue 12):
 the second load reads the cache (no image is opened), a changed source rebuilds it, an
 unwritable folder still loads, and nothing half-written is left. A tiny fake Caltech layout
 (torchvision's: caltech101/101_ObjectCategories/<class>/image_0001.jpg) made with PIL."""
@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lth import data, data_cache
+from lth.data import datasets
+from lth.data import cache as data_cache
 
 CLASSES = {"BACKGROUND_Google": 2, "accordion": 3, "airplanes": 4}   # BACKGROUND_Google is not a class
 
@@ -29,7 +30,7 @@ def make_caltech(root, extra: int = 0):
 
 def test_first_load_decodes_and_caches_second_reads_the_cache(tmp_path, monkeypatch):
     cache = make_caltech(tmp_path)
-    first = data.load("caltech101", str(tmp_path))
+    first = datasets.load("caltech101", str(tmp_path))
     assert cache.exists() and not list(cache.parent.glob(".*.tmp"))
     n = CLASSES["accordion"] + CLASSES["airplanes"]
     assert len(first.train_y) + len(first.test_y) == n and first.num_classes == 2
@@ -38,26 +39,26 @@ def test_first_load_decodes_and_caches_second_reads_the_cache(tmp_path, monkeypa
     def refuse(*args, **kwargs):
         raise AssertionError("an image was decoded although the cache is current")
     monkeypatch.setattr(Image, "open", refuse)
-    second = data.load("caltech101", str(tmp_path))
+    second = datasets.load("caltech101", str(tmp_path))
     for name in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, name), getattr(second, name))
 
 
 def test_a_changed_source_rebuilds_the_cache(tmp_path):
     cache = make_caltech(tmp_path)
-    data.load("caltech101", str(tmp_path))
+    datasets.load("caltech101", str(tmp_path))
     stamp = os.stat(cache).st_mtime_ns
     make_caltech(tmp_path, extra=1)    # one more accordion image (and the others rewritten)
-    grown = data.load("caltech101", str(tmp_path))
+    grown = datasets.load("caltech101", str(tmp_path))
     assert len(grown.train_y) + len(grown.test_y) == CLASSES["accordion"] + CLASSES["airplanes"] + 1
     assert os.stat(cache).st_mtime_ns != stamp
 
 
 def test_a_corrupted_cache_is_rebuilt(tmp_path):
     cache = make_caltech(tmp_path)
-    reference = data.load("caltech101", str(tmp_path))
+    reference = datasets.load("caltech101", str(tmp_path))
     cache.write_bytes(b"not a zip file")
-    again = data.load("caltech101", str(tmp_path))
+    again = datasets.load("caltech101", str(tmp_path))
     assert torch.equal(reference.train_x, again.train_x)
     with np.load(cache) as saved:     # and the rebuilt cache is a good one
         assert saved["x"].shape[0] == len(reference.train_y) + len(reference.test_y)
@@ -68,7 +69,7 @@ def test_an_unwritable_folder_still_loads(tmp_path):
     cache = make_caltech(tmp_path)
     os.chmod(cache.parent, 0o555)
     try:
-        dataset = data.load("caltech101", str(tmp_path))
+        dataset = datasets.load("caltech101", str(tmp_path))
     finally:
         os.chmod(cache.parent, 0o755)
     assert len(dataset.train_y) > 0 and not cache.exists() and not list(cache.parent.glob(".*.tmp"))

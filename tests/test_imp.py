@@ -1,6 +1,6 @@
 """The IMP driver and `python -m lth.run` (issue 4): layout, the sparsity sequence, nested masks,
 exact rewinding to W0 (late rewinding to W_k: test_rewinding.py), zeros where pruned, every schedule and method, determinism,
-the resolved config and the run name, `lth.runs list`, and --resume.
+the resolved config and the run name, `lth runs list`, and --resume.
 
 Tiny: digits (offline), LeNet-300-100, 12 steps a round (a fraction of one epoch)."""
 import re
@@ -10,10 +10,13 @@ import pytest
 import torch
 
 import lth
-from lth import assemble, config, data, imp, run, runs
-from lth.execution import run_metadata
+from lth import config, data, run
+from lth.runs import index as runs
+from lth.lottery import imp
+from lth.lottery import assemble
+from lth.lottery.execution import run_metadata
 from lth.errors import LthError
-from lth.store import RunStore, run_name
+from lth.runs.store import RunStore, run_name
 
 import runhelpers
 from runhelpers import assert_same_run, cli, tensors_equal
@@ -27,7 +30,7 @@ METHOD_FLAGS = {"local": (), "global": ("--scope", "global"), "random": ("--crit
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return datasets.load("digits")
 
 
 def make_cfg(*argv):
@@ -338,7 +341,7 @@ def test_output_layer_at_half_the_rate(tmp_path, digits):
 
 
 def test_paper_default_prunes_convolutions_only():
-    model = assemble.build_model(config.from_overrides({"model": "resnet20", "image_size": 0}), data.load("digits"),
+    model = assemble.build_model(config.from_overrides({"model": "resnet20", "image_size": 0}), datasets.load("digits"),
                                  0, "cpu")
     masks = assemble.make_masks(config.from_overrides({"model": "resnet20"}), model)
     convs = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}

@@ -1,5 +1,5 @@
 """Imports point one way (docs/DESIGN.md §1): lth never imports analysis; analysis and lth.bench
-use lth's public modules, never the driver (lth.imp) or the CLI (lth.run); only lth.execution
+use lth's public modules, never the driver (lth.lottery.imp) or the CLI (lth.run); only lth.lottery.execution
 imports the driver, and nothing imports the CLI module. Read from the source with ast, so the
 test needs no imports of its own and fails on a new arrow the moment it is written."""
 import ast
@@ -43,12 +43,12 @@ def test_lth_never_imports_analysis():
 
 
 def test_only_execution_imports_the_driver_and_nothing_imports_the_cli():
-    assert importers("lth.imp") == ["lth.execution"]
+    assert importers("lth.lottery.imp") == ["lth.lottery.execution"]
     assert importers("lth.run") == []
 
 
 def test_analysis_and_bench_use_public_modules_only():
-    private = ("lth.imp", "lth.run", "lth.execution")
+    private = ("lth.lottery.imp", "lth.run", "lth.lottery.execution")
     for m, deps in SOURCES.items():
         if m.startswith("analysis") or m.startswith("lth.bench"):
             assert not [d for d in deps if d.startswith(private)], m
@@ -56,7 +56,7 @@ def test_analysis_and_bench_use_public_modules_only():
 
 def test_pruning_does_not_reach_up():
     """lth.pruning sits below training, the driver and the config: it imports none of them."""
-    upward = ("lth.train", "lth.imp", "lth.execution", "lth.config", "lth.run", "lth.assemble")
+    upward = ("lth.training.loop", "lth.lottery.imp", "lth.lottery.execution", "lth.config", "lth.run", "lth.lottery.assemble")
     for m, deps in SOURCES.items():
         if m.startswith("lth.pruning"):
             assert not [d for d in deps if d.startswith(upward)], m

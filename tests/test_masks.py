@@ -1,4 +1,4 @@
-"""Pruning masks: the invariants of docs/DESIGN.md §4 and the docstring of lth/masks.py."""
+"""Pruning masks: the invariants of docs/DESIGN.md §4 and the docstring of lth/pruning/masks.py."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from torch import nn
 
 from lth import models
 from lth.errors import LthError
-from lth.masks import Masks, prunable_weights
+from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import prune as pruning_prune, random_mask_like
 
 # The three settings of the old --method flag, as (criterion, scope) of lth.pruning.

@@ -9,7 +9,7 @@ from torch import nn
 
 from lth import models
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.models import init as init_schemes
 from lth.models import reference
 from lth.pruning import prune

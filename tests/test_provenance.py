@@ -1,11 +1,11 @@
-"""lth.provenance: versions, git commit, dirty state and diff, in a real temporary git repository."""
+"""lth.runs.provenance: versions, git commit, dirty state and diff, in a real temporary git repository."""
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lth import provenance
+from lth.runs import provenance
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"]
 

@@ -11,14 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from lth import bimp, config, data, execution, imp, run
+from lth import config, data, run
+from lth.lottery import imp
+from lth.lottery import execution
+from lth.lottery import bimp
 from lth.errors import LthError
-from lth.execution import run_metadata
-from lth.masks import Masks
+from lth.lottery.execution import run_metadata
+from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater
-from lth.retrain_lr import DenseHistory, LrContext, allr_eta0
-from lth.store import RunStore, run_name
-from lth.train import lr_at
+from lth.training.retrain_lr import DenseHistory, LrContext, allr_eta0
+from lth.runs.store import RunStore, run_name
+from lth.training.loop import lr_at
 
 import runhelpers
 from runhelpers import assert_one_line_error, cli, tensors_equal
@@ -251,7 +254,7 @@ def allr_run(dense_run, runs_root):
     store = RunStore(run_dir)
     store.create(run_metadata(cfg, torch.device("cpu")))
     with store.lock():
-        imp.run(cfg, store, data.load("digits"), "cpu", progress=False, on_round_start=on_round_start)
+        imp.run(cfg, store, datasets.load("digits"), "cpu", progress=False, on_round_start=on_round_start)
     return store, starts
 
 
@@ -406,7 +409,7 @@ def test_budget_split_errors():
 
 
 def test_bimp_refuses_flags_it_sets():
-    with pytest.raises(LthError, match="--schedule is set by lth.bimp"):
+    with pytest.raises(LthError, match="--schedule is set by lth.lottery.bimp"):
         bimp.plan([*BASE, "--budget-steps", "60", "--final-sparsity", "0.9", "--schedule", "ocp"])
     with pytest.raises(LthError, match="--final-sparsity"):
         bimp.plan([*BASE, "--budget-steps", "60"])

@@ -12,14 +12,17 @@ import torch
 
 from analysis import tickets
 from analysis.copies import make_workspace, train_copy
-from lth import assemble, config, data, imp, rewinding, run
-from lth import train as train_module
-from lth.data import DeviceLoader
+from lth import config, data, run
+from lth.lottery import rewinding
+from lth.lottery import imp
+from lth.lottery import assemble
+from lth.training import loop as train_module
+from lth.data.loader import DeviceLoader
 from lth.errors import LthError
-from lth.execution import run_metadata
+from lth.lottery.execution import run_metadata
 from lth.pruning import MaskUpdater
-from lth.store import RunStore, run_name
-from lth.train import lr_at, total_steps
+from lth.runs.store import RunStore, run_name
+from lth.training.loop import lr_at, total_steps
 
 import runhelpers
 from runhelpers import assert_same_run, start, tensors_equal
@@ -31,7 +34,7 @@ BASE = ["--preset", "quick", "--steps", str(T), "--rounds", "3", "--augment", "c
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return datasets.load("digits")
 
 
 def make_cfg(*argv):
@@ -39,7 +42,7 @@ def make_cfg(*argv):
 
 
 class Recorder:
-    """Wraps train_step where lth.train and lth.rewinding call it: records (who, lr, batch)."""
+    """Wraps train_step where lth.training.loop and lth.lottery.rewinding call it: records (who, lr, batch)."""
 
     def __init__(self, monkeypatch):
         self.calls = []
@@ -71,7 +74,7 @@ def late_run(tmp_path_factory, digits):
 
 
 def dense_reference(cfg, dataset, steps):
-    """An independent dense run: lth.train with no pruning (all-ones mask) over the whole
+    """An independent dense run: lth.training.loop with no pruning (all-ones mask) over the whole
     budget; the state after `steps` steps and every step's (lr, batch)."""
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, "cpu")
     masks = assemble.make_masks(cfg, model)
@@ -116,7 +119,7 @@ def test_a_restored_position_continues_with_exactly_the_remaining_batches(digits
     straight = batches(loader(digits, augment), k + 30)
     first = loader(digits, augment)
     taken = 0
-    while taken < k:  # k batches, as lth.rewinding draws them: the (k+1)-th never drawn
+    while taken < k:  # k batches, as lth.lottery.rewinding draws them: the (k+1)-th never drawn
         taken += len(list(itertools.islice(first, k - taken)))
     state = first.state_dict(position=True)
     assert ("consumed" in state) == (k % len(first) != 0)
@@ -262,10 +265,10 @@ def test_copies_budget_at_or_below_k_is_refused(late_run, digits):
 # SIGKILL from inside the process at the n-th optimizer step of the dense phase
 KILL_AT_DENSE_STEP = textwrap.dedent("""
     import os, runpy, signal, sys
-    import lth.rewinding
+    import lth.lottery.rewinding
     at = int(sys.argv[1])
     del sys.argv[1:2]
-    real, count = lth.rewinding.train_step, [0]
+    real, count = lth.lottery.rewinding.train_step, [0]
 
     def step(*args, **options):
         count[0] += 1
@@ -273,7 +276,7 @@ KILL_AT_DENSE_STEP = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **options)
 
-    lth.rewinding.train_step = step
+    lth.lottery.rewinding.train_step = step
     sys.argv[0] = "lth.run"
     runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
 """)

@@ -1,6 +1,6 @@
 """In-round sparsity schedules against their formulas (docs/DESIGN.md §3, paper eq. 1).
 
-The reference formulas below are written out independently of lth.schedules.
+The reference formulas below are written out independently of lth.pruning.schedules.
 """
 import dataclasses
 import inspect
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-import lth.schedules as schedules
+import lth.pruning.schedules as schedules
 from lth.errors import LthError
 
 TS = [i / 200 for i in range(201)]  # 201 points of t in [0, 1], both ends included

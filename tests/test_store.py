@@ -1,4 +1,4 @@
-"""lth.store: atomic writes, checksummed tensor files loaded with weights_only=True, the run lock."""
+"""lth.runs.store: atomic writes, checksummed tensor files loaded with weights_only=True, the run lock."""
 import errno
 import os
 import signal
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth import store
+from lth.runs import store
 from lth.errors import LthError
-from lth.store import RunStore, load_tensors, run_lock, save_tensors
+from lth.runs.store import RunStore, load_tensors, run_lock, save_tensors
 
 import runhelpers
 
@@ -381,7 +381,7 @@ def test_corrupted_json_is_an_error_naming_the_path(tmp_path):
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from lth.store import run_lock
+    from lth.runs.store import run_lock
     with run_lock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(120)
@@ -390,7 +390,7 @@ HOLD = textwrap.dedent("""
 TRY = textwrap.dedent("""
     import sys
     from lth.errors import LthError
-    from lth.store import run_lock
+    from lth.runs.store import run_lock
     try:
         with run_lock(sys.argv[1]):
             print("acquired")
@@ -423,7 +423,7 @@ def test_lock_of_a_live_process_refuses_and_of_a_killed_one_is_taken_over(tmp_pa
         holder.wait()
     runhelpers.record_fault("store: stale lock of a SIGKILLed holder", "taken over")
     assert (tmp_path / ".lock").read_text() == str(holder.pid)  # stale: the dead holder's pid remains
-    with caplog.at_level("INFO", logger="lth.store"):
+    with caplog.at_level("INFO", logger="lth.runs.store"):
         with run_lock(tmp_path):
             assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert f"from pid {holder.pid}" in caplog.text

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from lth import data
+from lth.data import datasets
 from lth.errors import cli_main
 from lth.pruning.channels import shrunk_copy
 from lth.structured import cli, config, export, loop
@@ -90,7 +90,7 @@ def test_dense_run_learns_and_prunes_nothing(tmp_path):
 
 def test_exported_network_equals_the_masked_network(tmp_path):
     cfg, _ = config.from_args([*TINY, "--method", "ocp", "--epochs", "2"], cli.parser())
-    job = loop.prepare(cfg, data.load("digits"), "cpu")
+    job = loop.prepare(cfg, datasets.load("digits"), "cpu")
     job.method.update(1.0, None)                                                 # mask to 50 % FLOPs
     model = job.model.eval()
     x = next(iter(job.test_loader))[0][:16]

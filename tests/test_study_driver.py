@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lth.errors import cli_main
-from lth.store import RunStore
+from lth.runs.store import RunStore
 from lth.study import analyses, cells, driver, plan as plan_mod, report, spec
 from lth.study.cli import main as study_main
 from lth.study.state import StudyState

@@ -17,7 +17,7 @@ import pytest
 
 import lth
 
-from lth.store import RunStore
+from lth.runs.store import RunStore
 from lth.study import analyses, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 

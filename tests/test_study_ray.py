@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lth.errors import LthError, cli_main
-from lth.store import RunStore, read_json
+from lth.runs.store import RunStore, read_json
 from lth.study import analyses, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from lth import schedules
+from lth.pruning import schedules
 from lth.errors import LthError, cli_main
 from lth.study import budget, cells, spec
 
@@ -127,7 +127,7 @@ def test_budget_extends_only_after_pruning_for_one_shot_and_iterative():
 @pytest.mark.parametrize("multiple", [1.25, 1.4, 2, 2.5, 3.2, 3.33, 4, 7.5])
 def test_pruning_starts_within_one_step_of_the_pretraining_budget(spe, multiple):
     """The step of the one-shot prune (and iterative's first jump) stays at p * 50 epochs of
-    steps, whatever the budget, within one step: lth.train's rule (prune before step k at
+    steps, whatever the budget, within one step: lth.training.loop's rule (prune before step k at
     t = k / total when the schedule's target rises) applied to the cell's config."""
     b = {"multiples": [multiple], "base_epochs": 50, "pretrain": {"one_shot": 0.4, "iterative": 0.2}}
     for name, p in (("one_shot", 0.4), ("iterative", 0.2)):

@@ -7,18 +7,19 @@ import math
 import pytest
 import torch
 
-from lth import config, data, models, schedules
+from lth import config, data, models
+from lth.pruning import schedules
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater
-from lth.train import lr_at, make_optimizer, total_steps, train
+from lth.training.loop import lr_at, make_optimizer, total_steps, train
 
 TIMING_KEYS = {"images_per_s", "wall_time_s"}
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return datasets.load("digits")
 
 
 def recipe(**overrides):
@@ -183,7 +184,7 @@ ELEVEN_POINTS = [k / 10 for k in range(11)]
 
 def test_lr_and_beta1_follow_fastai_fit_one_cycle_at_11_points():
     """fit_one_cycle(lr_max, div=25, div_final=1e5, pct_start=0.25, moms=(0.95, 0.85, 0.95))."""
-    from lth.train import momentum_at
+    from lth.training.loop import momentum_at
     cfg = recipe()
     total = 1000
     for t in ELEVEN_POINTS:
@@ -195,7 +196,7 @@ def test_lr_and_beta1_follow_fastai_fit_one_cycle_at_11_points():
 
 
 def test_the_optimizer_sees_the_scheduled_beta1(digits):
-    from lth.train import momentum_at
+    from lth.training.loop import momentum_at
     cfg = recipe(steps=8)
     seen = []
 
@@ -219,13 +220,13 @@ def test_the_optimizer_sees_the_scheduled_beta1(digits):
 
 
 def test_empty_moms_keeps_the_optimizers_beta1():
-    from lth.train import momentum_at
+    from lth.training.loop import momentum_at
     cfg = recipe(moms=())
     assert momentum_at(10, 100, cfg) is None
     assert cfg.optimizer_params["beta1"] == 0.9
 
 
-# ---- the weight multiply after a step (lth.optimizers.KEEPS_PRUNED_ZERO) ----------------
+# ---- the weight multiply after a step (lth.training.optimizers.KEEPS_PRUNED_ZERO) ----------------
 
 @pytest.mark.parametrize("overrides", [
     {"optimizer": "adamw"},
@@ -247,7 +248,7 @@ def test_skipping_the_weight_multiply_changes_no_bit(digits, monkeypatch, overri
 
     model_a, masks_a, a = run(digits, cfg, plan(), augment="crop_flip", after_step=check)
     assert len(moved) > 0 and sum(moved) == 0
-    monkeypatch.setattr("lth.train.KEEPS_PRUNED_ZERO", frozenset())      # enforce every step
+    monkeypatch.setattr("lth.training.loop.KEEPS_PRUNED_ZERO", frozenset())      # enforce every step
     model_b, masks_b, b = run(digits, cfg, plan(), augment="crop_flip")
     assert strip_timing(a["metrics"]) == strip_timing(b["metrics"])
     for pa, pb in zip(model_a.state_dict().values(), model_b.state_dict().values()):
@@ -268,13 +269,13 @@ class _Drifting(torch.optim.SGD):
 
 
 def test_an_optimizer_that_moves_pruned_weights_is_caught(digits, monkeypatch):
-    from lth.optimizers import OPTIMIZERS
+    from lth.training.optimizers import OPTIMIZERS
     entry = OPTIMIZERS.entries["sgd"]
     drifting = dataclasses.replace(entry, fn=lambda groups, lr, **params: _Drifting(groups, lr=lr))
     monkeypatch.setitem(OPTIMIZERS.entries, "sgd", drifting)
     cfg = recipe(epochs=2.0, optimizer="sgd", recipe="openlth", lr=0.05)
     with pytest.raises(LthError, match="pruned weights moved off zero under optimizer 'sgd' in epoch 1"):
         run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
-    monkeypatch.setattr("lth.train.KEEPS_PRUNED_ZERO", frozenset())      # not trusted: enforced each step
+    monkeypatch.setattr("lth.training.loop.KEEPS_PRUNED_ZERO", frozenset())      # not trusted: enforced each step
     _, masks, _ = run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
     assert masks.pruned_are_zero()

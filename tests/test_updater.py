@@ -8,16 +8,17 @@ import json
 import pytest
 import torch
 
-from lth import config, data, execute, models, schedules
-from lth.masks import Masks
+from lth import config, data, execute, models
+from lth.pruning import schedules
+from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater, candidates, prune
 from lth.pruning.select import memory_flat, prune_layer
-from lth.train import make_optimizer, total_steps, train
+from lth.training.loop import make_optimizer, total_steps, train
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return datasets.load("digits")
 
 
 def recipe(**overrides):

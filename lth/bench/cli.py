@@ -10,7 +10,7 @@ import torch
 from lth import models
 from lth.bench import loading, masking, pruning, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
-from lth.train import pick_device
+from lth.training.loop import pick_device
 from lth.bench.engine import load_data
 from lth.errors import LthError, OneLineParser
 

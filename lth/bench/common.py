@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from lth.bench.engine import count_training_flops
-from lth.data import Dataset
+from lth.data.datasets import Dataset
 
 log = logging.getLogger("lth.bench")
 

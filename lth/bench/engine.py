@@ -1,7 +1,7 @@
 """What lth.bench measures: lth's own data, models, masks and training step, and the usual alternatives.
 
-The training step is built from lth's parts (lth.assemble.build_model, lth.train.make_optimizer with the
-resolved paper recipe, lth.train.train_step and lr_at, lth.masks.Masks, lth.data.DeviceLoader), so
+The training step is built from lth's parts (lth.lottery.assemble.build_model, lth.training.loop.make_optimizer with the
+resolved paper recipe, lth.training.loop.train_step and lr_at, lth.pruning.masks.Masks, lth.data.loader.DeviceLoader), so
 what is timed is the engine that `python -m lth.run` runs.
 """
 import logging
@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth import assemble
+from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.data import Dataset, DeviceLoader, load
+from lth.data.datasets import Dataset, load
+from lth.data.loader import DeviceLoader
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.pruning import prune
-from lth.train import enforces_after_step, lr_at, make_loaders, make_optimizer, momentum_at, train_step
+from lth.training.loop import enforces_after_step, lr_at, make_loaders, make_optimizer, momentum_at, train_step
 
 log = logging.getLogger("lth.bench")
 
@@ -73,7 +74,7 @@ def run_config(model_name: str, batch_size: int, bf16: bool = True) -> RunConfig
 
 
 def build_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> nn.Module:
-    """Seeded as a run builds it (lth.assemble; channels_last when the config says so)."""
+    """Seeded as a run builds it (lth.lottery.assemble; channels_last when the config says so)."""
     return assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
 
 
@@ -113,7 +114,7 @@ def masked(model: nn.Module, sparsity: float = SPARSITY) -> Masks:
 
 
 class EngineStep:
-    """One training step as lth.train.train takes it (lth.train.train_step, LR from the
+    """One training step as lth.training.loop.train takes it (lth.training.loop.train_step, LR from the
     schedule, statistics on the device)."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, device: torch.device, masks: Optional[Masks] = None,

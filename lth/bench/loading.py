@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from lth.bench.common import Bench, Spec, format_table, free_memory, measure_rows, median, time_blocks
 from lth.bench.engine import EngineStep, cycle, model_maker, run_config, train_loader
-from lth.data import Dataset
+from lth.data.datasets import Dataset
 
 log = logging.getLogger("lth.bench")
 

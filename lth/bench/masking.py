@@ -5,14 +5,14 @@ loader is not timed; eager, bf16 autocast and channels_last on CUDA), variants t
 interleaved blocks:
   dense          no masks at all
   lth masked     90 % local L1 masks, masks.mask_grads() before the step (and masks.enforce()
-                 after it for an optimizer outside lth.optimizers.KEEPS_PRUNED_ZERO), as lth.train
+                 after it for an optimizer outside lth.training.optimizers.KEEPS_PRUNED_ZERO), as lth.training.loop
   lth mask ops   those calls alone: what lth adds to a dense step
   prune hooks    the same masks through torch.nn.utils.prune.custom_from_mask (forward pre-hooks)
   lth + OCP      lth masked, plus a run's per-step MaskUpdater of an OCP round (prune,
                  zero_optimizer_state, enforce whenever the target rose) at the paper's budget
 --profile: torch.profiler self time per op of a dense and an lth-masked step, largest differences.
 Mask update: lth.pruning.prune on a raised target (every layer: 0.80 -> 0.81; and one OCP step),
-local and global, alone and with the rest of lth.train's update (zero_optimizer_state + enforce).
+local and global, alone and with the rest of lth.training.loop's update (zero_optimizer_state + enforce).
 """
 import itertools
 import logging
@@ -24,10 +24,10 @@ import torch
 from lth.bench.common import Bench, format_table, median, paired_ratio, spread, sync, time_interleaved
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, prune_with_hooks, run_config,
                               train_loader)
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater, prune
 from lth.pruning.targets import in_round_target
-from lth.train import enforces_after_step, total_steps
+from lth.training.loop import enforces_after_step, total_steps
 
 log = logging.getLogger("lth.bench")
 
@@ -47,7 +47,7 @@ def ocp_target(cfg):
 
 
 class OcpUpdate:
-    """A run's MaskUpdater for one OCP round of `total` steps, called as lth.train calls it
+    """A run's MaskUpdater for one OCP round of `total` steps, called as lth.training.loop calls it
     before each step, starting at step `start`."""
 
     def __init__(self, cfg, masks: Masks, optimizer: torch.optim.Optimizer, scope: str, total: int, start: int):
@@ -172,7 +172,7 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
 
 def _optimizer_with_state(model, cfg, device) -> torch.optim.Optimizer:
     """The engine's optimizer after one (zero-gradient) step, so it holds its moment buffers."""
-    from lth.train import make_optimizer
+    from lth.training.loop import make_optimizer
     optimizer = make_optimizer(model, cfg.train, device)
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -208,7 +208,7 @@ def mask_update(bench: Bench) -> dict:
                     out.append(_timed(update, device))
             rows.append({"model": name, "method": method, "update": f"raise {RAISE[0]:.2f}->{RAISE[1]:.2f}",
                          "prune_to_ms": median(prune_s) * 1e3, "full_update_ms": median(full_s) * 1e3})
-            # OCP: consecutive steps of lth.train's update at the steepest part of round 1.
+            # OCP: consecutive steps of lth.training.loop's update at the steepest part of round 1.
             model.load_state_dict(weights)
             masks = Masks.for_model(model)
             ocp = OcpUpdate(cfg, masks, optimizer, method, total, start=round(OCP_PROGRESS * total))

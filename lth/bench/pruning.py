@@ -1,7 +1,7 @@
 """`python -m lth.bench prune`: what pruning while training costs a round, per schedule and model.
 
 One round of the paper's Experiment A (dense to --final-sparsity 0.9 while training, the paper
-recipe), trained by lth.train.train with the MaskUpdater a run builds (lth.assemble.mask_updater,
+recipe), trained by lth.training.loop.train with the MaskUpdater a run builds (lth.lottery.assemble.mask_updater,
 so the default --prune-tolerance), against the same round without pruning:
 
   dense          no masks at all (the baseline of the ratios)
@@ -27,13 +27,14 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from lth import assemble, config, data
+from lth import config, data
+from lth.lottery import assemble
 from lth.bench.common import Bench, format_table, median, spread, sync
 from lth.bench.engine import DEFAULT_DATA_DIRS
 from lth.pruning import prune
 from lth.pruning.targets import in_round_target
 from lth.pruning.updater import count_updates
-from lth.train import total_steps, train
+from lth.training.loop import total_steps, train
 
 log = logging.getLogger("lth.bench")
 
@@ -56,9 +57,9 @@ def mnist_data(bench: Bench):
     if not bench.synthetic:
         for folder in ([bench.data_dir] if bench.data_dir else list(DEFAULT_DATA_DIRS)):
             if (Path(folder).expanduser() / "MNIST" / "raw").is_dir():
-                ds = data.load("mnist", folder)
+                ds = datasets.load("mnist", folder)
                 return ds, f"MNIST from {folder} ({len(ds.train_y)} train images)"
-    return data.load("digits"), "scikit-learn digits (no MNIST copy found)"
+    return datasets.load("digits"), "scikit-learn digits (no MNIST copy found)"
 
 
 class Round:

@@ -8,7 +8,7 @@ torch.nn.utils.prune.l1_unstructured (forward hooks), the default torch.optim.Ad
 moved with .to(device), and loss.item() every step for the running loss (a host sync: part of
 the baseline, deliberately).
 Interpolation sweep: 31 alphas between two networks, torch._foreach_lerp_ into a probe model,
-evaluation of the test split with lth.train.evaluate, with and without recomputing BatchNorm
+evaluation of the test split with lth.training.loop.evaluate, with and without recomputing BatchNorm
 statistics (a few training batches in train mode with momentum=None).
 """
 import functools
@@ -20,14 +20,15 @@ from typing import Callable, List
 import torch
 import torch.nn.functional as F
 
-from lth import assemble, models
+from lth import models
+from lth.lottery import assemble
 from lth.bench.common import Bench, Spec, format_table, measure_rows, sync
 from lth.bench.engine import (EngineStep, build_model, cycle, masked, model_maker, prune_with_hooks, run_config,
                               train_loader)
 from lth.bench.loading import torchvision_loader
-from lth.data import DeviceLoader
-from lth.interpolate import floating_tensors, lerp_into, recompute_batchnorm
-from lth.train import evaluate
+from lth.data.loader import DeviceLoader
+from lth.lmc.probe import floating_tensors, lerp_into, recompute_batchnorm
+from lth.training.loop import evaluate
 
 log = logging.getLogger("lth.bench")
 

@@ -4,11 +4,11 @@
     select     the selection primitive: prune the k lowest-scoring kept weights, ties by index
     scope      how a sparsity target is spread over layers (local, global, per-layer rates)
     targets    the sparsity targets of IMP rounds, per layer
-    updater    MaskUpdater: binds an in-round schedule to a training run (lth.train calls it)
+    updater    MaskUpdater: binds an in-round schedule to a training run (lth.training.loop calls it)
     channels   channel granularity (dependency groups, structured pruning; issue 13)
     channel_select  which channels: group saliency ranked globally, cut by binary search to a FLOPs target
 
-`lth.masks.Masks` is the storage (one tensor per prunable weight) and enforcement; everything
+`lth.pruning.masks.Masks` is the storage (one tensor per prunable weight) and enforcement; everything
 that decides which entries become zero lives here. Training, the IMP driver and lth.bench use
 the same MaskUpdater, so the benchmark times exactly what a run does.
 

@@ -2,7 +2,7 @@
 
     groups = ChannelGroups(model, example_input, num_classes=10)
     groups.names, groups.sizes            # one group per root layer (its output channels)
-    masker = groups.masker()              # lth.masks.Masks over every member tensor
+    masker = groups.masker()              # lth.pruning.masks.Masks over every member tensor
     groups.mask(masker, pruned)           # pruned[g]: channel indices of group g to zero
     shrink(model, groups.by_name(pruned), example_input)   # physical removal (torch-pruning)
 
@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -170,7 +170,7 @@ class ChannelGroups:
                     yield gi, f"{m.name}.bias", m.module.bias, m
 
     def masker(self) -> Masks:
-        """An all-ones lth.masks.Masks over every member parameter (weights, biases, BN)."""
+        """An all-ones lth.pruning.masks.Masks over every member parameter (weights, biases, BN)."""
         params = {name: p for _, name, p, _ in self._tensors(weights_only=False)}
         return Masks(params)
 

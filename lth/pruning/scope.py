@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.pruning.criteria import CRITERIA
 from lth.pruning.select import prune_layer, prune_lowest
 

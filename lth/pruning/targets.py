@@ -9,7 +9,7 @@ Inside round r a layer's target follows the in-round schedule from its s_{r-1} t
 import fnmatch
 from typing import Callable, List, Sequence, Tuple, Union
 
-from lth import schedules
+from lth.pruning import schedules
 from lth.errors import LthError
 
 Target = Union[float, List[float]]  # one sparsity for every layer, or one per layer

@@ -1,8 +1,8 @@
 """MaskUpdater: pruning while training, the one binding of an in-round schedule to a run.
 
-lth.train calls `update(t, optimizer)` before optimizer step k with t = k / total (every
+lth.training.loop calls `update(t, optimizer)` before optimizer step k with t = k / total (every
 `interval` steps) and once more after the last step with t = 1, so a round always ends at
-exactly its final target (docs/DESIGN.md §2). lth.imp builds it from the config and lth.bench
+exactly its final target (docs/DESIGN.md §2). lth.lottery.imp builds it from the config and lth.bench
 times the same object.
 
 When an update prunes. A layer's wanted count is round(target * numel). With tolerance 0 an
@@ -15,7 +15,7 @@ schedule, never above it, and t = 1 always prunes to the exact final target. Und
 
 `on_prune(pruned_fraction, removed_sq)`, when given, hears of every update that pruned: the
 fraction of the weights remaining before it that it pruned (s), and the squared norm of the
-weights it zeroed (what ALLR's norm drop d needs, lth.retrain_lr). It costs one host sync per
+weights it zeroed (what ALLR's norm drop d needs, lth.training.retrain_lr). It costs one host sync per
 such update, so runs without it pay nothing.
 
 What an update prunes is always what lth.pruning.prune would prune. Magnitude pruning on the
@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from lth.errors import LthError
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 from lth.pruning.criteria import CRITERIA
 from lth.pruning import candidates
 from lth.pruning.scope import check_sparsity, prune
@@ -179,7 +179,7 @@ class MaskUpdater:
 
     # ---- reporting and checkpoints ------------------------------------------------------------
     def state_dict(self) -> dict:
-        # the keys lth.train has always used, so older checkpoints resume
+        # the keys lth.training.loop has always used, so older checkpoints resume
         state = {"pruned_target": -1.0 if self.pruned_target is None else self.pruned_target}
         if self.generator is not None:
             state["prune_generator"] = self.generator.get_state()

@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from lth import data, provenance
+from lth.data import datasets
+from lth.runs import provenance
 from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.structured import config, loop
 from lth.structured.store import StructuredStore
-from lth.train import pick_device
+from lth.training.loop import pick_device
 
 log = logging.getLogger("lth.structured")
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
             _table(store.summary(), run_dir)
             return 0
     device = pick_device(cfg.base.runtime.device)
-    dataset = data.load(cfg.base.data.dataset, cfg.base.data.data_dir, cfg.base.data.download,
+    dataset = datasets.load(cfg.base.data.dataset, cfg.base.data.data_dir, cfg.base.data.download,
                         cfg.base.data.split_seed)
     job = loop.prepare(cfg, dataset, device)    # every check before the first write
     prov = provenance.collect()

@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 from lth import config as base_config
 from lth.errors import LthError, OneLineParser
 from lth.knobs import check_bounds, describe_bounds, flag, knob
-from lth.schedules import SCHEDULES
+from lth.pruning.schedules import SCHEDULES
 
 SCHEDULE_METHODS = ("one_shot", "iterative", "agp", "ocp")
 METHODS = ("ocspruner", "dense") + SCHEDULE_METHODS
@@ -28,7 +28,7 @@ METHODS = ("ocspruner", "dense") + SCHEDULE_METHODS
 @dataclass
 class StructuredConfig:
     method: str = knob("ocspruner", "ocspruner (stability-triggered), dense (no pruning), or an in-round schedule "
-                       "(lth.schedules) raising the FLOPs reduction on the same channel groups", choices=METHODS)
+                       "(lth.pruning.schedules) raising the FLOPs reduction on the same channel groups", choices=METHODS)
     flops_rr: float = knob(0.5, "target FLOPs reduction (1 - pruned/dense FLOPs, torch-pruning's counter) "
                            "[unverified default: OCSPruner's CLI says 0.6, its ResNet-56 ablation ~0.5]", ge=0, lt=1)
     tolerance: float = knob(5e-4, "binary search: stop within this of --flops-rr (OCSPruner: 5e-4)", gt=0, lt=0.5)
@@ -51,7 +51,7 @@ class StructuredConfig:
     reg_delta: float = knob(1e-4, "lambda grows by this every --reg-interval epochs (OCSPruner: 1e-4)", ge=0)
     reg_interval: int = knob(1, "epochs between lambda increments (CIFAR: 1, ImageNet: 2)", ge=1)
     plateau_delta: float = knob(1e-4, "--sl-start auto: psi_t - psi_(t-2) at most this counts as a plateau", ge=0)
-    # ---- the in-round schedules: their parameters come from lth.schedules' registry
+    # ---- the in-round schedules: their parameters come from lth.pruning.schedules' registry
     schedule_params: dict = knob({}, "the chosen schedule's parameters (--alpha, --beta, --start, --end, --prune-steps)")
     prune_interval: int = knob(1, "schedules: update the channel mask at most every this many steps", ge=1)
     # ---- export (not hashed)

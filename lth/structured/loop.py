@@ -4,7 +4,7 @@ them physically when it says so (fresh optimizer, the LR schedule continues); ex
     job = prepare(cfg, dataset, device)     # builds and checks everything; writes nothing
     summary = run(job, store)               # resumes from store's checkpoint after every epoch
 
-The pieces of lth.train do the work (make_loaders, make_optimizer, lr_at, train_step,
+The pieces of lth.training.loop do the work (make_loaders, make_optimizer, lr_at, train_step,
 evaluate, total_steps); this file only orders them around the method's hooks.
 """
 import logging
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lth import assemble
-from lth.data import Dataset
+from lth.lottery import assemble
+from lth.data.datasets import Dataset
 from lth.errors import LthError
 from lth.pruning.channels import count, shrink
 from lth.structured import export
@@ -29,7 +29,7 @@ from lth.structured.methods import Method
 from lth.structured.ocspruner import OcsPruner
 from lth.structured.scheduled import Scheduled
 from lth.structured.store import StructuredStore
-from lth.train import evaluate, lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
+from lth.training.loop import evaluate, lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
 
 log = logging.getLogger(__name__)
 

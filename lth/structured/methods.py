@@ -8,7 +8,7 @@
     final_selection() -> list|None  channels to remove after the last epoch (None: nothing)
     selection() -> list             the channels to remove now (per group)
 
-`masks` is the lth.masks.Masks that train_step enforces (None when nothing is masked).
+`masks` is the lth.pruning.masks.Masks that train_step enforces (None when nothing is masked).
 Dense trains the whole network; OCSPruner (ocspruner.py) and the schedules (scheduled.py)
 act on the channel groups of lth.pruning.channels.
 """
@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import torch
 
-from lth.masks import Masks
+from lth.pruning.masks import Masks
 
 
 class Method:

@@ -1,4 +1,4 @@
-"""The toolkit's in-round schedules (lth.schedules: one_shot, iterative, agp, ocp) at channel
+"""The toolkit's in-round schedules (lth.pruning.schedules: one_shot, iterative, agp, ocp) at channel
 granularity: the FLOPs reduction rises along the schedule while the network trains.
 
 Before step k (every --prune-interval steps) the target is schedule(k / total, 0, flops_rr);
@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import torch
 
-from lth import schedules
+from lth.pruning import schedules
 from lth.structured.config import StructuredConfig
 from lth.structured.context import ChannelContext
 from lth.structured.methods import Method, as_lists, as_tensors

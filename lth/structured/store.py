@@ -1,4 +1,4 @@
-"""The directory of one structured run (writes through lth.store: atomic, checksummed).
+"""The directory of one structured run (writes through lth.runs.store: atomic, checksummed).
 
     runs/structured/<dataset>-<model>-ch-<method>-<hash8>/
       structured.json   resolved config, hash, provenance (versions, git commit), dataset shape
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from lth.errors import LthError
-from lth.store import atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl, \
+from lth.runs.store import atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl, \
     remove_stale_temp_files, save_tensors, write_json, write_jsonl
 
 

@@ -135,13 +135,13 @@ def _settings(s: Stability):
 
 def copy_done(run_dir: Path, r: int, kind: str, copy: str, s: Stability) -> bool:
     from analysis.settings import copy_path
-    from lth.store import RunStore
+    from lth.runs.store import RunStore
     return copy_path(RunStore(run_dir), r, kind, _settings(s)[0], copy).exists()
 
 
 def measured(run_dir: Path, r: int, kind: str, s: Stability) -> bool:
     from analysis.settings import find_result
-    from lth.store import RunStore
+    from lth.runs.store import RunStore
     copies, probe = _settings(s)
     return find_result(RunStore(run_dir), r, kind, copies, probe) is not None
 
@@ -149,12 +149,12 @@ def measured(run_dir: Path, r: int, kind: str, s: Stability) -> bool:
 def _workspace(run_dir: Path, s: Stability, device: str, data_dir: Optional[str]):
     from analysis import cli
     from analysis.copies import copy_config, make_workspace
-    from lth import data
-    from lth.store import open_run
-    from lth.train import pick_device
+    from lth.data import datasets
+    from lth.runs.store import open_run
+    from lth.training.loop import pick_device
     store = open_run(run_dir)
     cfg = copy_config(cli.run_config(store), _settings(s)[0])
-    dataset = data.load(cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+    dataset = datasets.load(cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
     return store, make_workspace(cfg, dataset, pick_device(device))
 
 
@@ -182,7 +182,7 @@ def interpolate(run_dir: Path, r: int, kind: str, s: Stability, device: str, dat
 def draw_stability(run_dirs: Sequence[Path], s: Stability, out: Path) -> List[Path]:
     """Fig. 3 and Table 4 of these runs' results (analysis.figures)."""
     from analysis import figures
-    from lth.store import open_run
+    from lth.runs.store import open_run
     copies, probe = _settings(s)
     return figures.draw_measured([open_run(d) for d in run_dirs], copies, probe, out)
 

@@ -30,7 +30,7 @@ reported multiples (1.25, 1.4, 2, 2.5, 3.2, 3.33, 4, 7.5) are the paper-scale gr
 import dataclasses
 from typing import Any, Dict
 
-from lth import schedules
+from lth.pruning import schedules
 from lth.errors import LthError
 
 EXTEND_MODES = ("after_pruning", "whole")

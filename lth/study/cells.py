@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from lth import config as config_mod
 from lth.errors import LthError
-from lth.store import RunStore, run_name
+from lth.runs.store import RunStore, run_name
 from lth.study import budget as budget_mod
 from lth.study.spec import Spec, seed_fields
 

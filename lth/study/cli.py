@@ -59,7 +59,7 @@ def load(args):
 def check_existing(plan) -> None:
     """Refuse, before anything runs, a run directory that holds another config than its cell's."""
     from lth.config import differing_fields
-    from lth.store import RunStore
+    from lth.runs.store import RunStore
     for cell in plan.cells:
         store = RunStore(cell.run_dir(plan.runs_root))
         if store.is_run():

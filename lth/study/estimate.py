@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 from lth.config import RunConfig
 from lth.errors import LthError
-from lth.store import RunStore
+from lth.runs.store import RunStore
 from lth.study.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ class Estimator:
     def dataset(self, cfg: RunConfig) -> Facts:
         key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed)
         if key not in self.facts:
-            from lth import data
+            from lth.data import datasets
             try:
-                d = data.load(*key[:2], False, key[2])
+                d = datasets.load(*key[:2], False, key[2])
                 self.facts[key] = Facts(len(d.train_y), len(d.test_y), d.num_classes, d.in_channels, d.native_size,
                                         f"{cfg.data.dataset} as found in {cfg.data.data_dir}")
             except LthError:

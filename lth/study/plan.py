@@ -36,7 +36,7 @@ class Plan:
 
     def round_ready(self, task: Task) -> bool:
         """A copy's round is finished on disk (its summary.json exists)."""
-        from lth.store import RunStore
+        from lth.runs.store import RunStore
         return task.needs_round == 0 or RunStore(task.run_dir).round_done(task.needs_round)
 
 

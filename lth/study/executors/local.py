@@ -51,7 +51,7 @@ def _worker_main(conn, device: str, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     import socket
     import torch  # noqa: F401 - imported before the first task arrives: seconds a worker, not a task
-    import lth.execution  # noqa: F401
+    import lth.lottery.execution  # noqa: F401
     from lth.study.tasks import perform
     while True:
         try:

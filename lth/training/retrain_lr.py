@@ -1,5 +1,5 @@
 """Retraining LR schedules of prune-retrain pipelines (Zimmer, Spiegel, Pokutta, "How I Learned
-To Stop Worrying And Love Retraining", ICLR 2023), registered in lth.lr_schedules.LR_SCHEDULES.
+To Stop Worrying And Love Retraining", ICLR 2023), registered in lth.training.lr_schedules.LR_SCHEDULES.
 
     ft    constant eta_min: the last LR of dense training               (Han et al. 2015)
     lrw   the last T_rt epochs of the dense schedule, replayed           (Renda et al. 2020)
@@ -13,9 +13,9 @@ To Stop Worrying And Love Retraining", ICLR 2023), registered in lth.lr_schedule
 
 Unlike the training schedules, these need what a dense run did and what this phase's pruning
 did: an `LrContext` (the dense run's LR history, this phase's budget, d and s) that the IMP
-driver builds for each phase of a `--restart continue` run and that `lth.train.lr_at` passes
+driver builds for each phase of a `--restart continue` run and that `lth.training.loop.lr_at` passes
 to every schedule marked `@uses_context`. eta_max is the largest LR of the dense run, eta_min
-its last LR, T its budget in epochs (all from its config through lth.train.lr_at, step by step).
+its last LR, T its budget in epochs (all from its config through lth.training.loop.lr_at, step by step).
 Every schedule steps per optimizer step (u = step / total). The warm-up is 10 % of the phase
 (`--retrain-warmup`), linear by default; `--warmup-shape cosine` is the half-cosine ramp of
 the official code. Formulas: docs/DESIGN.md §10.
@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from lth.errors import LthError
 from lth.knobs import knob
-from lth.lr_schedules import LR_SCHEDULES
+from lth.training.lr_schedules import LR_SCHEDULES
 from lth.registry import NoParams
 
 # What a schedule needs from its context (the attribute `uses_context` on its function):
@@ -50,7 +50,7 @@ def context_needs(fn) -> Optional[str]:
 @dataclass
 class DenseHistory:
     """The LR schedule a dense run trained with, as retraining schedules refer to it."""
-    lr: Callable[[float], float]   # progress p in [0, 1] of the dense run -> its LR (lth.train.lr_at)
+    lr: Callable[[float], float]   # progress p in [0, 1] of the dense run -> its LR (lth.training.loop.lr_at)
     steps: int                     # T in optimizer steps
     steps_per_epoch: int
     eta_max: float                 # the largest LR of the run (after its warm-up)

@@ -13,21 +13,22 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from lth import data, models
+from lth.data import datasets
+from lth import models
 from lth.config import RunConfig
-from lth.data import Dataset
+from lth.data.datasets import Dataset
 from lth.errors import LthError
-from lth.lr_schedules import LR_SCHEDULES
-from lth.masks import Masks, prunable_weights
+from lth.training.lr_schedules import LR_SCHEDULES
+from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import MaskUpdater
 from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
-from lth.restart import policy
-from lth.retrain_lr import DenseHistory, LrContext, context_needs
-from lth.train import lr_at, total_steps
+from lth.lottery.restart import policy
+from lth.training.retrain_lr import DenseHistory, LrContext, context_needs
+from lth.training.loop import lr_at, total_steps
 
 
 def load_data(cfg: RunConfig) -> Dataset:
-    return data.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+    return datasets.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
 
 
 def image_size(cfg: RunConfig, dataset: Dataset) -> int:
@@ -67,8 +68,8 @@ def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
 
 def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int,
                  on_prune: Optional[Callable[[float, float], None]] = None) -> MaskUpdater:
-    """The in-round schedule of round r bound to `masks` (what lth.train calls; lth.bench times it).
-    on_prune: MaskUpdater's callback (lth.imp.context_recorder for the retraining LR schedules)."""
+    """The in-round schedule of round r bound to `masks` (what lth.training.loop calls; lth.bench times it).
+    on_prune: MaskUpdater's callback (lth.lottery.imp.context_recorder for the retraining LR schedules)."""
     p = cfg.prune
     generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
     return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
@@ -120,7 +121,7 @@ def check_restart(cfg: RunConfig, dataset: Dataset) -> None:
 
 def dense_history(cfg: RunConfig) -> Optional[DenseHistory]:
     """The LR history of the dense run this run continues from (None for rewinding runs):
-    its schedule step by step through lth.train.lr_at, so eta_max, eta_min and T are what
+    its schedule step by step through lth.training.loop.lr_at, so eta_max, eta_min and T are what
     it actually trained with (docs/DESIGN.md §10)."""
     store = restart_policy(cfg).reference()
     if store is None:

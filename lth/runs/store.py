@@ -2,9 +2,9 @@
 
     runs/<dataset>-<model>-<schedule>-<hash8>/
       config.json            resolved config, versions, git commit, device
-      provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.provenance)
+      provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.runs.provenance)
       init.pt                W0 (model state: weights and BatchNorm buffers)
-      rewind.pt              W_k and the loader position, with --rewind-step k (lth.rewinding)
+      rewind.pt              W_k and the loader position, with --rewind-step k (lth.lottery.rewinding)
       round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
       stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
                              (written by the analysis package; analysis/settings.py names them)
@@ -397,7 +397,7 @@ class RunStore:
 
     def create(self, meta: dict, provenance_diff: Optional[bytes] = None) -> None:
         """Write config.json (the run's identity) if the run is new. provenance_diff
-        (lth.provenance.Provenance.diff) goes to provenance.diff first, so that a config.json
+        (lth.runs.provenance.Provenance.diff) goes to provenance.diff first, so that a config.json
         that exists always has the diff it refers to beside it."""
         self.make_root()
         if not self.config_path.exists():

@@ -12,7 +12,7 @@ Pruning", section 4: starts found by grid search) and the allowed ranges:
     agp(t, s_i, s_f, start=0.2, end=1.0)                  Zhu & Gupta cubic
     ocp(t, s_i, s_f, alpha=14.0, beta=5.0)                paper eq. 1, the whole round
 
-    >>> import lth.schedules as s
+    >>> import lth.pruning.schedules as s
     >>> round(s.ocp(0.5, 0.0, 0.9), 6)
     0.792815
     >>> s.get("agp")(1.0, 0.2, 0.36)

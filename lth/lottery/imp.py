@@ -1,7 +1,7 @@
 """The IMP driver: rounds of restart, train while pruning, save (docs/DESIGN.md §2).
 
     W0 = the seeded initialisation, m_0 = ones.
-    --rewind-step k: first train W0 dense for k steps to W_k (lth.rewinding, rewind.pt).
+    --rewind-step k: first train W0 dense for k steps to W_k (lth.lottery.rewinding, rewind.pt).
     Round r = 1..R: weights <- W_start * m_{r-1} (rewind: W0, or W_k; continue: the dense run's
     final weights for r = 1, round r-1's final weights after); train steps k..T-1 of the
     round's budget T (k = 0 without late rewinding) while the in-round schedule raises
@@ -18,13 +18,14 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from lth import assemble, rewinding
+from lth.lottery import rewinding
+from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.data import Dataset
-from lth.masks import Masks
-from lth.retrain_lr import LrContext
-from lth.store import RunStore
-from lth.train import train
+from lth.data.datasets import Dataset
+from lth.pruning.masks import Masks
+from lth.training.retrain_lr import LrContext
+from lth.runs.store import RunStore
+from lth.training.loop import train
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@
     constant   linear warm-up, then constant
     linear     linear warm-up, then linear decay to 0 (BIMP's budgeted dense phase, Li et al. 2020)
 
-    ft, lrw, slr, clr, llr, allr   retraining schedules of prune-retrain runs (lth.retrain_lr):
+    ft, lrw, slr, clr, llr, allr   retraining schedules of prune-retrain runs (lth.training.retrain_lr):
                they read an LrContext (the dense run's LR history, the phase's pruning)
 
-`lth.train.lr_at(step, total, train_cfg, context)` evaluates the configured one and
-`lth.train.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §10 have the
+`lth.training.loop.lr_at(step, total, train_cfg, context)` evaluates the configured one and
+`lth.training.loop.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §10 have the
 formulas. Adding one is a decorated function with a parameter dataclass (lth.registry); one that
-needs the context is also marked `@lth.retrain_lr.uses_context`.
+needs the context is also marked `@lth.training.retrain_lr.uses_context`.
 """
 import math
 from dataclasses import dataclass
@@ -105,4 +105,4 @@ def linear(t: float, lr: float, warmup: float = 0.0) -> float:
 
 
 # The retraining schedules register themselves into LR_SCHEDULES (imported last: they use it).
-from lth import retrain_lr  # noqa: E402,F401
+from lth.training import retrain_lr  # noqa: E402,F401

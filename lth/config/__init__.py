@@ -25,14 +25,14 @@ from typing import Dict, List, Optional, Tuple
 
 from lth.errors import LthError, OneLineParser
 from lth.knobs import check_bounds, flag, knob
-from lth.lr_schedules import LR_SCHEDULES
-from lth.masks import LAYER_SETS
-from lth.optimizers import OPTIMIZERS
+from lth.training.lr_schedules import LR_SCHEDULES
+from lth.pruning.masks import LAYER_SETS
+from lth.training.optimizers import OPTIMIZERS
 from lth.pruning.criteria import CRITERIA
 from lth.pruning.scope import SCOPES
 from lth.registry import Registry
-from lth.restart import RESTARTS
-from lth.schedules import SCHEDULES
+from lth.lottery.restart import RESTARTS
+from lth.pruning.schedules import SCHEDULES
 
 # config.json format: 1 = flat pruning/training knobs (before registries), 2 = registries (mask
 # updated at every step), 3 = now (prune_tolerance).
@@ -79,12 +79,12 @@ RECIPES = {
 class TrainConfig:
     recipe: str = knob("paper", "optimizer and LR-schedule preset; fields left unset take its values",
                        choices=tuple(RECIPES))
-    optimizer: Optional[str] = knob(None, "optimizer (lth.optimizers)", choices=tuple(OPTIMIZERS.names()))
+    optimizer: Optional[str] = knob(None, "optimizer (lth.training.optimizers)", choices=tuple(OPTIMIZERS.names()))
     optimizer_params: dict = params_of(OPTIMIZERS, "the chosen optimizer's parameters")
     lr: Optional[float] = knob(None, "peak learning rate", gt=0)
     weight_decay: Optional[float] = knob(None, "weight decay (decoupled for AdamW)", ge=0)
     decay_bn_bias: Optional[bool] = knob(None, "apply weight decay to BatchNorm weights and biases too")
-    lr_schedule: Optional[str] = knob(None, "LR schedule (lth.lr_schedules)", choices=tuple(LR_SCHEDULES.names()))
+    lr_schedule: Optional[str] = knob(None, "LR schedule (lth.training.lr_schedules)", choices=tuple(LR_SCHEDULES.names()))
     lr_schedule_params: dict = params_of(LR_SCHEDULES, "the chosen LR schedule's parameters")
     epochs: float = knob(50.0, "training budget of one round, in epochs (paper: 50)", gt=0)
     steps: int = knob(0, "training budget in optimizer steps; overrides --epochs when > 0", ge=0)
@@ -98,7 +98,7 @@ class TrainConfig:
 
 @dataclass
 class PruneConfig:
-    schedule: str = knob("ocp", "in-round sparsity schedule (lth.schedules)", choices=tuple(SCHEDULES.names()))
+    schedule: str = knob("ocp", "in-round sparsity schedule (lth.pruning.schedules)", choices=tuple(SCHEDULES.names()))
     schedule_params: dict = params_of(SCHEDULES, "the chosen schedule's parameters")
     criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=tuple(CRITERIA.names()))
     scope: str = knob("local", "local: every layer to the target; global: one threshold over all layers",
@@ -112,7 +112,7 @@ class PruneConfig:
                                  gt=0, lt=1)
     final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate", gt=0, lt=1)
     rounds: int = knob(14, "IMP rounds", ge=1)
-    restart: str = knob("rewind", "where each round restarts (lth.restart)", choices=tuple(RESTARTS.names()))
+    restart: str = knob("rewind", "where each round restarts (lth.lottery.restart)", choices=tuple(RESTARTS.names()))
     restart_params: dict = params_of(RESTARTS, "the chosen restart policy's parameters")
     prune_interval: int = knob(1, "consider a mask update every this many steps (1: before every step)", ge=1)
     # lth.pruning.updater: prune once some layer lags its target by more than this sparsity
@@ -247,7 +247,7 @@ def _resolve_choice(section, choice: str, params_field: str, recipe: dict) -> No
 
 def migrate_v1(d: dict) -> dict:
     """A format-1 config (flat optimizer, LR-schedule and pruning knobs) as format 2, so runs
-    made before the registries still open for analysis and `lth.runs list`. Format 1 had no
+    made before the registries still open for analysis and `lth runs list`. Format 1 had no
     momentum cycling and pruned every layer: the migrated config says so explicitly."""
     d = json.loads(json.dumps(d))
     t, p = d.get("train", {}), d.get("prune", {})
@@ -525,7 +525,7 @@ def validate(cfg: RunConfig) -> None:
     """Every declared range (lth.knobs), then what needs the registries of data and models.
     Raises an LthError naming the value and what is allowed; nothing has been written yet."""
     from lth import models
-    from lth.data import DATASETS
+    from lth.data.datasets import DATASETS
     for section in SECTIONS:
         check_bounds(getattr(cfg, section))
     if cfg.data.dataset not in DATASETS:
@@ -545,10 +545,10 @@ def validate(cfg: RunConfig) -> None:
 
 
 def check_lr_context(cfg: RunConfig) -> None:
-    """A retraining LR schedule (lth.retrain_lr) reads a dense run's LR history, which only the
+    """A retraining LR schedule (lth.training.retrain_lr) reads a dense run's LR history, which only the
     continue restart has; ALLR also reads the phase's pruning, which must precede its first step."""
-    from lth import schedules
-    from lth.retrain_lr import PRUNING, context_needs
+    from lth.pruning import schedules
+    from lth.training.retrain_lr import PRUNING, context_needs
     t, p = cfg.train, cfg.prune
     needs = context_needs(LR_SCHEDULES.get(t.lr_schedule).fn)
     if needs is None:

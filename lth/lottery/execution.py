@@ -1,6 +1,6 @@
 """A whole IMP run as one library call: what `python -m lth.run`, the studies and scripts use.
 
-    from lth import config, execute          # execute is lth.execution.execute
+    from lth import config, execute          # execute is lth.lottery.execution.execute
     cfg = config.from_overrides({"schedule": "ocp", "rounds": 14}, preset="quick")
     result = execute(cfg, runs_root="runs", device="cpu")
     result.run_dir, result.summaries[-1]["test_acc"]
@@ -19,13 +19,15 @@ from typing import List, Optional
 
 import torch
 
-from lth import assemble, imp, provenance
+from lth.runs import provenance
+from lth.lottery import imp
+from lth.lottery import assemble
 from lth.config import RunConfig, differing_fields, validate
 from lth.errors import LthError
-from lth.store import RunStore, run_name
-from lth.train import pick_device, set_threads
+from lth.runs.store import RunStore, run_name
+from lth.training.loop import pick_device, set_threads
 
-log = logging.getLogger("lth.execution")
+log = logging.getLogger("lth.lottery.execution")
 
 
 @dataclass

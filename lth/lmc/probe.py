@@ -14,7 +14,7 @@ from typing import Callable, Iterable, List, Sequence
 import torch
 from torch import nn
 
-from lth.train import autocast
+from lth.training.loop import autocast
 
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 

@@ -6,7 +6,7 @@ recipe: the LR (and scheduled momentum) at step/T of the round budget T, the dat
 augmentation of the run's seeds, no mask. rewind.pt then holds W_k and the training loader's exact position at step k,
 and every round (round 1 included) and every ticket copy continues from there: steps k..T-1.
 
-    rewinding.ensure_rewind_point(cfg, store, dataset, model, forward, device)   # lth.imp calls it
+    rewinding.ensure_rewind_point(cfg, store, dataset, model, forward, device)   # lth.lottery.imp calls it
 
 rewind.pt = {"format", "step": k, "model": W_k, "loader": DeviceLoader.state_dict(position=True)}.
 It is written atomically once the k steps are done, so its presence marks the dense phase
@@ -21,17 +21,17 @@ import torch
 from torch import nn
 
 from lth.config import RunConfig
-from lth.data import Dataset
-from lth.restart import REWIND_FORMAT
-from lth.store import RunStore
-from lth.train import lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
+from lth.data.datasets import Dataset
+from lth.lottery.restart import REWIND_FORMAT
+from lth.runs.store import RunStore
+from lth.training.loop import lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
 
 log = logging.getLogger(__name__)
 
 
 def dense_phase(cfg: RunConfig, model: nn.Module, dataset: Dataset, device, image_size: int, k: int,
                 forward: Callable = None) -> dict:
-    """Train `model` (W0, dense) in place for steps 0..k-1 of the round budget, exactly as lth.train
+    """Train `model` (W0, dense) in place for steps 0..k-1 of the round budget, exactly as lth.training.loop
     would with an all-ones mask; returns the training loader's position after step k."""
     device = torch.device(device)
     forward = forward or model

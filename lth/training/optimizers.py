@@ -3,7 +3,7 @@
     adamw  decoupled weight decay (fastai's default optimizer, the paper's recipe)
     sgd    with momentum (OpenLTH's recipe)
 
-`lth.train.make_optimizer(model, train_cfg, device)` builds the configured one, with the
+`lth.training.loop.make_optimizer(model, train_cfg, device)` builds the configured one, with the
 parameter groups (no weight decay on BatchNorm weights and biases unless --decay-bn-bias).
 Fused kernels on CUDA and CPU: on CPU the foreach path's sqrt is about 5x slower on the exact
 zeros that masked Adam moments hold (lth.bench masks --profile, resnet18 batch 16: AdamW step
@@ -19,12 +19,12 @@ from lth.registry import Registry
 OPTIMIZERS = Registry("optimizer")
 
 # Optimizers under which a pruned weight stays exactly zero once its gradient and its state are
-# zero (lth.train masks the gradients before every step; every mask update zeroes the state of
+# zero (lth.training.loop masks the gradients before every step; every mask update zeroes the state of
 # the weights it prunes): SGD moves it by lr * (momentum * 0 + 0 + wd * 0) = 0 (Nesterov too),
-# AdamW by lr * wd * 0 and lr * 0 / (sqrt(v) + eps) with eps > 0. For these lth.train skips the
+# AdamW by lr * wd * 0 and lr * 0 / (sqrt(v) + eps) with eps > 0. For these lth.training.loop skips the
 # weight multiply after each step: LeNet-300-100 on a CPU spent 7 % of its step on it (SGD
 # 1.184 ms a dense step; masked 1.367 ms with both multiplies, 1.281 ms with the gradient one
-# only). The trajectory is bit-identical either way (tests/test_masks.py), and lth.train checks
+# only). The trajectory is bit-identical either way (tests/test_masks.py), and lth.training.loop checks
 # at every epoch's end that the pruned weights are still zero. An optimizer not listed here
 # (a coupled update: LAMB's trust ratio, Adafactor's factored moments) is enforced every step.
 KEEPS_PRUNED_ZERO = frozenset({"adamw", "sgd"})

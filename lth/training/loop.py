@@ -1,6 +1,6 @@
 """One training run: LR schedule, pruning while training, mask enforcement, evaluation, metrics.
 
-The IMP driver (lth.imp) and the stability analysis (analysis.stability) both call `train`.
+The IMP driver (lth.lottery.imp) and the stability analysis (analysis.stability) both call `train`.
 
     result = train(model, masks, dataset, cfg.train, device=device, image_size=32,
                    augment="crop_flip", order_seed=1, augment_seed=2,
@@ -25,13 +25,14 @@ from torch import nn
 from tqdm import tqdm
 
 from lth.config import TrainConfig
-from lth.data import Dataset, DeviceLoader
+from lth.data.datasets import Dataset
+from lth.data.loader import DeviceLoader
 from lth.errors import LthError
-from lth.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
-from lth.masks import Masks
-from lth.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
+from lth.training.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
+from lth.pruning.masks import Masks
+from lth.training.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
 from lth.pruning import MaskUpdater
-from lth.retrain_lr import LrContext, context_needs
+from lth.training.retrain_lr import LrContext, context_needs
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def total_steps(cfg: TrainConfig, train_size: int) -> int:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig, context: Optional[LrContext] = None) -> float:
-    """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.lr_schedules.
-    The retraining schedules (lth.retrain_lr) also read `context`, which they require."""
+    """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.training.lr_schedules.
+    The retraining schedules (lth.training.retrain_lr) also read `context`, which they require."""
     fn = LR_SCHEDULES.get(cfg.lr_schedule).fn
     if context_needs(fn) is None:
         return fn(step / total, cfg.lr, **cfg.lr_schedule_params)
@@ -59,13 +60,13 @@ def lr_at(step: int, total: int, cfg: TrainConfig, context: Optional[LrContext] 
 
 def momentum_at(step: int, total: int, cfg: TrainConfig) -> Optional[float]:
     """The scheduled momentum (AdamW beta1, SGD momentum) for step `step`, or None when the LR
-    schedule leaves it to the optimizer (lth.lr_schedules.MOMENTUM_SCHEDULES)."""
+    schedule leaves it to the optimizer (lth.training.lr_schedules.MOMENTUM_SCHEDULES)."""
     schedule = MOMENTUM_SCHEDULES.get(cfg.lr_schedule)
     return schedule(step / total, **cfg.lr_schedule_params) if schedule is not None else None
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The configured optimizer (lth.optimizers). BatchNorm weights and biases (1-d parameters)
+    """The configured optimizer (lth.training.optimizers). BatchNorm weights and biases (1-d parameters)
     get no weight decay unless cfg.decay_bn_bias."""
     matrices = [p for p in model.parameters() if p.dim() > 1]
     vectors = [p for p in model.parameters() if p.dim() <= 1]
@@ -107,8 +108,8 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def enforces_after_step(cfg: TrainConfig) -> bool:
-    """Whether lth.train multiplies the weights by the mask after every step: only under an
-    optimizer that could move a zero weight (lth.optimizers.KEEPS_PRUNED_ZERO)."""
+    """Whether lth.training.loop multiplies the weights by the mask after every step: only under an
+    optimizer that could move a zero weight (lth.training.optimizers.KEEPS_PRUNED_ZERO)."""
     return cfg.optimizer not in KEEPS_PRUNED_ZERO
 
 
@@ -119,7 +120,7 @@ def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optio
     pruned weights. Returns the detached loss and logits (no host sync). lth.bench times this.
     momentum: the scheduled AdamW beta1 / SGD momentum of this step (None: leave it).
     enforce: multiply the weights by the mask after the step; False only for an optimizer in
-    lth.optimizers.KEEPS_PRUNED_ZERO whose pruned entries' state is zero (lth.train)."""
+    lth.training.optimizers.KEEPS_PRUNED_ZERO whose pruned entries' state is zero (lth.training.loop)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
         if momentum is not None:
@@ -191,7 +192,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     start_loader: the training loader's state at start_step (DeviceLoader.state_dict(position=True)
     of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
     data order (ticket copies with their own seeds).
-    lr_context: what a retraining LR schedule reads (lth.retrain_lr); checkpointed with the rest.
+    lr_context: what a retraining LR schedule reads (lth.training.retrain_lr); checkpointed with the rest.
     """
     device = torch.device(device)
     forward = forward or model
@@ -223,7 +224,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     model.train()
     if masks is not None:
         masks.enforce()
-    # Weights stay zero by the optimizer's arithmetic where it can (lth.optimizers), checked each epoch.
+    # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers), checked each epoch.
     enforce_each_step = enforces_after_step(cfg)
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()))
@@ -252,7 +253,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
         epoch += 1
         if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
-                           "lth.optimizers.KEEPS_PRUNED_ZERO must not list it")
+                           "lth.training.optimizers.KEEPS_PRUNED_ZERO must not list it")
         line = {"epoch": epoch, "step": step, "lr": lr, "lr_max": lr_max, "lr_mean": lr_sum / max(lr_steps, 1),
                 "train_loss": loss_sum.item() / max(seen, 1),
                 "train_acc": correct.item() / max(seen, 1), "sparsity": sparsity(masks),

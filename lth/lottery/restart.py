@@ -3,7 +3,7 @@ schedule, round r starts from (before the previous round's mask is applied). doc
 
     rewind     Frankle & Carbin: every round starts from W0 at step 0; with --rewind-step k
                (late rewinding, Frankle et al. 2020 and OpenLTH) from W_k at step k, where W_k
-               is the dense network after k steps of the run's recipe (lth.rewinding), and the
+               is the dense network after k steps of the run's recipe (lth.lottery.rewinding), and the
                round trains the remaining steps k..T-1
     continue   prune-retrain (Han et al. 2015; Zimmer et al. 2023): round (phase) 1 starts from
                the final weights of a finished dense run (--from-run DIR), round r > 1 from the
@@ -39,7 +39,7 @@ class RewindParams:
 class Rewind:
     def __init__(self, rewind_step: int = 0):
         self.rewind_step = rewind_step
-        self.dense_steps = rewind_step   # lth.rewinding trains W0 this far, dense, before round 1
+        self.dense_steps = rewind_step   # lth.lottery.rewinding trains W0 this far, dense, before round 1
         self.start_step = rewind_step    # rounds and ticket copies train steps start_step..T-1
 
     def rewind_point(self, store) -> dict:
@@ -110,7 +110,7 @@ class Continue:
 
     def reference(self):
         """The dense run's RunStore (an LthError when from_run is not a run directory)."""
-        from lth.store import open_run
+        from lth.runs.store import open_run
         try:
             return open_run(self.from_run)
         except LthError as e:

@@ -3,7 +3,7 @@
     masks = Masks.for_model(model, exclude=("fc.*",))
     lth.pruning.prune(masks, 0.9)           # which weights to zero: lth.pruning decides
     ... loss.backward(); masks.mask_grads(); optimizer.step()
-    masks.enforce()   # after a step only where the optimizer can move a zero (lth.optimizers)
+    masks.enforce()   # after a step only where the optimizer can move a zero (lth.training.optimizers)
 
 Invariants (tests/test_masks.py, docs/DESIGN.md §4): masks only lose ones; pruned weights,
 their gradients and their optimizer state stay exactly zero. We do not use
@@ -99,7 +99,7 @@ class Masks:
 
     @torch.no_grad()
     def pruned_are_zero(self) -> bool:
-        """Whether every pruned weight is exactly zero (one host sync: lth.train asks once an epoch)."""
+        """Whether every pruned weight is exactly zero (one host sync: lth.training.loop asks once an epoch)."""
         if not self.params:
             return True
         moved = torch.stack([(p.detach() * (m == 0)).abs().sum() for p, m in zip(self.params, self.tensors)])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.store import RunStore
+from lth.runs.store import RunStore
 
 
 def rows(root: Path):

@@ -2,9 +2,9 @@
 
     params = draw(len(x), generator, x.device)      # each image's random parameters
     x = apply(x, params)                            # float images in [0, 1], (B, C, H, W)
-    python -m lth.augment --samples 100000          # the measured rates and ranges
+    python -m lth.data.augment --samples 100000          # the measured rates and ranges
 
-lth.data.DeviceLoader(augment="fastai") calls both. What fastai does to each image (fastai
+lth.data.loader.DeviceLoader(augment="fastai") calls both. What fastai does to each image (fastai
 vision/augment.py: aug_transforms, setup_aug_tfms, Flip, Rotate, Zoom, Warp, Brightness,
 Contrast; batch=False: every draw is per image and independent), and so does this:
 
@@ -158,7 +158,7 @@ def measure(samples: int, seed: int = 0) -> Dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m lth.augment", description="Measure fastai augmentation's draws.")
+    parser = OneLineParser(prog="python -m lth.data.augment", description="Measure fastai augmentation's draws.")
     parser.add_argument("--samples", type=int, default=100_000, help="images drawn [default: 100000]")
     parser.add_argument("--seed", type=int, default=0, help="augmentation generator seed [default: 0]")
     args = parser.parse_args(argv)
