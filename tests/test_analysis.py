@@ -18,7 +18,8 @@ import torch
 import analysis
 from analysis import cli, figures, interpolate, results, stability, tables, tickets
 from analysis.settings import CopySettings, ProbeSettings, copy_path, find_result, result_path
-from lth import config, data
+from lth import config
+from lth.data import datasets
 from lth.lottery import imp
 from lth.lottery import assemble
 from lth import run as lth_run

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import lth
-from lth import config, data, run
+from lth import config, run
+from lth.data import datasets
 from lth.runs import index as runs
 from lth.lottery import imp
 from lth.lottery import assemble

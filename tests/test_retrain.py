@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from lth import config, data, run
+from lth import config, run
+from lth.data import datasets
 from lth.lottery import imp
 from lth.lottery import execution
 from lth.lottery import bimp

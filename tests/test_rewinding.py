@@ -12,7 +12,8 @@ import torch
 
 from analysis import tickets
 from analysis.copies import make_workspace, train_copy
-from lth import config, data, run
+from lth import config, run
+from lth.data import datasets
 from lth.lottery import rewinding
 from lth.lottery import imp
 from lth.lottery import assemble

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from lth import config, data, models
+from lth import config, models
+from lth.data import datasets
 from lth.pruning import schedules
 from lth.errors import LthError
 from lth.pruning.masks import Masks

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from lth import config, data, execute, models
+from lth import config, execute, models
+from lth.data import datasets
 from lth.pruning import schedules
 from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater, candidates, prune

@@ -27,7 +27,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from lth import config, data
+from lth import config
+from lth.data import datasets
 from lth.lottery import assemble
 from lth.bench.common import Bench, format_table, median, spread, sync
 from lth.bench.engine import DEFAULT_DATA_DIRS
