@@ -25,7 +25,7 @@ from lth.data.datasets import Dataset
 from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.runs.store import digest, load_tensors, save_tensors
-from lth.training.loop import total_steps, train
+from lth.training.loop import fit, total_steps
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,10 @@ def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, che
     resume = load_tensors(checkpoint) if checkpoint.exists() else None
     if resume is not None:
         log.info("%s: resuming from the checkpoint after epoch %d", desc, resume["epoch"])
-    result = train(ws.model, ws.masks, ws.dataset, ws.cfg.train, device=ws.device,
-                   image_size=assemble.image_size(ws.cfg, ws.dataset), augment=ws.cfg.data.augment,
-                   order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], pruning=None,
-                   forward=ws.forward, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
-                   start_step=start_step(ws),
-                   progress=progress, desc=desc)
+    loop = assemble.loop(ws.cfg, ws.dataset, ws.device, ws.model, ws.masks, ws.forward,
+                         order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], start_step=start_step(ws))
+    result = fit(loop, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
+                 progress=progress, desc=desc)
     payload = {"model": {k: v.detach().to("cpu", copy=True) for k, v in ws.model.state_dict().items()},
                "outcome": {k: result[k] for k in OUTCOME_KEYS}, "timing": {k: result[k] for k in TIMING_KEYS},
                "metrics": result["metrics"], "seeds": dict(seeds),

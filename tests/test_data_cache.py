@@ -25,7 +25,7 @@ def make_caltech(root, extra: int = 0):
             mode = "L" if i == 1 else "RGB"                                # a grayscale image among them
             pixels = rng.integers(0, 256, (h, w) if mode == "L" else (h, w, 3), dtype=np.uint8)
             Image.fromarray(pixels, mode).save(folder / f"image_{i:04d}.jpg")
-    return root / "caltech101" / f"lth-cache-{data.CALTECH_SIZE}px.npz"
+    return root / "caltech101" / f"lth-cache-{datasets.CALTECH_SIZE}px.npz"
 
 
 def test_first_load_decodes_and_caches_second_reads_the_cache(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_first_load_decodes_and_caches_second_reads_the_cache(tmp_path, monkeypa
     assert cache.exists() and not list(cache.parent.glob(".*.tmp"))
     n = CLASSES["accordion"] + CLASSES["airplanes"]
     assert len(first.train_y) + len(first.test_y) == n and first.num_classes == 2
-    assert first.train_x.dtype == torch.uint8 and first.train_x.shape[1:] == (3, data.CALTECH_SIZE, data.CALTECH_SIZE)
+    assert first.train_x.dtype == torch.uint8 and first.train_x.shape[1:] == (3, datasets.CALTECH_SIZE, datasets.CALTECH_SIZE)
 
     def refuse(*args, **kwargs):
         raise AssertionError("an image was decoded although the cache is current")

@@ -23,6 +23,7 @@ from lth.errors import LthError
 from lth.lottery.execution import run_metadata
 from lth.pruning import MaskUpdater
 from lth.runs.store import RunStore, run_name
+from lth.training.callbacks import StepProbe
 from lth.training.loop import lr_at, total_steps
 
 import runhelpers
@@ -43,16 +44,16 @@ def make_cfg(*argv):
 
 
 class Recorder:
-    """Wraps train_step where lth.training.loop and lth.lottery.rewinding call it: records (who, lr, batch)."""
+    """Wraps the one loop's train_step: records (who, lr, batch); the dense phase is the run's
+    only training without masks."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        for module, who in ((train_module, "round"), (rewinding, "dense")):
-            monkeypatch.setattr(module, "train_step", self.wrap(module.train_step, who))
+        monkeypatch.setattr(train_module, "train_step", self.wrap(train_module.train_step))
 
-    def wrap(self, real, who):
+    def wrap(self, real):
         def step(forward, optimizer, masks, x, y, lr, *rest, **options):
-            self.calls.append((who, lr, x.clone()))
+            self.calls.append(("dense" if masks is None else "round", lr, x.clone()))
             return real(forward, optimizer, masks, x, y, lr, *rest, **options)
         return step
 
@@ -91,9 +92,8 @@ def dense_reference(cfg, dataset, steps):
             seen["state"] = {n: v.detach().clone() for n, v in model.state_dict().items()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_module, "train_step", recording)
-        train_module.train(model, masks, dataset, cfg.train, device="cpu", image_size=assemble.image_size(cfg, dataset),
-                           augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
-                           augment_seed=cfg.seeds.augment_seed, after_step=after_step, progress=False)
+        train_module.fit(assemble.loop(cfg, dataset, "cpu", model, masks), callbacks=[StepProbe(after_step)],
+                         progress=False)
     return seen["state"], calls
 
 
@@ -266,18 +266,18 @@ def test_copies_budget_at_or_below_k_is_refused(late_run, digits):
 # SIGKILL from inside the process at the n-th optimizer step of the dense phase
 KILL_AT_DENSE_STEP = textwrap.dedent("""
     import os, runpy, signal, sys
-    import lth.lottery.rewinding
+    import lth.training.loop
     at = int(sys.argv[1])
     del sys.argv[1:2]
-    real, count = lth.lottery.rewinding.train_step, [0]
+    real, count = lth.training.loop.train_step, [0]
 
     def step(*args, **options):
-        count[0] += 1
+        count[0] += args[2] is None   # the dense phase trains without masks
         if count[0] == at:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **options)
 
-    lth.lottery.rewinding.train_step = step
+    lth.training.loop.train_step = step
     sys.argv[0] = "lth.run"
     runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
 """)

@@ -13,7 +13,8 @@ from lth.pruning import schedules
 from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater
-from lth.training.loop import lr_at, make_optimizer, total_steps, train
+from lth.training.loop import lr_at, make_optimizer, total_steps
+from runhelpers import fit_model
 
 TIMING_KEYS = {"images_per_s", "wall_time_s"}
 
@@ -43,7 +44,7 @@ def run(ds, cfg, target=None, augment="none", **kwargs):
     """Train a fresh LeNet; target(t) -> sparsity, if given, drives a MaskUpdater."""
     model, masks = fresh_model()
     pruning = MaskUpdater(masks, target) if target is not None else None
-    result = train(model, masks, ds, cfg, device="cpu", image_size=8, augment=augment, order_seed=1,
+    result = fit_model(model, masks, ds, cfg, device="cpu", image_size=8, augment=augment, order_seed=1,
                    augment_seed=2, pruning=pruning, progress=False, **kwargs)
     return model, masks, result
 
@@ -212,7 +213,7 @@ def test_the_optimizer_sees_the_scheduled_beta1(digits):
         return real_step(self, *a, **k)
     torch.optim.AdamW.step = spy
     try:
-        train(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
+        fit_model(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
               augment_seed=2, progress=False)
     finally:
         torch.optim.AdamW.step = real_step

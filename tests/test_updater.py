@@ -14,7 +14,8 @@ from lth.pruning import schedules
 from lth.pruning.masks import Masks
 from lth.pruning import MaskUpdater, candidates, prune
 from lth.pruning.select import memory_flat, prune_layer
-from lth.training.loop import make_optimizer, total_steps, train
+from lth.training.loop import make_optimizer, total_steps
+from runhelpers import fit_model
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_a_misplaced_bound_is_raised_until_enough_weights_are_candidates(monkeyp
 def run(ds, cfg, target, model_name="lenet300_100", channels_last=False, **updater_kwargs):
     model, masks = fresh(model_name, channels_last)
     updater = MaskUpdater(masks, target, **updater_kwargs)
-    result = train(model, masks, ds, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
+    result = fit_model(model, masks, ds, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
                    pruning=updater, progress=False)
     return model, masks, updater, result
 
@@ -165,7 +166,7 @@ def test_tolerance_0_reproduces_the_per_step_updates_of_before(digits, optimizer
     target = lambda t: schedules.agp(t, 0.0, 0.85)  # noqa: E731
     model, masks, _, result = run(digits, cfg, target, tolerance=0.0)
     ref_model, ref_masks = fresh()
-    ref = train(ref_model, ref_masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
+    ref = fit_model(ref_model, ref_masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
                 augment_seed=2, pruning=PerStepReference(ref_masks, target), progress=False)
     for a, b in zip(masks.tensors, ref_masks.tensors):
         assert torch.equal(a, b)
@@ -201,7 +202,7 @@ def test_trajectory_lags_the_schedule_by_at_most_the_tolerance_at_every_step(dig
         for param, mask in zip(masks.params, masks.tensors):
             assert torch.all(param[mask == 0] == 0)
 
-    train(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
+    fit_model(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
           pruning=updater, after_step=check, progress=False)
     assert len(lags) >= total
     if tolerance:
@@ -240,7 +241,7 @@ def test_per_layer_targets_keep_each_layer_within_the_tolerance(digits):
         for s, n, pruned in zip(target((step - 1) / total), sizes, masks.pruned_counts()):
             assert 0 <= round(s * n) - pruned <= 2e-3 * n
 
-    train(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
+    fit_model(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
           pruning=MaskUpdater(masks, target, tolerance=2e-3), after_step=check, progress=False)
     assert masks.pruned_counts() == [round(f * n) for f, n in zip(finals, sizes)]
 
@@ -250,11 +251,11 @@ def test_resume_with_a_tolerance_equals_an_uninterrupted_run(digits):
     target = lambda t: schedules.ocp(t, 0.0, 0.8)  # noqa: E731
     states = []
     model, masks = fresh()
-    train(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
+    fit_model(model, masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1, augment_seed=2,
           pruning=MaskUpdater(masks, target, tolerance=2e-3), progress=False,
           save_checkpoint=lambda state: states.append(copy.deepcopy(state)))
     resumed_model, resumed_masks = fresh()
-    train(resumed_model, resumed_masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
+    fit_model(resumed_model, resumed_masks, digits, cfg, device="cpu", image_size=8, augment="none", order_seed=1,
           augment_seed=2, pruning=MaskUpdater(resumed_masks, target, tolerance=2e-3), progress=False,
           resume=states[0])
     for a, b in zip(masks.tensors, resumed_masks.tensors):

@@ -35,7 +35,8 @@ from lth.bench.engine import DEFAULT_DATA_DIRS
 from lth.pruning import prune
 from lth.pruning.targets import in_round_target
 from lth.pruning.updater import count_updates
-from lth.training.loop import total_steps, train
+from lth.training.callbacks import StepProbe
+from lth.training.loop import fit, total_steps
 
 log = logging.getLogger("lth.bench")
 
@@ -100,10 +101,8 @@ class Round:
         sizes = [m.numel() for m in masks.tensors] if masks is not None else []
         sync(self.device)
         cpu, wall = time.process_time(), time.perf_counter()
-        result = train(model, masks, self.dataset, cfg.train, device=self.device,
-                       image_size=assemble.image_size(cfg, self.dataset), augment=cfg.data.augment,
-                       order_seed=cfg.seeds.order_seed, augment_seed=cfg.seeds.augment_seed, pruning=updater,
-                       after_step=after_step, progress=False)
+        result = fit(assemble.loop(cfg, self.dataset, self.device, model, masks), pruning=updater,
+                     callbacks=[StepProbe(after_step)], progress=False)
         sync(self.device)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         out = {"cpu_s": cpu, "wall_s": wall, "test_acc": result["test_acc"],

@@ -24,7 +24,7 @@ from lth.pruning import MaskUpdater
 from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.lottery.restart import policy
 from lth.training.retrain_lr import DenseHistory, LrContext, context_needs
-from lth.training.loop import lr_at, total_steps
+from lth.training.loop import Loop, lr_at, make_loaders, total_steps
 
 
 def load_data(cfg: RunConfig) -> Dataset:
@@ -145,3 +145,17 @@ def lr_context(cfg: RunConfig, dataset: Dataset, history: Optional[DenseHistory]
     if history is None:
         return None
     return LrContext(history, total_steps(cfg.train, len(dataset.train_y)), len(dataset.train_y) // cfg.train.batch_size)
+
+
+def loop(cfg: RunConfig, dataset: Dataset, device, model: nn.Module, masks: Optional[Masks],
+         forward: Optional[Callable] = None, *, order_seed: Optional[int] = None, augment_seed: Optional[int] = None,
+         start_step: int = 0, start_loader: Optional[dict] = None, lr_context: Optional[LrContext] = None,
+         stop_step: Optional[int] = None) -> Loop:
+    """The training loop's state for a run of `cfg`: its loaders from the run's seeds (or the
+    given ones: ticket copies), its image size and augmentation (lth.training.loop.Loop)."""
+    train_loader, test_loader = make_loaders(
+        dataset, cfg.train, torch.device(device), image_size(cfg, dataset), cfg.data.augment,
+        cfg.seeds.order_seed if order_seed is None else order_seed,
+        cfg.seeds.augment_seed if augment_seed is None else augment_seed)
+    return Loop(model, cfg.train, train_loader, test_loader, masks=masks, forward=forward, lr_context=lr_context,
+                start_step=start_step, start_loader=start_loader, stop_step=stop_step)

@@ -13,6 +13,7 @@ checkpoint, so running the same command again after a kill finishes the same run
 users call `lth.execute`, which takes the lock and writes config.json first.
 """
 import logging
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import torch
@@ -23,9 +24,9 @@ from lth.lottery import assemble
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.pruning.masks import Masks
-from lth.training.retrain_lr import LrContext
+from lth.training.retrain_lr import DenseHistory, LrContext
 from lth.runs.store import RunStore
-from lth.training.loop import train
+from lth.training.loop import fit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,26 @@ def context_recorder(context: LrContext, model: nn.Module) -> Callable[[float, f
         kept_sq = float(sum(p.detach().float().pow(2).sum() for p in model.parameters()))
         context.record_pruning(pruned_fraction, removed_sq, kept_sq)
     return on_prune
+
+
+@dataclass(eq=False)
+class Rounds:
+    """What every round of a run shares, built once from the resolved config (run context)."""
+    cfg: RunConfig
+    store: RunStore
+    dataset: Dataset                  # on the device
+    device: torch.device
+    model: nn.Module                  # W0 on the device; every round loads its own start into it
+    forward: Callable                 # the model, or its torch.compile (compiled once, reused every round)
+    masks: Masks                      # one object for the run: rounds copy_ their mask into it
+    targets: list                     # [s_0, ..., s_R]
+    history: Optional[DenseHistory]   # the dense run's LR history (continue runs), read once
+    progress: bool = True
+    on_round_start: Optional[Callable[[int, nn.Module, Masks], None]] = None
+
+    @property
+    def restart(self):
+        return assemble.restart_policy(self.cfg)
 
 
 def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: bool = True,
@@ -59,46 +80,42 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
         model.load_state_dict(store.load_init())
     else:
         store.save_init(model.state_dict())
-    forward = torch.compile(model) if cfg.train.compile else model  # compiled once, reused every round
-    rewinding.ensure_rewind_point(cfg, store, dataset, model, assemble.image_size(cfg, dataset), device,
-                                  assemble.restart_policy(cfg).dense_steps, forward)
-    targets = sparsity_targets(cfg, masks)
-    history = assemble.dense_history(cfg)  # the dense run's LR history (continue runs), read once
+    forward = torch.compile(model) if cfg.train.compile else model
+    rounds = Rounds(cfg, store, dataset, device, model, forward, masks, sparsity_targets(cfg, masks),
+                    assemble.dense_history(cfg), progress, on_round_start)
+    rewinding.ensure_rewind_point(cfg, store, dataset, model, device, rounds.restart.dense_steps, forward)
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
         if store.round_done(r):
             store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
             summaries.append(store.load_summary(r))
             continue
-        summaries.append(_run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress,
-                                    on_round_start, history))
+        summaries.append(_run_round(rounds, r))
     return summaries
 
 
-def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress, on_round_start,
-               history) -> dict:
-    s_i, s_f = targets[r - 1], targets[r]
-    restart = assemble.restart_policy(cfg)
+def _run_round(run: Rounds, r: int) -> dict:
+    cfg, store, model, masks = run.cfg, run.store, run.model, run.masks
+    s_i, s_f = run.targets[r - 1], run.targets[r]
+    restart = run.restart
     # Restart, then apply m_{r-1} exactly (kept weights are multiplied by 1.0).
     model.load_state_dict(restart.start_state(store, r))
     masks.load_state_dict(store.load_mask(r - 1) if r > 1 else {n: torch.ones_like(t, dtype=torch.bool)
                                                                  for n, t in masks.state_dict().items()})
     masks.enforce()
-    if on_round_start is not None:
-        on_round_start(r, model, masks)
+    if run.on_round_start is not None:
+        run.on_round_start(r, model, masks)
     resume = store.load_checkpoint(r)
     if resume is not None:
         log.info("round %d: resuming from the checkpoint after epoch %d", r, resume["epoch"])
-    context = assemble.lr_context(cfg, dataset, history)
+    context = assemble.lr_context(cfg, run.dataset, run.history)
     updater = assemble.mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
-    result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),
-                   augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
-                   augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
-                   save_checkpoint=lambda state: store.save_checkpoint(r, state),
-                   start_step=restart.start_step, start_loader=restart.start_loader(store),
-                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
+    loop = assemble.loop(cfg, run.dataset, run.device, model, masks, run.forward, start_step=restart.start_step,
+                         start_loader=restart.start_loader(store), lr_context=context)
+    result = fit(loop, pruning=updater, resume=resume, save_checkpoint=lambda state: store.save_checkpoint(r, state),
+                 progress=run.progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,

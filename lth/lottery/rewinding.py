@@ -6,59 +6,47 @@ recipe: the LR (and scheduled momentum) at step/T of the round budget T, the dat
 augmentation of the run's seeds, no mask. rewind.pt then holds W_k and the training loader's exact position at step k,
 and every round (round 1 included) and every ticket copy continues from there: steps k..T-1.
 
-    rewinding.ensure_rewind_point(cfg, store, dataset, model, forward, device)   # lth.lottery.imp calls it
+    rewinding.ensure_rewind_point(cfg, store, dataset, model, device, k, forward)   # lth.lottery.imp calls it
 
 rewind.pt = {"format", "step": k, "model": W_k, "loader": DeviceLoader.state_dict(position=True)}.
 It is written atomically once the k steps are done, so its presence marks the dense phase
 done; a run killed during the phase runs it again from init.pt, and gets the same W_k
 (the phase is deterministic like every other part of a run, docs/DESIGN.md §4).
 """
-import itertools
 import logging
 from typing import Callable
 
-import torch
 from torch import nn
 
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.lottery.restart import REWIND_FORMAT
 from lth.runs.store import RunStore
-from lth.training.loop import lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
+from lth.lottery import assemble
+from lth.training.loop import train
 
 log = logging.getLogger(__name__)
 
 
-def dense_phase(cfg: RunConfig, model: nn.Module, dataset: Dataset, device, image_size: int, k: int,
+def dense_phase(cfg: RunConfig, model: nn.Module, dataset: Dataset, device, k: int,
                 forward: Callable = None) -> dict:
-    """Train `model` (W0, dense) in place for steps 0..k-1 of the round budget, exactly as lth.training.loop
-    would with an all-ones mask; returns the training loader's position after step k."""
-    device = torch.device(device)
-    forward = forward or model
-    total = total_steps(cfg.train, len(dataset.train_y))
-    loader, _ = make_loaders(dataset, cfg.train, device, image_size, cfg.data.augment, cfg.seeds.order_seed,
-                             cfg.seeds.augment_seed)
-    optimizer = make_optimizer(model, cfg.train, device)
-    model.train()
-    step = 0
-    while step < k:
-        # islice stops without drawing batch k + 1, so the loader's position is exactly "after step k"
-        for x, y in itertools.islice(loader, k - step):
-            train_step(forward, optimizer, None, x, y, lr_at(step, total, cfg.train), device, cfg.train.bf16,
-                       momentum_at(step, total, cfg.train))
-            step += 1
-    return loader.state_dict(position=True)
+    """Train `model` (W0, dense) in place for steps 0..k-1 of the round budget, exactly as a
+    round would with an all-ones mask (the one loop, stopped at k); returns the training
+    loader's position after step k."""
+    loop = assemble.loop(cfg, dataset, device, model, None, forward, stop_step=k)
+    train(loop)
+    return loop.train_loader.state_dict(position=True)
 
 
-def ensure_rewind_point(cfg: RunConfig, store: RunStore, dataset: Dataset, model: nn.Module, image_size: int,
-                        device, k: int, forward: Callable = None) -> None:
+def ensure_rewind_point(cfg: RunConfig, store: RunStore, dataset: Dataset, model: nn.Module, device, k: int,
+                        forward: Callable = None) -> None:
     """Write rewind.pt (W_k and the loader position) unless k is 0 or it exists. `model` is
     left at W_k: every round loads its own start anyway."""
     if k == 0 or store.rewind_path.exists():
         return
     log.info("late rewinding: training the dense network for %d steps to W_%d", k, k)
     model.load_state_dict(store.load_init())
-    loader = dense_phase(cfg, model, dataset, device, image_size, k, forward)
+    loader = dense_phase(cfg, model, dataset, device, k, forward)
     state = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
     store.save_rewind({"format": REWIND_FORMAT, "step": k, "model": state, "loader": loader})
 

@@ -4,19 +4,17 @@ them physically when it says so (fresh optimizer, the LR schedule continues); ex
     job = prepare(cfg, dataset, device)     # builds and checks everything; writes nothing
     summary = run(job, store)               # resumes from store's checkpoint after every epoch
 
-The pieces of lth.training.loop do the work (make_loaders, make_optimizer, lr_at, train_step,
-evaluate, total_steps); this file only orders them around the method's hooks.
+The one training loop (lth.training.loop.train) does the training; this file is the callback
+that runs the method's hooks around it, removes channels and keeps the epoch records.
 """
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from lth.lottery import assemble
 from lth.data.datasets import Dataset
@@ -29,7 +27,8 @@ from lth.structured.methods import Method
 from lth.structured.ocspruner import OcsPruner
 from lth.structured.scheduled import Scheduled
 from lth.structured.store import StructuredStore
-from lth.training.loop import evaluate, lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
+from lth.training.callbacks import Callback, Progress
+from lth.training.loop import Loop, make_loaders, total_steps, train
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +87,27 @@ def prepare(cfg: StructuredRun, dataset: Dataset, device) -> Job:
                dense_flops, dense_params)
 
 
-class _Run:
-    """The mutable state of one run; `go` trains to the end."""
+class _Run(Callback):
+    """The mutable state of one run around the one training loop: the method's hooks, channel
+    removal, the epoch records and checkpoints; `go` trains to the end."""
 
     def __init__(self, job: Job, store: StructuredStore, progress: bool):
         self.job, self.store, self.progress = job, store, progress
         self.t = job.cfg.base.train
         self.model = job.model
-        self.optimizer = make_optimizer(self.model, self.t, job.device)
-        self.forward: Callable = self._compiled()
         self.active = True                         # the method still acts (nothing removed yet)
+        self.loop = Loop(self.model, self.t, job.train_loader, job.test_loader, masks=job.method.masks,
+                         forward=self._compiled(), enforce=True)
         self.removed: Optional[Dict[str, List[int]]] = None   # root layer -> removed channels
         self.pruned_epoch: Optional[int] = None
         self.prune_eval: dict = {}
         self.method_summary: dict = {}             # the method's summary, frozen when it stops acting
-        self.step, self.epoch, self.records = 0, 0, []
+        self.records: List[dict] = []
+        self.record: dict = {}
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
 
     def _compiled(self) -> Callable:
         return torch.compile(self.model) if self.t.compile else self.model
@@ -111,15 +116,20 @@ class _Run:
         if self.t.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    def _shrunk(self) -> None:
+        """After channels are removed: the method stops acting; fresh optimizer and forward."""
+        self._format()
+        self.active = False
+        self.loop.masks = None
+        self.loop.rebuild_optimizer()              # momentum reset, as OCSPruner
+        self.loop.forward = self._compiled()
+
     def remove(self, pruned) -> None:
         """Remove the channels physically and continue with a fresh optimizer."""
         job = self.job
         self.removed = job.ctx.groups.by_name(pruned)
         shrink(self.model, self.removed, job.example)
-        self._format()
-        self.optimizer = make_optimizer(self.model, self.t, job.device)   # momentum reset, as OCSPruner
-        self.forward = self._compiled()
-        self.active = False
+        self._shrunk()
         flops, params = count(self.model, job.example)
         log.info("removed %d channels: %.2f -> %.2f MFLOPs (reduction %.4f), %d -> %d parameters",
                  sum(map(len, self.removed.values())), job.dense_flops / 1e6, flops / 1e6,
@@ -127,94 +137,73 @@ class _Run:
 
     # ---- resume ------------------------------------------------------------------------
     def resume(self, state: dict) -> None:
-        job = self.job
+        job, loop = self.job, self.loop
         if state["removed"] is not None:
             self.removed = {k: list(v) for k, v in state["removed"].items()}
             shrink(self.model, self.removed, job.example)
-            self._format()
-            self.active = False
+            self._shrunk()
         self.model.load_state_dict(state["model"])
         if self.active:
             job.method.load_state_dict(state["method"])
-        self.optimizer = make_optimizer(self.model, self.t, job.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.forward = self._compiled()
+        loop.optimizer.load_state_dict(state["optimizer"])
         job.train_loader.load_state_dict(state["loader"])
-        self.step, self.epoch, self.records = state["step"], state["epoch"], list(state["records"])
+        loop.step, loop.epoch, self.records = state["step"], state["epoch"], list(state["records"])
         self.pruned_epoch, self.prune_eval = state["pruned_epoch"], dict(state["prune_eval"])
         self.method_summary = dict(state["method_summary"])
-        log.info("resuming after epoch %d", self.epoch)
+        log.info("resuming after epoch %d", loop.epoch)
 
     def checkpoint(self) -> None:
+        loop = self.loop
         self.store.save_checkpoint({
-            "step": self.step, "epoch": self.epoch, "records": self.records, "removed": self.removed,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": loop.step, "epoch": loop.epoch, "records": self.records, "removed": self.removed,
+            "model": self.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
             "loader": self.job.train_loader.state_dict(), "method": self.job.method.state_dict() if self.active else {},
             "pruned_epoch": self.pruned_epoch, "prune_eval": self.prune_eval, "method_summary": self.method_summary})
 
-    # ---- training ----------------------------------------------------------------------
-    def _evaluate(self) -> dict:
-        return evaluate(self.forward, self.model, self.job.test_loader, self.t.bf16)
-
+    # ---- the method around the loop (Callback hooks) -------------------------------------
     def _prune_now(self, pruned, epoch: int) -> dict:
-        before = self._evaluate()["test_acc"]
+        before = self.loop.evaluate()["test_acc"]
         self.method_summary = self.job.method.summary()
         self.remove(pruned)
-        after = self._evaluate()["test_acc"]
+        after = self.loop.evaluate()["test_acc"]
         self.pruned_epoch = epoch
         self.prune_eval = {"acc_before_prune": before, "acc_after_prune": after}
         return {"pruned_now": True, **self.prune_eval}
 
-    def train_epoch(self, epoch: int, bar) -> dict:
-        job, method = self.job, self.job.method
-        record = {"epoch": epoch}
+    def on_epoch_start(self, loop, line: dict) -> None:
+        epoch, method = loop.epoch, self.job.method
+        self.record = {"epoch": epoch}
         if self.active and method.prune_due(epoch):
-            record.update(self._prune_now(method.selection(), epoch))
+            self.record.update(self._prune_now(method.selection(), epoch))
         if self.active:
-            record.update(method.begin_epoch(epoch))
-        started, seen = time.perf_counter(), 0
-        loss_sum = torch.zeros((), device=job.device)
-        correct = torch.zeros((), device=job.device, dtype=torch.long)
-        lr = lr_at(min(self.step, job.total - 1), job.total, self.t)
-        for x, y in job.train_loader:
-            if self.step >= job.total:
-                break
-            if self.active:
-                method.before_step(self.step, job.total, self.optimizer)
-            lr = lr_at(self.step, job.total, self.t)
-            loss, logits = train_step(self.forward, self.optimizer, method.masks if self.active else None,
-                                      x, y, lr, job.device, self.t.bf16, momentum_at(self.step, job.total, self.t))
-            if self.active:
-                method.after_step(lr)
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            self.step += 1
-            bar.update(1)
-        record.update({"step": self.step, "lr": lr, "train_loss": loss_sum.item() / max(seen, 1),
-                       "train_acc": correct.item() / max(seen, 1),
-                       "images_per_s": seen / (time.perf_counter() - started)})
-        if self.t.eval_every and (epoch + 1) % self.t.eval_every == 0:
-            record.update(self._evaluate())
+            self.record.update(method.begin_epoch(epoch))
+
+    def before_step(self, loop) -> None:
         if self.active:
-            record.update(method.end_epoch(epoch))
-        return record
+            self.job.method.before_step(loop.step, loop.total, loop.optimizer)
+
+    def after_step(self, loop, loss) -> None:
+        if self.active:
+            self.job.method.after_step(loop.lr)
+
+    def on_epoch_end(self, loop, line: dict) -> None:
+        job, record, epoch = self.job, self.record, loop.epoch - 1
+        record.update({k: line[k] for k in ("step", "lr", "train_loss", "train_acc", "images_per_s")})
+        if self.t.eval_every and loop.epoch % self.t.eval_every == 0:
+            record.update(loop.evaluate())
+        if self.active:
+            record.update(job.method.end_epoch(epoch))
+        self.records.append(record)
+        self.store.write_epochs(self.records)
+        log.info("epoch %d (%d/%d): loss %.4f, train acc %.4f%s%s", epoch, loop.epoch, job.epochs, record["train_loss"],
+                 record["train_acc"], f", test acc {record['test_acc']:.4f}" if "test_acc" in record else "",
+                 f", psi {record['psi']:.4f}, lambda {record['lambda']:.1e}" if "psi" in record else "")
+        if loop.epoch < job.epochs:
+            self.checkpoint()
 
     def go(self) -> None:
         job = self.job
-        bar = tqdm(total=job.total, initial=self.step, unit="step", leave=False,
-                   desc=job.cfg.structured.method, disable=not (self.progress and sys.stderr.isatty()))
-        for epoch in range(self.epoch, job.epochs):
-            record = self.train_epoch(epoch, bar)
-            self.records.append(record)
-            self.epoch = epoch + 1
-            self.store.write_epochs(self.records)
-            log.info("epoch %d (%d/%d): loss %.4f, train acc %.4f%s%s", epoch, epoch + 1, job.epochs, record["train_loss"],
-                     record["train_acc"], f", test acc {record['test_acc']:.4f}" if "test_acc" in record else "",
-                     f", psi {record['psi']:.4f}, lambda {record['lambda']:.1e}" if "psi" in record else "")
-            if self.epoch < job.epochs:
-                self.checkpoint()
-        bar.close()
+        train(self.loop, [self, Progress(job.cfg.structured.method, self.progress, log_epochs=False)])
         if self.active:
             final = job.method.final_selection()
             if final is not None:
@@ -230,7 +219,7 @@ def run(job: Job, store: StructuredStore, progress: bool = True) -> dict:
     if saved is not None:
         state.resume(saved)
     state.go()
-    final = state._evaluate()
+    final = state.loop.evaluate()
     return _finish(job, store, state, final, time.perf_counter() - started)
 
 

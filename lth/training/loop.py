@@ -1,28 +1,31 @@
-"""One training run: LR schedule, pruning while training, mask enforcement, evaluation, metrics.
+"""The one training loop and the run state it advances; every side job is a callback.
 
-The IMP driver (lth.lottery.imp) and the stability analysis (analysis.stability) both call `train`.
+IMP rounds (lth.lottery.imp), ticket copies (analysis), the dense phase of late rewinding
+(lth.lottery.rewinding), structured runs (lth.structured.loop) and lth.bench all train here.
 
-    result = train(model, masks, dataset, cfg.train, device=device, image_size=32,
-                   augment="crop_flip", order_seed=1, augment_seed=2,
-                   pruning=MaskUpdater(masks, lambda t: schedules.ocp(t, 0.0, 0.9)))
+    loop = Loop(model, cfg.train, *make_loaders(dataset, cfg.train, device, 32, "crop_flip", 1, 2),
+                masks=masks)
+    result = fit(loop, pruning=MaskUpdater(masks, lambda t: schedules.ocp(t, 0.0, 0.9)))
+    train(loop, [MyCallback()])          # the bare loop: no evaluation, no checkpoints
 
-Each step: (mask update when the schedule's target has risen) -> forward under autocast ->
-backward -> zero pruned gradients -> optimizer step -> zero pruned weights. The mask is updated
+Each step: callbacks' before_step (the mask update when the schedule's target has risen) ->
+forward under autocast -> backward -> zero pruned gradients -> optimizer step -> zero pruned
+weights (where the optimizer could move them) -> callbacks' after_step. The mask is updated
 before step k with t = k / total, and once more after the last step with t = 1, so a round
 always ends at exactly its final sparsity (one-shot with start=1.0 is classic IMP: train, then
 prune). Statistics stay on the device and are read once an epoch: no host sync per step.
 """
 import contextlib
+import itertools
 import logging
 import math
-import sys
 import time
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from lth.config import TrainConfig
 from lth.data.datasets import Dataset
@@ -31,7 +34,8 @@ from lth.errors import LthError
 from lth.training.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.pruning.masks import Masks
 from lth.training.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
-from lth.pruning import MaskUpdater
+from lth.training import callbacks as cbs
+from lth.training.callbacks import Callback
 from lth.training.retrain_lr import LrContext, context_needs
 
 log = logging.getLogger(__name__)
@@ -173,122 +177,162 @@ def sparsity(masks: Optional[Masks]) -> float:
     return masks.sparsity() if masks is not None else 0.0
 
 
-def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: TrainConfig, *, device, image_size: int,
-          augment: str, order_seed: int, augment_seed: int, pruning: Optional[MaskUpdater] = None,
-          forward: Optional[Callable] = None, resume: Optional[dict] = None,
-          save_checkpoint: Optional[Callable[[dict], None]] = None,
-          after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
-          start_step: int = 0, start_loader: Optional[dict] = None,
-          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train") -> dict:
-    """Train `model` in place under `masks` (cfg resolved; None: dense, no masks at all, the
-    baseline lth.bench prune compares against). Returns the summary and metrics.
+@dataclass(eq=False)
+class Loop:
+    """One training run's state: what `train` advances and what callbacks read and change.
 
-    forward: the callable for the forward pass (a torch.compile'd model), default `model`.
-    resume: a state from `save_checkpoint` (saved after every epoch but the last) to continue.
-    after_step(step, model, masks): called after each optimizer step (tests).
-    start_step: late rewinding (docs/DESIGN.md §2): train steps start_step..total-1 only, the LR
-    at step/total as if the first start_step steps had run, the schedule's progress
-    t = (step - start_step) / (total - start_step). A fresh optimizer either way (OpenLTH).
-    start_loader: the training loader's state at start_step (DeviceLoader.state_dict(position=True)
-    of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
-    data order (ticket copies with their own seeds).
-    lr_context: what a retraining LR schedule reads (lth.training.retrain_lr); checkpointed with the rest.
+    model, cfg (resolved), the loaders (make_loaders) and `total`, the run's budget in steps,
+    describe the run; optimizer, step, epoch, lr and metrics are its progress. Late rewinding
+    (docs/DESIGN.md §2) trains steps start_step..total-1 only, the LR at step/total as if the
+    first start_step steps had run: start_loader is the training loader's state at start_step
+    (DeviceLoader.state_dict(position=True) of the dense run); None with start_step > 0: the
+    loader seeks start_step batches into its own data order (ticket copies with their own seeds).
+    A fresh optimizer either way (OpenLTH). stop_step < total ends the run early (the dense phase
+    of late rewinding stops at k without drawing batch k + 1, so the loader's position is exact).
     """
-    device = torch.device(device)
-    forward = forward or model
-    train_loader, test_loader = make_loaders(dataset, cfg, device, image_size, augment, order_seed, augment_seed)
-    total = total_steps(cfg, len(dataset.train_y))
-    steps_per_epoch = len(train_loader)
-    optimizer = make_optimizer(model, cfg, device)
-    step, epoch, metrics = start_step, 0, []
-    window = total - start_step  # the steps this call trains; the in-round schedule spans them
-    if not 0 <= start_step < total:
-        raise LthError(f"start step {start_step} is outside the budget of {total} steps")
-    if resume is None and start_loader is not None:
-        train_loader.load_state_dict(start_loader)
-    elif resume is None and start_step > 0:
-        train_loader.seek(start_step)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        if masks is not None:
-            masks.load_state_dict(resume["masks"])
-        optimizer.load_state_dict(resume["optimizer"])
-        train_loader.load_state_dict(resume["loader"])
-        if pruning is not None:
-            pruning.load_state_dict(resume)
-        if lr_context is not None:
-            lr_context.load_state_dict(resume["lr_context"])
-        step, epoch = resume["step"], resume["epoch"]
-        metrics = list(resume["metrics"])
+    model: nn.Module
+    cfg: TrainConfig
+    train_loader: DeviceLoader
+    test_loader: DeviceLoader
+    masks: Optional[Masks] = None           # None: dense, no masks at all
+    forward: Optional[Callable] = None      # the forward pass (a torch.compile'd model); default `model`
+    lr_context: Optional[LrContext] = None  # what a retraining LR schedule reads (lth.training.retrain_lr)
+    start_step: int = 0
+    start_loader: Optional[dict] = None
+    stop_step: Optional[int] = None
+    # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers);
+    # False: a callback checks the zeros each epoch (PrunedStayZero).
+    enforce: Optional[bool] = None          # None: enforces_after_step(cfg)
 
-    model.train()
-    if masks is not None:
-        masks.enforce()
-    # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers), checked each epoch.
-    enforce_each_step = enforces_after_step(cfg)
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
-               disable=not (progress and sys.stderr.isatty()))
-    run_start = time.perf_counter()
-    while step < total:
+    def __post_init__(self):
+        self.device = self.train_loader.device
+        self.forward = self.forward or self.model
+        self.total = total_steps(self.cfg, len(self.train_loader.y))
+        self.stop_step = self.total if self.stop_step is None else self.stop_step
+        if not 0 <= self.start_step < self.total:
+            raise LthError(f"start step {self.start_step} is outside the budget of {self.total} steps")
+        if self.enforce is None:
+            self.enforce = enforces_after_step(self.cfg)
+        self.optimizer = make_optimizer(self.model, self.cfg, self.device)
+        self.step, self.epoch, self.lr, self.metrics = self.start_step, 0, math.nan, []
+        if self.start_loader is not None:
+            self.train_loader.load_state_dict(self.start_loader)
+        elif self.start_step > 0:
+            self.train_loader.seek(self.start_step)
+
+    @property
+    def progress(self) -> float:
+        """t: the fraction of this call's steps done (the in-round schedule spans them)."""
+        return (self.step - self.start_step) / (self.total - self.start_step)
+
+    def optimizer_step(self, x: torch.Tensor, y: torch.Tensor):
+        """Step `self.step` on the batch (x, y), the LR and momentum from the schedule; returns the
+        detached loss and logits (no host sync). lth.bench times exactly this."""
+        self.lr = lr_at(self.step, self.total, self.cfg, self.lr_context)
+        out = train_step(self.forward, self.optimizer, self.masks, x, y, self.lr, self.device, self.cfg.bf16,
+                         momentum_at(self.step, self.total, self.cfg), enforce=self.enforce)
+        self.step += 1
+        return out
+
+    def evaluate(self) -> Dict[str, float]:
+        return evaluate(self.forward, self.model, self.test_loader, self.cfg.bf16)
+
+    def rebuild_optimizer(self) -> None:
+        """A fresh optimizer over the model's current parameters (after channels are removed)."""
+        self.optimizer = make_optimizer(self.model, self.cfg, self.device)
+
+    def state_dict(self, callbacks: Sequence[Callback] = ()) -> dict:
+        """Everything a resumed run needs; the callbacks' states are merged in (distinct keys)."""
+        state = {"step": self.step, "epoch": self.epoch, "metrics": list(self.metrics),
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "masks": self.masks.state_dict() if self.masks is not None else {},
+                 "loader": self.train_loader.state_dict()}
+        for cb in callbacks:
+            state.update(cb.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict, callbacks: Sequence[Callback] = ()) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.masks is not None:
+            self.masks.load_state_dict(state["masks"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_loader.load_state_dict(state["loader"])
+        for cb in callbacks:
+            cb.load_state_dict(state)
+        self.step, self.epoch, self.metrics = state["step"], state["epoch"], list(state["metrics"])
+
+
+def train(loop: Loop, callbacks: Sequence[Callback] = ()) -> None:
+    """The one training loop: forward, backward and the optimizer step; everything else is a
+    callback (lth.training.callbacks). Advances `loop` to its stop step in place.
+
+    Statistics stay on the device and are read once an epoch: no host sync per step.
+    """
+    loop.model.train()
+    if loop.masks is not None:
+        loop.masks.enforce()
+    for cb in callbacks:
+        cb.on_train_start(loop)
+    while loop.step < loop.stop_step:
+        line: dict = {}
+        for cb in callbacks:
+            cb.on_epoch_start(loop, line)
         epoch_start, seen = time.perf_counter(), 0
         lr_sum, lr_max, lr_steps = 0.0, -math.inf, 0  # the LRs actually used this epoch (metrics)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for x, y in train_loader:
-            if step >= total:
-                break
-            if pruning is not None and pruning.due(step - start_step):
-                pruning.update((step - start_step) / window, optimizer)
-            lr = lr_at(step, total, cfg, lr_context)
-            lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
-            loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
-                                      momentum_at(step, total, cfg), enforce=enforce_each_step)
+        loss_sum = torch.zeros((), device=loop.device)
+        correct = torch.zeros((), device=loop.device, dtype=torch.long)
+        # islice: the step after the stop is never drawn (no batch, no augmentation consumed)
+        for x, y in itertools.islice(loop.train_loader, loop.stop_step - loop.step):
+            for cb in callbacks:
+                cb.before_step(loop)
+            loss, logits = loop.optimizer_step(x, y)
+            lr_sum, lr_max, lr_steps = lr_sum + loop.lr, max(lr_max, loop.lr), lr_steps + 1
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            step += 1
-            bar.update(1)
-            if after_step is not None:
-                after_step(step, model, masks)
-        epoch += 1
-        if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
-            raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
-                           "lth.training.optimizers.KEEPS_PRUNED_ZERO must not list it")
-        line = {"epoch": epoch, "step": step, "lr": lr, "lr_max": lr_max, "lr_mean": lr_sum / max(lr_steps, 1),
-                "train_loss": loss_sum.item() / max(seen, 1),
-                "train_acc": correct.item() / max(seen, 1), "sparsity": sparsity(masks),
-                "images_per_s": seen / (time.perf_counter() - epoch_start)}
-        last = step >= total
-        if not last and cfg.eval_every and epoch % cfg.eval_every == 0:
-            line.update(evaluate(forward, model, test_loader, cfg.bf16))
-        metrics.append(line)
-        bar.set_postfix(loss=f"{line['train_loss']:.3f}", acc=f"{line.get('test_acc', line['train_acc']):.3f}",
-                        sparsity=f"{line['sparsity']:.3f}", img_s=f"{line['images_per_s']:.0f}")
-        if bar.disable and progress:
-            log.info("%s epoch %d (%d/%d steps): loss %.4f, train acc %.4f%s, sparsity %.4f, %.0f img/s",
-                     desc, epoch, step, total, line["train_loss"], line["train_acc"],
-                     f", test acc {line['test_acc']:.4f}" if "test_acc" in line else "", line["sparsity"],
-                     line["images_per_s"])
-        if save_checkpoint is not None and not last:
-            state = {"step": step, "epoch": epoch, "metrics": list(metrics),
-                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "masks": masks.state_dict() if masks is not None else {}, "loader": train_loader.state_dict(),
-                     **(pruning.state_dict() if pruning is not None else {"pruned_target": -1.0})}
-            if lr_context is not None:
-                state["lr_context"] = lr_context.state_dict()
-            save_checkpoint(state)
-    bar.close()
-    if pruning is not None:
-        pruning.update(1.0, optimizer)
-    final = evaluate(forward, model, test_loader, cfg.bf16)
-    metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": sparsity(masks), **final})
+            for cb in callbacks:
+                cb.after_step(loop, loss)
+        loop.epoch += 1
+        loop.metrics.append(line)
+        line.update({"epoch": loop.epoch, "step": loop.step, "lr": loop.lr, "lr_max": lr_max,
+                     "lr_mean": lr_sum / max(lr_steps, 1), "train_loss": loss_sum.item() / max(seen, 1),
+                     "train_acc": correct.item() / max(seen, 1), "sparsity": sparsity(loop.masks),
+                     "images_per_s": seen / (time.perf_counter() - epoch_start)})
+        for cb in callbacks:
+            cb.on_epoch_end(loop, line)
+    for cb in callbacks:
+        cb.on_train_end(loop)
+
+
+def fit(loop: Loop, *, pruning=None, resume: Optional[dict] = None,
+        save_checkpoint: Optional[Callable[[dict], None]] = None, callbacks: Sequence[Callback] = (),
+        progress: bool = True, desc: str = "train") -> dict:
+    """A whole training run as lth runs it: `train` with pruning while training (a MaskUpdater),
+    epoch evaluation, epoch checkpoints, progress, then the final evaluation. Returns the summary
+    and the metrics.
+
+    resume: a state from `save_checkpoint` (saved after every epoch but the last) to continue.
+    callbacks: more callbacks, run after lth's own at every hook and before the checkpoint.
+    """
+    stateful = ([cbs.Pruning(pruning)] if pruning is not None else []) + \
+        ([cbs.LrContextState(loop.lr_context)] if loop.lr_context is not None else [])
+    chain = [*stateful, cbs.PrunedStayZero(), cbs.EpochEval(), cbs.Progress(desc, progress), *callbacks]
+    if save_checkpoint is not None:
+        chain.append(cbs.Checkpoint(save_checkpoint, stateful))
+    if resume is not None:
+        loop.load_state_dict(resume, stateful)
+    run_start = time.perf_counter()
+    train(loop, chain)
+    final = loop.evaluate()
+    metrics = loop.metrics
+    metrics.append({"epoch": loop.epoch, "step": loop.step, "final": True, "sparsity": sparsity(loop.masks), **final})
     # The best accuracy counts only evaluations at the round's final sparsity (the same mask
     # count gives the same float): earlier epochs were a denser network.
     best = max(m["test_acc"] for m in metrics if "test_acc" in m and m["sparsity"] == metrics[-1]["sparsity"])
     wall = time.perf_counter() - run_start
     trained = [m for m in metrics if "images_per_s" in m]
     return {"test_acc": final["test_acc"], "test_loss": final["test_loss"], "best_acc_at_final_sparsity": best,
-            "train_loss": trained[-1]["train_loss"] if trained else None, "steps": step, "epochs": epoch,
-            "steps_per_epoch": steps_per_epoch, "wall_time_s": wall,
+            "train_loss": trained[-1]["train_loss"] if trained else None, "steps": loop.step, "epochs": loop.epoch,
+            "steps_per_epoch": len(loop.train_loader), "wall_time_s": wall,
             "images_per_s": sum(m["images_per_s"] for m in trained) / max(len(trained), 1),
             "metrics": metrics}
