@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The runs behind README "Retraining after pruning" (issue 14), on the partial MNIST and CIFAR-10
-# copies, on CPU. Usage: docs/retrain_runs.sh mnist|cifar SEED RUNS_ROOT
+# The runs behind docs/retraining.md (issue 14), on partial MNIST and CIFAR-10 copies, on CPU.
+# DATA_DIR: a folder holding MNIST / CIFAR-10 in their standard layouts (default: data).
 #   1. a dense run (T epochs, SGD, OpenLTH's step schedule)
 #   2. 90 % in J = 3 prune-retrain phases (global magnitude at each phase's start), for each of
 #      FT LRW SLR CLR LLR ALLR at a short and a long T_rt per phase
@@ -15,7 +15,7 @@ what=$1 seed=$2 root=$3 parts=${4:-schedules,budget}
 py=${PYTHON:-python}
 seeds=(--init-seed "$seed" --order-seed $((10 * seed + 1)) --augment-seed $((10 * seed + 2)))
 # Zimmer et al.'s pruning: one global magnitude threshold over every conv and linear weight
-common=(--data-dir "${DATA_DIR:-/work/shared/data}" --recipe openlth --eval-every 0 --no-progress
+common=(--data-dir "${DATA_DIR:-data}" --recipe openlth --eval-every 0 --no-progress
         --device cpu --runs-root "$root" "${seeds[@]}")
 prune=(--scope global --layers all --layer-rate)
 if [ "$what" = mnist ]; then

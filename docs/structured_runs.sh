@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The runs behind README "Structured pruning in one cycle: results on a CPU" (issue 13):
+# The runs behind docs/structured.md "Results on a CPU" (issue 13):
 # ResNet-20 on the partial CIFAR-10 copy (4,660 train / 846 test images), CPU, 15 epochs of
 # 36 steps at batch 128, 50 % FLOPs reduction, four seeds; then OCSPruner with lambda 1e-4 (the
 # description's) and 0.01 on seed 0. About 7-13 min a run on a shared 2-core machine.
 # Usage: docs/structured_runs.sh [RUNS_ROOT]   (default runs/structured)
+# DATA_DIR: a folder holding MNIST / CIFAR-10 in their standard layouts (default: data).
 # Then:  python -m analysis.structured RUNS_ROOT/* --out figures/structured --docs
 set -euo pipefail
 root=${1:-runs/structured}
 py=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-common=(--data-dir "${DATA_DIR:-/work/shared/data}" --epochs 15 --device cpu --no-progress --flops-rr 0.5
+common=(--data-dir "${DATA_DIR:-data}" --epochs 15 --device cpu --no-progress --flops-rr 0.5
         --runs-root "$root")
 # OCSPruner's schedule compressed from 300 to 15 epochs: monitor from epoch 1, regularize from 1,
 # cap at 7; lambda scaled up because 15 epochs of 36 steps cannot accumulate the shrink of 300 x 390
