@@ -19,7 +19,7 @@ from lth.data.loader import DeviceLoader
 from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.pruning import prune
-from lth.training.loop import enforces_after_step, lr_at, make_loaders, make_optimizer, momentum_at, train_step
+from lth.training.loop import Loop, make_loaders
 
 log = logging.getLogger("lth.bench")
 
@@ -114,27 +114,38 @@ def masked(model: nn.Module, sparsity: float = SPARSITY) -> Masks:
 
 
 class EngineStep:
-    """One training step as lth.training.loop.train takes it (lth.training.loop.train_step, LR from the
-    schedule, statistics on the device)."""
+    """One training step exactly as the one loop takes it (lth.training.loop.Loop.optimizer_step:
+    LR and momentum from the schedule, train_step), fed batches from outside; statistics stay
+    on the device."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, device: torch.device, masks: Optional[Masks] = None,
                  forward: Optional[Callable] = None, total: int = 10 ** 6):
-        self.model, self.forward = model, (forward if forward is not None else model)
-        self.cfg, self.device, self.masks, self.total = cfg.train, device, masks, total
-        self.optimizer = make_optimizer(model, cfg.train, device)
-        self.step = 0
+        self.loop = Loop(model.to(device), cfg.train, None, None, masks=masks, forward=forward, total=total)
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         model.train()
 
+    @property
+    def model(self) -> nn.Module:
+        return self.loop.model
+
+    @property
+    def masks(self) -> Optional[Masks]:
+        return self.loop.masks
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.loop.optimizer
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        step = self.step % self.total
-        loss, logits = train_step(self.forward, self.optimizer, self.masks, x, y, lr_at(step, self.total, self.cfg),
-                                  self.device, self.cfg.bf16, momentum_at(step, self.total, self.cfg),
-                                  enforce=enforces_after_step(self.cfg))
+        self.loop.step %= self.loop.total   # past the horizon the schedule starts over
+        loss, logits = self.loop.optimizer_step(x, y)
         self.loss_sum += loss * len(y)
         self.correct += (logits.argmax(1) == y).sum()
-        self.step += 1
 
 
 def prune_with_hooks(model: nn.Module, masks: Optional[Masks] = None, sparsity: float = SPARSITY) -> None:

@@ -192,8 +192,8 @@ class Loop:
     """
     model: nn.Module
     cfg: TrainConfig
-    train_loader: DeviceLoader
-    test_loader: DeviceLoader
+    train_loader: Optional[DeviceLoader]    # None: batches come from outside (lth.bench's step harness)
+    test_loader: Optional[DeviceLoader]
     masks: Optional[Masks] = None           # None: dense, no masks at all
     forward: Optional[Callable] = None      # the forward pass (a torch.compile'd model); default `model`
     lr_context: Optional[LrContext] = None  # what a retraining LR schedule reads (lth.training.retrain_lr)
@@ -203,11 +203,14 @@ class Loop:
     # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers);
     # False: a callback checks the zeros each epoch (PrunedStayZero).
     enforce: Optional[bool] = None          # None: enforces_after_step(cfg)
+    total: Optional[int] = None             # the budget in steps; None: total_steps(cfg, training images)
 
     def __post_init__(self):
-        self.device = self.train_loader.device
+        self.device = self.train_loader.device if self.train_loader is not None else \
+            next(self.model.parameters()).device
         self.forward = self.forward or self.model
-        self.total = total_steps(self.cfg, len(self.train_loader.y))
+        if self.total is None:
+            self.total = total_steps(self.cfg, len(self.train_loader.y))
         self.stop_step = self.total if self.stop_step is None else self.stop_step
         if not 0 <= self.start_step < self.total:
             raise LthError(f"start step {self.start_step} is outside the budget of {self.total} steps")
