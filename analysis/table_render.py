@@ -13,6 +13,19 @@ from typing import List, Optional
 MISSING = "–"
 
 
+# How datasets and models are named in tables and figures.
+DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "caltech101": "Caltech-101", "mnist": "MNIST",
+         "digits": "digits", "resnet18": "ResNet-18", "vgg16": "VGG-16"}
+
+
+def ordered(values, order=None) -> list:
+    """The distinct values in first-seen order, or in `order` where they appear in it."""
+    unique = list(dict.fromkeys(values))
+    if order:
+        return sorted(unique, key=lambda v: order.index(v) if v in order else len(order))
+    return unique
+
+
 @dataclass
 class Entry:
     mean: Optional[float] = None      # measured (fraction, or a budget multiple)

@@ -12,7 +12,7 @@ ticket is set in bold, as in the paper. The paper's One-Shot row "corresponds to
 IMP experiment": compare it with both our "One-Shot (40 %)" (pruning at 40 % of each round) and
 "IMP (end of round)" rows.
 
-`python -m analysis.tables STUDY...` writes Tables 1, 2 and 3 from studies (analysis.study_tables).
+`python -m analysis.tables STUDY...` writes Tables 1, 2 and 3 from studies (an alias of `lth tables`, lth.study.tables).
 """
 import csv
 import io
@@ -104,13 +104,9 @@ def csv_text(table: List[dict]) -> str:
     return out.getvalue()
 
 
-def main(argv=None) -> int:
-    """`python -m analysis.tables STUDY...`: Tables 1-3 from studies (analysis.study_tables)."""
-    from analysis import study_tables
-    return study_tables.main(argv)
-
-
 if __name__ == "__main__":
-    import sys
-    from lth.errors import cli_main
-    sys.exit(cli_main(main))
+    # `python -m analysis.tables STUDY...`: an alias of `lth tables`. Tables 1-3 belong to the
+    # study layer (lth.study.tables), which sits above analysis, so the alias runs that module
+    # as a script instead of importing it.
+    import runpy
+    runpy.run_module("lth.study.tables", run_name="__main__", alter_sys=True)

@@ -47,7 +47,7 @@ add_runner("structured", "lth.structured.cli:main", "python -m lth.structured",
 add_runner("bimp", "lth.lottery.bimp:main", "python -m lth.bimp",
            "budgeted IMP and pruning-while-training baselines at one budget")
 add_runner("figures", "analysis.figures:main", "python -m analysis.figures", "the paper's figures from finished runs")
-add_runner("tables", "analysis.tables:main", "python -m analysis.tables", "the paper's tables beside its numbers")
+add_runner("tables", "lth.study.tables:main", "python -m analysis.tables", "the paper's Tables 1-3 from studies, beside its numbers")
 add_runner("retrain", "analysis.retrain:main", "python -m analysis.retrain",
            "the retraining-schedule and BIMP table and figure")
 add_runner("structured-report", "analysis.structured:main", "python -m analysis.structured",

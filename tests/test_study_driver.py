@@ -10,7 +10,7 @@ import pytest
 
 from lth.errors import cli_main
 from lth.runs.store import RunStore
-from lth.study import analyses, cells, driver, plan as plan_mod, report, spec
+from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, report, spec
 from lth.study.cli import main as study_main
 from lth.study.state import StudyState
 from lth.study.tasks import run_task_id
@@ -22,13 +22,13 @@ from studyhelpers import Inline, TINY_STABILITY, fake_mnist, spec_file
 
 def make_plan(tmp_path, text=TINY_STABILITY):
     s = spec.parse(text, "tiny.toml")
-    a = analyses.parse(s.analysis, s.where)
+    a = analysis_spec.parse(s.analysis, s.where)
     return plan_mod.build(cells.expand(s), tmp_path / "runs", a.stability)
 
 
 def test_stability_defaults_are_the_analysis_defaults():
     from analysis.settings import CopySettings, ProbeSettings
-    s = analyses.Stability()
+    s = analysis_spec.Stability()
     assert (s.bn, s.alphas, s.bn_batches) == (ProbeSettings().bn, ProbeSettings().alphas, ProbeSettings().bn_batches)
     assert (s.seed, s.epochs, s.steps) == (CopySettings().seed, CopySettings().epochs, CopySettings().steps)
 

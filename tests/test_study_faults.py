@@ -18,7 +18,7 @@ import pytest
 import lth
 
 from lth.runs.store import RunStore
-from lth.study import analyses, cells, driver, plan as plan_mod, spec
+from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 
 import runhelpers
@@ -79,7 +79,7 @@ def finished_files(runs_root):
 def test_a_killed_worker_is_replaced_and_a_killed_driver_loses_no_finished_work(tmp_path):
     path = spec_file(tmp_path, STUDY)
     s = spec.load(str(path))
-    stability = analyses.parse(s.analysis, s.where).stability
+    stability = analysis_spec.parse(s.analysis, s.where).stability
     ref = plan_mod.build(cells.expand(s), tmp_path / "ref", stability)
     driver.drive(ref, Inline(), StudyState(tmp_path / "ref-study"), tmp_path / "ref-study", progress=False)
 

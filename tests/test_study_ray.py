@@ -15,7 +15,7 @@ import pytest
 
 from lth.errors import LthError, cli_main
 from lth.runs.store import RunStore, read_json
-from lth.study import analyses, cells, driver, plan as plan_mod, spec
+from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 
 import runhelpers
@@ -39,7 +39,7 @@ def stability_results(run_dir):
 
 def plan_for(root, text):
     s = spec.parse(text, "t.toml")
-    return plan_mod.build(cells.expand(s), root / "runs", analyses.parse(s.analysis, s.where).stability)
+    return plan_mod.build(cells.expand(s), root / "runs", analysis_spec.parse(s.analysis, s.where).stability)
 
 
 @pytest.mark.slow  # starts a Ray cluster: 20-40 s on 2 busy cores

@@ -1,4 +1,4 @@
-"""Tables 1-3 from studies (analysis.study_tables, table_render, table_figures; issue 12): the
+"""Tables 1-3 from studies (lth.study.tables, analysis.table_render, lth.study.table_figures; issue 12): the
 renderers on small made-up results (mean ± std, best in bold, the paper's value beside, the
 smallest budget reaching a target), the paper's numbers file, and one real tiny study
 through `python -m analysis.tables`."""
@@ -7,9 +7,10 @@ import io
 
 import pytest
 
-from analysis import study_tables, table_figures, table_render
+from analysis import table_render
+from lth.study import tables as study_tables, table_figures
 from lth.errors import cli_main
-from lth.study import analyses, cells, driver, plan as plan_mod, spec
+from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 
 from studyhelpers import Inline, spec_file
@@ -46,7 +47,7 @@ def test_table2_mean_std_row_best_in_bold_and_paper_beside(paper):
                for s, acc in (("one_shot", 0.80), ("iterative", 0.70), ("agp", 0.85), ("ocp", 0.86))
                for sp in (0.8, 0.95) for seed in (0, 1)]
     records.append(rec(dataset="caltech101", schedule="ocp", sparsity=0.8, acc=None))   # not finished
-    grid = study_tables.table2(records, analyses.Analysis(table="table2"), paper[0], "T2")
+    grid = study_tables.table2(records, analysis_spec.Analysis(table="table2"), paper[0], "T2")
     md = table_render.markdown(grid)
     assert "| CIFAR-10 | ResNet-18 | 80 % | 80.50 ± 0.71 [93.10 ± 0.03] | 70.50 ± 0.71 [93.13 ± 0.03] |" in md
     assert "**86.50 ± 0.71** [93.49 ± 0.14]" in md                       # the row's best, bold
@@ -64,7 +65,7 @@ def test_table1_best_of_the_table_and_incomplete_cells_say_so(paper):
     records = [rec(alpha=a, beta=b, seed=s, acc=0.5 + a / 100 + b / 1000 + s / 1000) for a in (13.0, 14.0)
                for b in (3.0, 5.0) for s in (0, 1, 2)]
     records[0]["acc"] = None                                             # one seed of (13, 3) missing
-    grid = study_tables.table1(records, analyses.Analysis(table="table1"), paper[0], "T1")
+    grid = study_tables.table1(records, analysis_spec.Analysis(table="table1"), paper[0], "T1")
     md = table_render.markdown(grid)
     assert bold_cells(md) == 1 and "**64.60 ± 0.10** [93.46 ± 0.13]" in md   # (14, 5): best of the table
     assert "| 13 | 63.45 ± 0.07 (n=2) [93.10 ± 0.18] |" in md                # (13, 3): one seed missing
@@ -75,7 +76,7 @@ def test_table3_smallest_budget_reaching_the_target(paper):
            ("iterative", 1.0): 0.5, ("iterative", 2.0): 0.6, ("iterative", 4.0): 0.7}
     records = [rec(schedule=s, budget=b, sparsity=0.95, acc=a, seed=seed) for (s, b), a in acc.items()
                for seed in (0, 1)]
-    analysis = analyses.Analysis(table="table3", targets={"cifar10": 0.9})
+    analysis = analysis_spec.Analysis(table="table3", targets={"cifar10": 0.9})
     grid = study_tables.table3(records, analysis, paper[0], "T3")
     md = table_render.markdown(grid)
     assert "| CIFAR-10 | 90 % | 2× [2.5×] | > 4× [4×] | **1×** [1×] |" in md

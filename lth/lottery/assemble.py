@@ -23,6 +23,7 @@ from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import MaskUpdater
 from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.lottery.restart import policy
+from lth.runs.store import open_run
 from lth.training.retrain_lr import DenseHistory, LrContext, context_needs
 from lth.training.loop import Loop, lr_at, make_loaders, total_steps
 
@@ -104,7 +105,7 @@ def check_budget(cfg: RunConfig, dataset: Dataset, what: str = "the round's budg
 
 
 def restart_policy(cfg: RunConfig):
-    return policy(cfg.prune.restart, cfg.prune.restart_params)
+    return policy(cfg.prune.restart, cfg.prune.restart_params, open_run)
 
 
 def rewind_state(store, cfg: RunConfig) -> dict:

@@ -20,7 +20,7 @@ schedules every round and every ticket copy starts at), `start_state(store, r)` 
 """
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from lth.errors import LthError
 from lth.knobs import knob
@@ -72,7 +72,7 @@ class Rewind:
 
 
 @RESTARTS.register("rewind", RewindParams)
-def rewind(rewind_step: int = 0) -> Rewind:
+def rewind(rewind_step: int = 0, open_run: Callable = None) -> Rewind:
     """Every round restarts from W0, or from the dense W_k at step k with --rewind-step k."""
     return Rewind(rewind_step)
 
@@ -102,17 +102,17 @@ class Continue:
     dense_steps = 0   # the dense run is another run (--from-run)
     start_step = 0    # each phase trains its whole budget
 
-    def __init__(self, from_run: str):
+    def __init__(self, from_run: str, open_run: Callable):
         self.from_run = from_run
+        self.open_run = open_run   # lth.runs.store.open_run (given by the caller: the store sits above this)
 
     def start_loader(self, store) -> None:
         return None   # each phase draws a fresh data order from --order-seed
 
     def reference(self):
         """The dense run's RunStore (an LthError when from_run is not a run directory)."""
-        from lth.runs.store import open_run
         try:
-            return open_run(self.from_run)
+            return self.open_run(self.from_run)
         except LthError as e:
             raise LthError(f"--from-run: {e}") from None
 
@@ -149,11 +149,12 @@ class Continue:
 
 
 @RESTARTS.register("continue", ContinueParams)
-def continue_(from_run: str = "") -> Continue:
+def continue_(from_run: str = "", open_run: Callable = None) -> Continue:
     """Prune-retrain: phase 1 from a dense run's final weights, phase r from phase r-1's."""
-    return Continue(from_run)
+    return Continue(from_run, open_run)
 
 
-def policy(name: str, params: dict) -> object:
-    """The restart policy object of `name` with its resolved parameters."""
-    return RESTARTS.get(name).fn(**params)
+def policy(name: str, params: dict, open_run: Callable) -> object:
+    """The restart policy object of `name` with its resolved parameters; `open_run` opens
+    another run directory (lth.runs.store.open_run) for the policies that read one."""
+    return RESTARTS.get(name).fn(**params, open_run=open_run)

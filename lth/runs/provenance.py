@@ -70,8 +70,7 @@ def versions() -> dict:
 
 
 def _package_dir() -> Path:
-    import lth
-    return Path(lth.__file__).resolve().parent
+    return Path(__file__).resolve().parent.parent   # lth/ (this file is lth/runs/provenance.py)
 
 
 def _unknown_git() -> dict:

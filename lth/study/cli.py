@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
-from lth.study import analyses, cells as cells_mod, plan as plan_mod, report, spec as spec_mod
+from lth.study import analyses, analysis_spec, cells as cells_mod, plan as plan_mod, report, spec as spec_mod
 from lth.study.state import StudyState
 
 log = logging.getLogger("lth.study")
@@ -48,7 +48,7 @@ def parser() -> OneLineParser:
 
 def load(args):
     spec = spec_mod.load(args.spec, args.scale)
-    analysis = analyses.parse(spec.analysis, spec.where)
+    analysis = analysis_spec.parse(spec.analysis, spec.where)
     runtime = {"data_dir": args.data_dir} if args.data_dir else {}
     cells = cells_mod.expand(spec, runtime)
     plan = plan_mod.build(cells, Path(args.runs_root), analysis.stability, args.data_dir)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from lth.study import analyses, cells as cells_mod
+from lth.study import analyses, analysis_spec, cells as cells_mod
 from lth.study.tasks import Task, copy_task_id, interp_task_id, run_task_id
 
 
@@ -29,7 +29,7 @@ class Plan:
         p = task.payload
         if task.kind == "run":
             return cells_mod.is_done(self.cells_by_dir[task.run_dir].cfg, Path(task.run_dir))
-        stability = analyses.Stability(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["stability"].items()})
+        stability = analysis_spec.Stability(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["stability"].items()})
         if task.kind == "copy":
             return analyses.copy_done(Path(task.run_dir), p["round"], p["what"], p["copy"], stability)
         return analyses.measured(Path(task.run_dir), p["round"], p["what"], stability)
@@ -40,7 +40,7 @@ class Plan:
         return task.needs_round == 0 or RunStore(task.run_dir).round_done(task.needs_round)
 
 
-def build(cells: List[cells_mod.Cell], runs_root: Path, stability: Optional[analyses.Stability],
+def build(cells: List[cells_mod.Cell], runs_root: Path, stability: Optional[analysis_spec.Stability],
           data_dir: Optional[str] = None) -> Plan:
     tasks: Dict[str, Task] = {}
     for cell in cells:
@@ -55,7 +55,7 @@ def build(cells: List[cells_mod.Cell], runs_root: Path, stability: Optional[anal
             common = {"run_dir": run_dir, "round": r, "what": kind, "stability": stability.to_dict(),
                       "data_dir": data_dir}
             copy_ids = []
-            for copy in analyses.COPIES:
+            for copy in analysis_spec.COPIES:
                 tid = copy_task_id(cell.name, r, kind, copy)
                 tasks[tid] = Task(tid, "copy", run_dir, {"id": tid, "kind": "copy", "copy": copy, **common},
                                   needs_round=r, labels={**cell.labels, "round": r, "what": kind, "copy": copy})

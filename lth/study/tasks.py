@@ -85,12 +85,12 @@ def perform(payload: dict, device: str, threads: int, log_file: Optional[str] = 
 
 def _dispatch(payload: dict, device: str) -> dict:
     from lth.config import RunConfig
-    from lth.study import analyses, cells
+    from lth.study import analyses, analysis_spec, cells
     kind = payload["kind"]
     if kind == "run":
         cfg = RunConfig.from_dict(payload["config"], where=payload["id"])
         return cells.execute_cell(cfg, payload["runs_root"], device, Path(payload["run_dir"]))
-    stability = analyses.Stability(**{k: tuple(v) if isinstance(v, list) else v
+    stability = analysis_spec.Stability(**{k: tuple(v) if isinstance(v, list) else v
                                       for k, v in payload["stability"].items()})
     if kind == "copy":
         return analyses.train_copy(Path(payload["run_dir"]), payload["round"], payload["what"], payload["copy"],

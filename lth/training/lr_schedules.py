@@ -103,6 +103,3 @@ def linear(t: float, lr: float, warmup: float = 0.0) -> float:
         return lr * t / warmup
     return lr * (1 - (t - warmup) / (1 - warmup))
 
-
-# The retraining schedules register themselves into LR_SCHEDULES (imported last: they use it).
-from lth.training import retrain_lr  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Tables 1, 2 and 3 of the paper from a study's runs, with the paper's numbers beside them.
 
-    python -m analysis.tables table2 --scale cpu              # studies/table2-cpu/table2.{md,tex,csv,png,pdf}
-    python -m analysis.tables table1 table3 --scale paper --runs-root /shared/runs --out tables
+    lth tables table2 --scale cpu              # studies/table2-cpu/table2.{md,tex,csv,png,pdf}
+    lth tables table1 table3 --scale paper --runs-root /shared/runs --out tables
 
 A study (lth.study) names its table in [analysis] table = "table1" | "table2" | "table3":
   table1  OCP alpha (rows) x beta (columns): final test accuracy, mean ± std over seeds; the
@@ -12,7 +12,7 @@ A study (lth.study) names its table in [analysis] table = "table1" | "table2" | 
           dataset's target (analysis.targets); the smallest in each row in bold; figure:
           accuracy against budget per schedule, the target as a line
 The accuracy of a cell is its last round's final test accuracy. The paper's value, from
-analysis/paper_numbers.csv (its source line is printed under each table), stands in brackets
+lth/study/paper_numbers.csv (its source line is printed under each table), stands in brackets
 beside the measured one; at --scale cpu, for the paper setting each row stands in for
 (analysis.stands_for in the study), which the table's notes name.
 """
@@ -26,17 +26,13 @@ import numpy as np
 
 from analysis import table_render
 from analysis.results import SCHEDULE_LABELS, SCHEDULE_ORDER
-from analysis.table_render import Entry, Grid
+from analysis.table_render import DISPLAY_NAMES, Entry, Grid, ordered
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.runs.store import RunStore, atomic_write_bytes
 
 log = logging.getLogger("analysis.tables")
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
-NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "caltech101": "Caltech-101", "mnist": "MNIST",
-         "digits": "digits", "resnet18": "ResNet-18", "vgg16": "VGG-16"}
-
-
 def paper_numbers(path: Path = PAPER_NUMBERS):
     """(rows, source line) of the paper's published numbers."""
     lines = path.read_text().splitlines()
@@ -74,13 +70,6 @@ def _entry(records: List[dict]) -> Entry:
     return Entry(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), len(records))
 
 
-def _order(values, order=None) -> list:
-    unique = list(dict.fromkeys(values))
-    if order:
-        return sorted(unique, key=lambda v: order.index(v) if v in order else len(order))
-    return unique
-
-
 def _paper(rows, table: str, **key) -> Optional[dict]:
     for row in rows:
         if row["table"] == table and all(str(v) == row[k] or _same_number(v, row[k]) for k, v in key.items()):
@@ -108,7 +97,7 @@ def _stand_in(analysis, axis: str, value: str) -> str:
 
 
 def table1(records, analysis, paper_rows, title) -> Grid:
-    alphas, betas = _order(r["alpha"] for r in records), _order(r["beta"] for r in records)
+    alphas, betas = ordered(r["alpha"] for r in records), ordered(r["beta"] for r in records)
     grid = Grid(title, ["alpha \\ beta"], [f"{b:g}" for b in sorted(betas)])
     for a in sorted(alphas):
         row = []
@@ -122,10 +111,10 @@ def table1(records, analysis, paper_rows, title) -> Grid:
 
 
 def table2(records, analysis, paper_rows, title) -> Grid:
-    schedules = _order((r["schedule"] for r in records), SCHEDULE_ORDER)
+    schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
     grid = Grid(title, ["Dataset", "Model", "Sparsity"], [SCHEDULE_LABELS.get(s, s) for s in schedules])
-    for ds in _order(r["dataset"] for r in records):
-        for model in _order(r["model"] for r in records if r["dataset"] == ds):
+    for ds in ordered(r["dataset"] for r in records):
+        for model in ordered(r["model"] for r in records if r["dataset"] == ds):
             for sp in sorted({r["sparsity"] for r in records if r["dataset"] == ds and r["model"] == model}):
                 row = []
                 for s in schedules:
@@ -134,16 +123,16 @@ def table2(records, analysis, paper_rows, title) -> Grid:
                     row.append(_with_paper(e, _paper(paper_rows, "table2", dataset=_stand_in(analysis, "dataset", ds),
                                                      model=_stand_in(analysis, "model", model), sparsity=sp,
                                                      schedule=s)))
-                grid.rows.append((NAMES.get(ds, ds), NAMES.get(model, model), f"{100 * sp:g} %"))
+                grid.rows.append((DISPLAY_NAMES.get(ds, ds), DISPLAY_NAMES.get(model, model), f"{100 * sp:g} %"))
                 grid.entries.append(row)
                 _bold_best(row, max)
     return grid
 
 
 def table3(records, analysis, paper_rows, title) -> Grid:
-    schedules = _order((r["schedule"] for r in records), SCHEDULE_ORDER)
+    schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
     grid = Grid(title, ["Dataset", "Target"], [SCHEDULE_LABELS.get(s, s) for s in schedules], unit="multiple")
-    for ds in _order(r["dataset"] for r in records):
+    for ds in ordered(r["dataset"] for r in records):
         target = analysis.targets.get(ds)
         if target is None:
             raise LthError(f"analysis.targets names no target accuracy for dataset {ds!r}")
@@ -157,7 +146,7 @@ def table3(records, analysis, paper_rows, title) -> Grid:
             e = Entry(reached[0], 0.0, 1) if reached else Entry(text=f"> {budgets[-1]:g}×" if done else None)
             row.append(_with_paper(e, _paper(paper_rows, "table3", dataset=_stand_in(analysis, "dataset", ds),
                                              schedule=s)))
-        grid.rows.append((NAMES.get(ds, ds), f"{100 * target:g} %"))
+        grid.rows.append((DISPLAY_NAMES.get(ds, ds), f"{100 * target:g} %"))
         grid.entries.append(row)
         _bold_best(row, min)
     return grid
@@ -179,8 +168,8 @@ TITLES = {"table1": "Table 1: OCP alpha x beta grid, final test accuracy (%)",
 
 def build(spec, runs_root: Path) -> tuple:
     """(grid, records) of the study's table."""
-    from lth.study import analyses
-    analysis = analyses.parse(spec.analysis, spec.where)
+    from lth.study import analysis_spec
+    analysis = analysis_spec.parse(spec.analysis, spec.where)
     if analysis.table is None:
         raise LthError(f"study {spec.name} names no table (analysis.table)")
     records = collect(spec, runs_root)
@@ -203,7 +192,7 @@ def build(spec, runs_root: Path) -> tuple:
 
 def write(spec, runs_root: Path, out: Path) -> List[Path]:
     """The study's table as .md, .tex, .csv and its figure as .png/.pdf (+ the figure's .csv)."""
-    from analysis import table_figures
+    from lth.study import table_figures
     grid, records, analysis = build(spec, Path(runs_root))
     stem = Path(out) / analysis.table
     files = {stem.with_suffix(".md"): table_render.markdown(grid).encode(),
@@ -216,7 +205,7 @@ def write(spec, runs_root: Path, out: Path) -> List[Path]:
 
 
 def parser() -> OneLineParser:
-    p = OneLineParser(prog="python -m analysis.tables", description="Tables 1-3 of the paper from studies.")
+    p = OneLineParser(prog="lth tables", description="Tables 1-3 of the paper from studies.")
     p.add_argument("studies", nargs="+", metavar="STUDY", help="a built-in study name or a study .toml file")
     p.add_argument("--scale", default=None, help="the studies' scale (cpu, paper) [default: the study's default]")
     p.add_argument("--runs-root", default="runs", help="where the studies' runs are [default: runs]")

@@ -15,8 +15,7 @@ import seaborn as sns
 
 from analysis.figures import csv_bytes, new_figure, paper_style, render
 from analysis.results import SCHEDULE_LABELS, SCHEDULE_ORDER
-from analysis.study_tables import NAMES, _order
-from analysis.table_render import Grid
+from analysis.table_render import DISPLAY_NAMES, Grid, ordered
 
 PANEL_IN = 2.6   # inches per panel side
 
@@ -54,7 +53,7 @@ def _table1(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
 def _lines(ax, records, x_key: str, colours, paper=None) -> List[list]:
     """One line per schedule of mean ± std accuracy against x_key; returns the CSV rows."""
     rows = []
-    for colour, s in zip(colours, _order((r["schedule"] for r in records), SCHEDULE_ORDER)):
+    for colour, s in zip(colours, ordered((r["schedule"] for r in records), SCHEDULE_ORDER)):
         mine = [r for r in records if r["schedule"] == s]
         xs = sorted({r[x_key] for r in mine})
         stats = [_mean_std([100 * r["acc"] for r in mine if r[x_key] == x]) for x in xs]
@@ -70,7 +69,7 @@ def _lines(ax, records, x_key: str, colours, paper=None) -> List[list]:
 
 def _table2(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
     panels = list(dict.fromkeys((r["dataset"], r["model"]) for r in records)) or [("none", "none")]
-    schedules = _order((r["schedule"] for r in records), SCHEDULE_ORDER)
+    schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
     colours = sns.color_palette("colorblind", len(schedules))
     paper = {}
     for key, row in zip(grid.rows, grid.entries):
@@ -86,9 +85,9 @@ def _table2(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
         axes = np.atleast_1d(fig.subplots(lines, cols, squeeze=False)).ravel()
         for ax, (ds, model) in zip(axes, panels):
             mine = [dict(r, sparsity_pct=100 * r["sparsity"]) for r in records if (r["dataset"], r["model"]) == (ds, model)]
-            got = _lines(ax, mine, "sparsity_pct", colours, paper.get((NAMES.get(ds, ds), NAMES.get(model, model))))
+            got = _lines(ax, mine, "sparsity_pct", colours, paper.get((DISPLAY_NAMES.get(ds, ds), DISPLAY_NAMES.get(model, model))))
             rows += [[ds, model] + line for line in got]
-            ax.set(title=f"{NAMES.get(ds, ds)}, {NAMES.get(model, model)}", xlabel="Sparsity (%)", ylabel="Accuracy (%)")
+            ax.set(title=f"{DISPLAY_NAMES.get(ds, ds)}, {DISPLAY_NAMES.get(model, model)}", xlabel="Sparsity (%)", ylabel="Accuracy (%)")
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         if paper:
@@ -103,7 +102,7 @@ def _table2(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
 
 def _table3(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
     datasets = list(dict.fromkeys(r["dataset"] for r in records)) or ["none"]
-    schedules = _order((r["schedule"] for r in records), SCHEDULE_ORDER)
+    schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
     colours = sns.color_palette("colorblind", len(schedules))
     rows = []
     with paper_style():
@@ -118,7 +117,7 @@ def _table3(analysis, records, grid: Grid, stem: Path) -> Dict[Path, bytes]:
             budgets = sorted({r["budget"] for r in records if r["dataset"] == ds})
             ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
             ax.minorticks_off()
-            ax.set(title=NAMES.get(ds, ds), xlabel="Budget (x base)", ylabel="Accuracy (%)")
+            ax.set(title=DISPLAY_NAMES.get(ds, ds), xlabel="Budget (x base)", ylabel="Accuracy (%)")
         if records:
             axes[0].legend(loc="best", fontsize=6)
         files = render(fig, stem)
