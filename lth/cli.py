@@ -38,22 +38,33 @@ def add_runner(name: str, target: str, alias: str, help: str) -> None:
     RUNNERS.register(name, help=help)(Runner(target, alias))
 
 
-add_runner("run", "lth.run:main", "python -m lth.run", "IMP rounds with an in-round pruning schedule (the main job)")
-add_runner("stability", "analysis.stability:main", "python -m analysis.stability",
-           "ticket stability: two copies per round, interpolated; Fig. 3 and Table 4")
-add_runner("study", "lth.study.cli:main", "python -m lth.study", "a grid of runs and analyses as one command")
-add_runner("structured", "lth.structured.cli:main", "python -m lth.structured",
-           "structured (channel) pruning in one cycle: OCSPruner and the schedules; export")
-add_runner("bimp", "lth.lottery.bimp:main", "python -m lth.bimp",
-           "budgeted IMP and pruning-while-training baselines at one budget")
-add_runner("figures", "analysis.figures:main", "python -m analysis.figures", "the paper's figures from finished runs")
-add_runner("tables", "lth.study.tables:main", "python -m analysis.tables", "the paper's Tables 1-3 from studies, beside its numbers")
-add_runner("retrain", "analysis.retrain:main", "python -m analysis.retrain",
-           "the retraining-schedule and BIMP table and figure")
-add_runner("structured-report", "analysis.structured:main", "python -m analysis.structured",
-           "the structured runs' table and figure")
-add_runner("bench", "lth.bench.cli:main", "python -m lth.bench", "benchmarks that print figures")
-add_runner("runs", "lth.runs.index:main", "python -m lth.runs", "list the run directories under a root")
+# name, module:function, the python -m alias, what it does
+BUILTIN_RUNNERS = (
+    ('run', 'lth.run:main', 'python -m lth.run',
+     'IMP rounds with an in-round pruning schedule (the main job)'),
+    ('stability', 'analysis.stability:main', 'python -m analysis.stability',
+     'ticket stability: two copies per round, interpolated; Fig. 3 and Table 4'),
+    ('study', 'lth.study.cli:main', 'python -m lth.study',
+     'a grid of runs and analyses as one command'),
+    ('structured', 'lth.structured.cli:main', 'python -m lth.structured',
+     'structured (channel) pruning in one cycle: OCSPruner and the schedules; export'),
+    ('bimp', 'lth.lottery.bimp:main', 'python -m lth.bimp',
+     'budgeted IMP and pruning-while-training baselines at one budget'),
+    ('figures', 'analysis.figures:main', 'python -m analysis.figures',
+     "the paper's figures from finished runs"),
+    ('tables', 'lth.study.tables:main', 'python -m analysis.tables',
+     "the paper's Tables 1-3 from studies, beside its numbers"),
+    ('retrain', 'analysis.retrain:main', 'python -m analysis.retrain',
+     'the retraining-schedule and BIMP table and figure'),
+    ('structured-report', 'analysis.structured:main', 'python -m analysis.structured',
+     "the structured runs' table and figure"),
+    ('bench', 'lth.bench.cli:main', 'python -m lth.bench',
+     'benchmarks that print figures'),
+    ('runs', 'lth.runs.index:main', 'python -m lth.runs',
+     'list the run directories under a root'),
+)
+for _row in BUILTIN_RUNNERS:
+    add_runner(*_row)
 
 
 def usage() -> str:

@@ -5,10 +5,12 @@ Raise `LthError` for anything the user can fix (bad flag, missing data, corrupte
 """
 import argparse
 import logging
+import os
 import sys
 
 EXIT_USAGE = 2          # bad input: the user can fix it
 EXIT_INTERRUPTED = 130  # Ctrl-C, conventional 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # stdout closed by its reader, conventional 128 + SIGPIPE
 
 
 class LthError(Exception):
@@ -38,3 +40,6 @@ def cli_main(main, argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside the places that say more (lth.run's rounds)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`lth runs list | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_BROKEN_PIPE
