@@ -231,3 +231,28 @@ def test_no_plugins_env_skips_loading(fresh, monkeypatch):
     write(fresh, "lthtest_never", "raise RuntimeError('must not be imported')\n")
     monkeypatch.setenv(plugins.DISABLE, "1")
     assert plugins.load([entry_point("never", "lthtest_never")]) == []
+
+
+def test_a_script_or_study_reaches_the_plugins_through_the_config(fresh):
+    """No explicit load: from_overrides (what studies and scripts call) loads the installed
+    plugins first, so a plugin's parameter is a known name. The distribution is installed by
+    hand into tmp_path (a dist-info folder: what pip writes), found on sys.path."""
+    write(fresh, "lthtest_ramp", '''
+        from dataclasses import dataclass
+        from lth.knobs import knob
+
+        @dataclass
+        class RampParams:
+            ramp_power: float = knob(2.0, "exponent", gt=0)
+
+        def register():
+            from lth.pruning.schedules import SCHEDULES
+            SCHEDULES.register("ramp", RampParams)(lambda t, s_i, s_f, ramp_power=2.0: s_i + (s_f - s_i) * t ** ramp_power)
+        ''')
+    info = fresh / "lthtest_ramp-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lthtest-ramp\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lth.plugins]\nramp = lthtest_ramp:register\n")
+    cfg = config.from_overrides({"schedule": "ramp", "ramp_power": 3.0, "rounds": 2}, preset="quick")
+    assert cfg.prune.schedule_params == {"ramp_power": 3.0}
+    assert "ramp" in plugins.load()

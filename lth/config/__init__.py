@@ -382,6 +382,7 @@ def _entry_params():
 
 
 def _flat_owners() -> Dict[str, tuple]:
+    plugins.load()   # a plugin's entry parameters are flat names too (flags, study overrides)
     owners = {f.name: ("field", section, f) for section, f in _section_fields()}
     for section, params_field, registry, name, f in _entry_params():
         if name in owners and owners[name][0] == "field":
