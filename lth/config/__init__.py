@@ -6,8 +6,8 @@ schedule, in-round schedule, criterion, scope, round restart) come from registri
 (lth.registry) whose entries declare their own parameters and traits: `--alpha` belongs to the
 `ocp` schedule, and given with `--schedule agp` it is a one-line error naming its entry. Choice
 lists and entry flags are read from the registries when a parser is built or a config resolved,
-after the plugins (lth.plugins) have registered theirs. Precedence: field defaults < `--config FILE.json` < `--preset` < explicit flags.
-Training fields left unset take their value from the chosen `--recipe` when the config is
+after the plugins (lth.plugins) have registered theirs. Precedence: field defaults <
+`--config FILE.json` < `--preset` < explicit flags. Training fields left unset take their value from the chosen `--recipe` when the config is
 resolved.
 
 The resolved config keeps only the chosen entries' parameters and drops what the run never
@@ -73,17 +73,17 @@ class ModelConfig:
 # training field left unset (None) takes the recipe's value; the recipe's optimizer and
 # LR-schedule parameters apply to the chosen entry where it has them.
 RECIPES = Registry("recipe")
+# Hubens et al.: fastai fit_one_cycle, AdamW, lr 1e-3, cosine warm-up over 25 % from lr/25,
+# cosine decay to lr/1e5, decoupled wd 0.01, no wd on BatchNorm and biases.
 RECIPES.add("paper", MappingProxyType(dict(
     optimizer="adamw", lr=1e-3, beta1=0.9, beta2=0.99, eps=1e-5, weight_decay=0.01,
     decay_bn_bias=False, lr_schedule="one_cycle", warmup=0.25, div=25.0, div_final=1e5)),
-    # Hubens et al.: fastai fit_one_cycle, AdamW, lr 1e-3, cosine warm-up over 25 % from lr/25,
-    # cosine decay to lr/1e5, decoupled wd 0.01, no wd on BatchNorm and biases.
-    help="the paper's (fastai fit_one_cycle, AdamW 1e-3, wd 0.01 not on BatchNorm and biases)")
+    help="the paper's: fastai fit_one_cycle, AdamW 1e-3, wd 0.01 not on BatchNorm and biases")
+# OpenLTH's CIFAR recipe: SGD 0.1, momentum 0.9, wd 1e-4 on everything, x0.1 at 50 % and 75 %.
 RECIPES.add("openlth", MappingProxyType(dict(
     optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, decay_bn_bias=True,
     lr_schedule="step", warmup=0.0, milestones=(0.5, 0.75), gamma=0.1)),
-    # OpenLTH's CIFAR recipe: SGD 0.1, momentum 0.9, wd 1e-4 on everything, x0.1 at 50 % and 75 %.
-    help="OpenLTH's CIFAR recipe (SGD 0.1, momentum 0.9, wd 1e-4, x0.1 at 50 % and 75 %)")
+    help="OpenLTH's CIFAR recipe: SGD 0.1, momentum 0.9, wd 1e-4, x0.1 at 50 % and 75 %")
 
 
 @dataclass
@@ -113,7 +113,7 @@ class PruneConfig:
     schedule_params: dict = params_of(SCHEDULES, "the chosen schedule's parameters")
     criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=CRITERIA)
     scope: str = knob("local", "local: every layer to the target; global: one threshold over all layers",
-                      choices=SCOPES)   # lth.pruning.scope
+                      choices=SCOPES)
     layers: str = knob("conv", "candidate layers: all conv+linear, conv only (fasterai, the paper's library: "
                        "the classifier stays dense), all but the output layer (OpenLTH)", choices=LAYER_SETS)
     layer_rate: Tuple[str, ...] = knob((), "per-layer rate factors GLOB=FACTOR (local scope); GLOB @output is the "
