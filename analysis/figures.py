@@ -121,7 +121,7 @@ def fig2(out: Path) -> Dict[Path, bytes]:
         for colour, name in zip(colours, results.PAPER_SCHEDULES):
             schedule = schedules.get(name)  # the paper's defaults are the keyword defaults
             curves[name] = [100 * schedule(t, 0.0, FINAL_SPARSITY) for t in PROGRESS]
-            ax.plot(100 * PROGRESS, curves[name], color=colour, label=results.SCHEDULE_LABELS[name])
+            ax.plot(100 * PROGRESS, curves[name], color=colour, label=results.schedule_label(name))
         ax.set(xlabel="Training progress (%)", ylabel="Sparsity (%)")
         ax.legend(loc="lower right")
         files = render(fig, out / "fig2_schedules")

@@ -16,6 +16,7 @@ from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import KINDS
 from lth.errors import LthError
 from lth.config import differing_fields
+from lth.pruning.schedules import SCHEDULES
 from lth.runs.store import RunStore, read_json
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,15 @@ log = logging.getLogger(__name__)
 # (original IMP), "one_shot" prunes at 40 % of the round (the paper's One-Shot inside a round).
 SCHEDULE_ORDER = ("one_shot", "imp", "iterative", "agp", "ocp")
 PAPER_SCHEDULES = ("one_shot", "iterative", "agp", "ocp")   # the paper's Fig. 2
-SCHEDULE_LABELS = {"one_shot": "One-Shot (40 %)", "imp": "IMP (end of round)", "iterative": "Iterative",
-                   "agp": "AGP", "ocp": "One-Cycle", "dense": "Dense"}
+
+
+def schedule_label(name: str) -> str:
+    """A schedule's label in figures and tables: its entry's trait `label` (lth.pruning.schedules),
+    else its name (also for a run made with a plugin's schedule that is not installed here)."""
+    entry = SCHEDULES.entries.get(name)
+    return (entry.traits["label"] if entry is not None else None) or name
+
+
 KIND_LABELS = {"ticket": "Ticket", "reinit": "Random reinit", "random": "Random pruning"}
 
 
@@ -56,7 +64,7 @@ def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettin
                        f"{probe.file_name(True)[:-5]}) in the given runs; run python -m analysis.stability first")
     models_mixed = len({row["model"] for row in rows}) > 1
     for row in rows:
-        label = SCHEDULE_LABELS.get(row["schedule"], row["schedule"])
+        label = schedule_label(row["schedule"])
         row["group"] = f"{row['model']} {label}" if models_mixed else label
     warn_beyond_seeds(experiments)
     return rows

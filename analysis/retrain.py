@@ -33,7 +33,9 @@ from analysis import cli
 from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, write
 from analysis.results import spread
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.runs.store import RunStore, open_run
+from lth.lottery.restart import RESTARTS, policy
+from lth.pruning.schedules import SCHEDULES
+from lth.runs.store import RunStore
 
 log = logging.getLogger("analysis.retrain")
 
@@ -57,10 +59,10 @@ def describe(store: RunStore) -> dict:
            "sparsities": [s["sparsity"] for s in summaries], "accs": [s["test_acc"] for s in summaries],
            "steps": sum(s["steps"] for s in summaries), "steps_per_epoch": summaries[0]["steps_per_epoch"],
            "wall_s": sum(s["wall_time_s"] for s in summaries)}
-    if cfg.prune.schedule == "dense":
+    if not SCHEDULES.get(cfg.prune.schedule).traits["prunes"]:
         row["kind"], row["method"] = "dense", "dense"
-    elif cfg.prune.restart == "continue":
-        dense = open_run(cfg.prune.restart_params["from_run"])
+    elif RESTARTS.get(cfg.prune.restart).traits["from_dense_run"]:
+        dense = policy(cfg.prune.restart, cfg.prune.restart_params).reference()
         dense_summary = dense.load_summary(dense.run_config().prune.rounds)
         dense_lr = dense.run_config().resolved().train.lr_schedule
         # BIMP: a budgeted dense phase with a linear LR, then ALLR (Zimmer et al.)

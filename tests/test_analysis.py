@@ -350,7 +350,7 @@ def test_fig3_draws_both_batchnorm_modes_when_both_were_measured(tmp_path):
 def test_table4_labels_one_shot_and_imp_apart():
     rows = [{"run_dir": f"{s}-{seed}", "schedule": s, "model": "resnet18", "round": 2, "kind": "ticket",
              "sparsity": 0.36, "ticket_acc": 0.92 if s == "ocp" else 0.9, "round_acc": 0.85,
-             "group": results.SCHEDULE_LABELS[s]} for s in ("ocp", "imp", "one_shot") for seed in (0, 1)]
+             "group": results.schedule_label(s)} for s in ("ocp", "imp", "one_shot") for seed in (0, 1)]
     assert results.group_order(rows) == ["One-Shot (40 %)", "IMP (end of round)", "One-Cycle"]
     table = results.last_round(rows)
     markdown = tables.markdown(table)

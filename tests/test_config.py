@@ -8,7 +8,8 @@ import re
 import pytest
 
 from lth import config
-from lth.config import PRESETS, RECIPES, SECTIONS, RunConfig
+from lth.config import PRESETS, SECTIONS, RunConfig
+from lth.training.recipes import RECIPES
 from lth.errors import LthError
 from lth.runs.store import run_name
 
@@ -139,7 +140,10 @@ def test_help_runs_and_lists_every_flag(capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--epochs", "abc"], "abc"), (["--alpha", "abc"], "abc"), (["--rounds", "1.5"], "1.5"),
-    (["--scope", "nope"], "nope"), (["--schedule", "nope"], "nope"), (["--optimizer", "nope"], "nope"), (["--milestones", "0.5", "x"], "x"), (["--no-such-flag"], "--no-such-flag"),
+    (["--scope", "nope"], "nope"), (["--schedule", "nope"], "nope"), (["--optimizer", "nope"], "nope"),
+    (["--model", "nope"], "nope"), (["--dataset", "nope"], "nope"), (["--init", "nope"], "nope"),
+    (["--recipe", "nope"], "nope"), (["--criterion", "nope"], "nope"), (["--restart", "nope"], "nope"),
+    (["--lr-schedule", "nope"], "nope"), (["--milestones", "0.5", "x"], "x"), (["--no-such-flag"], "--no-such-flag"),
     (["--method", "global"], "--method"),   # the old flag: now --scope and --criterion
     (["--epoch", "3"], "--epoch"), (["--final", "0.9"], "--final"),   # no guessing from abbreviations
 ])
@@ -176,7 +180,7 @@ def test_recipes_fill_none_fields(recipe):
     assert cfg.train.lr is None and cfg.train.optimizer is None
     resolved = cfg.resolved()
     t = resolved.train
-    for key, value in RECIPES[recipe].items():
+    for key, value in RECIPES.get(recipe).value.items():
         got = getattr(t, key) if hasattr(t, key) else {**t.optimizer_params, **t.lr_schedule_params}[key]
         assert got == (list(value) if isinstance(value, tuple) else value), key
     assert None not in dataclasses.asdict(resolved.train).values()
@@ -297,7 +301,6 @@ def test_recipe_default_and_explicit_equal_value_hash_alike():
     (["--final-sparsity", "-0.1"], "-0.1"), (["--epochs", "-1"], "-1"), (["--steps", "-5"], "-5"),
     (["--epochs", "inf"], "inf"), (["--epochs", "nan"], "nan"), (["--alpha", "nan"], "--alpha"),
     (["--lr", "inf"], "--lr"), (["--rewind-step", "-1"], "-1"), (["--batch-size", "0"], "--batch-size"),
-    (["--model", "nope"], "nope"), (["--dataset", "nope"], "nope"),
     (["--schedule", "agp", "--start", "1.5"], "--start"), (["--warmup", "1.0"], "--warmup"),
     (["--div", "0"], "--div"), (["--beta1", "1.5"], "--beta1"), (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum"),
     (["--schedule", "agp", "--start", "0.5", "--end", "0.2"], "--end"), (["--eval-every", "-1"], "--eval-every"),
@@ -310,6 +313,14 @@ def test_validate_refuses_out_of_range_values(argv, needle):
     with pytest.raises(LthError) as e:
         config.validate(parse(["--preset", "quick", *argv]).resolved())
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("section,key,kind", [("data", "dataset", "dataset"), ("model", "model", "model"),
+                                              ("model", "init", "initialisation")])
+def test_validate_refuses_unknown_names_from_a_config_file(section, key, kind):
+    """A config file is not parsed by argparse: the registries refuse its unknown names."""
+    with pytest.raises(LthError, match=f"unknown {kind} 'nope'; choose one of"):
+        config.validate(RunConfig.from_dict({section: {key: "nope"}}).resolved())
 
 
 # ---- registries: a parameter belongs to its entry; the hash covers only what a run reads --------

@@ -160,9 +160,9 @@ def test_image_too_small_for_conv_net_raises_lth_error():
 
 
 def test_register_twice_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(LthError, match="model 'lenet300_100' is registered twice"):
         models.register("lenet300_100", init="pytorch")(lambda c, i, s: nn.Identity())
-    assert models.MODELS["lenet300_100"] is not None
+    assert "lenet300_100" in models.MODELS
     assert not isinstance(models.build("lenet300_100", 10, 1, 8), nn.Identity)
 
 
@@ -174,10 +174,11 @@ def _close(value: float, target: float, numel: int, sigmas: float = 5.0) -> bool
 
 
 def test_reference_schemes_are_registered():
-    assert models.REFERENCE_INIT == {"resnet18": "torchvision_resnet", "vgg16": "torchvision_vgg",
-                                     "resnet20": "openlth", "lenet300_100": "openlth", "conv2": "openlth",
-                                     "conv4": "openlth", "conv6": "openlth"}
-    assert set(models.REFERENCE_INIT.values()) <= set(init_schemes.INITS)
+    reference = {name: models.reference_init(name) for name in models.names()}
+    assert reference == {"resnet18": "torchvision_resnet", "vgg16": "torchvision_vgg",
+                         "resnet20": "openlth", "lenet300_100": "openlth", "conv2": "openlth",
+                         "conv4": "openlth", "conv6": "openlth"}
+    assert set(reference.values()) <= set(init_schemes.INITS)
 
 
 def test_resnet18_w0_is_torchvision_resnet18_bit_for_bit():

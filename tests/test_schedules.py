@@ -230,8 +230,8 @@ def test_register_adds_a_schedule():
         with pytest.raises(LthError) as info:
             schedules.get("still_nope")
         assert name in str(info.value)
-        with pytest.raises(ValueError):
-            schedules.SCHEDULES.register(name)(linear)  # registering a name twice is a programming error
+        with pytest.raises(LthError, match="registered twice"):
+            schedules.SCHEDULES.register(name)(linear)  # a name is registered once
     finally:
         schedules.SCHEDULES.entries.pop(name, None)
     with pytest.raises(LthError):

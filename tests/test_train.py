@@ -228,7 +228,7 @@ def test_empty_moms_keeps_the_optimizers_beta1():
     assert cfg.optimizer_params["beta1"] == 0.9
 
 
-# ---- the weight multiply after a step (lth.training.optimizers.KEEPS_PRUNED_ZERO) ----------------
+# ---- the weight multiply after a step (the optimizers' trait keeps_pruned_zero) ---------------------
 
 @pytest.mark.parametrize("overrides", [
     {"optimizer": "adamw"},
@@ -250,13 +250,21 @@ def test_skipping_the_weight_multiply_changes_no_bit(digits, monkeypatch, overri
 
     model_a, masks_a, a = run(digits, cfg, plan(), augment="crop_flip", after_step=check)
     assert len(moved) > 0 and sum(moved) == 0
-    monkeypatch.setattr("lth.training.loop.KEEPS_PRUNED_ZERO", frozenset())      # enforce every step
+    untrusted(monkeypatch, cfg.optimizer)                                          # enforce every step
     model_b, masks_b, b = run(digits, cfg, plan(), augment="crop_flip")
     assert strip_timing(a["metrics"]) == strip_timing(b["metrics"])
     for pa, pb in zip(model_a.state_dict().values(), model_b.state_dict().values()):
         assert torch.equal(pa, pb)
     for ma, mb in zip(masks_a.tensors, masks_b.tensors):
         assert torch.equal(ma, mb)
+
+
+def untrusted(monkeypatch, name):
+    """The optimizer entry `name` without the trait keeps_pruned_zero, for this test only."""
+    from lth.training.optimizers import OPTIMIZERS
+    entry = OPTIMIZERS.entries[name]
+    monkeypatch.setitem(OPTIMIZERS.entries, name,
+                        dataclasses.replace(entry, traits={**entry.traits, "keeps_pruned_zero": False}))
 
 
 class _Drifting(torch.optim.SGD):
@@ -278,6 +286,6 @@ def test_an_optimizer_that_moves_pruned_weights_is_caught(digits, monkeypatch):
     cfg = recipe(epochs=2.0, optimizer="sgd", recipe="openlth", lr=0.05)
     with pytest.raises(LthError, match="pruned weights moved off zero under optimizer 'sgd' in epoch 1"):
         run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
-    monkeypatch.setattr("lth.training.loop.KEEPS_PRUNED_ZERO", frozenset())      # not trusted: enforced each step
+    untrusted(monkeypatch, "sgd")                                                  # not trusted: enforced each step
     _, masks, _ = run(digits, cfg, lambda t: schedules.one_shot(t, 0.0, 0.5, 0.0))
     assert masks.pruned_are_zero()

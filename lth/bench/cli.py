@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from lth import models
+from lth import models, plugins
 from lth.bench import loading, masking, pruning, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
 from lth.training.loop import pick_device
@@ -98,9 +98,9 @@ def setup(args: argparse.Namespace) -> Bench:
         size = dataclasses.replace(size, step_batch=args.batch_size, train_batch=args.batch_size,
                                    big_batch=args.batch_size)
         size_name += f", --batch-size {args.batch_size}"
+    plugins.load()   # a plugin's models can be benchmarked too
     for name in args.models or ():
-        if name not in models.MODELS:
-            raise LthError(f"unknown model {name!r}; choose one of {', '.join(models.names())}")
+        models.MODELS.get(name)   # "unknown model 'x'; choose one of ..."
     threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else None)
     if threads is not None:
         if threads < 1:

@@ -5,7 +5,7 @@ loader is not timed; eager, bf16 autocast and channels_last on CUDA), variants t
 interleaved blocks:
   dense          no masks at all
   lth masked     90 % local L1 masks, masks.mask_grads() before the step (and masks.enforce()
-                 after it for an optimizer outside lth.training.optimizers.KEEPS_PRUNED_ZERO), as lth.training.loop
+                 after it for an optimizer without the trait keeps_pruned_zero), as lth.training.loop
   lth mask ops   those calls alone: what lth adds to a dense step
   prune hooks    the same masks through torch.nn.utils.prune.custom_from_mask (forward pre-hooks)
   lth + OCP      lth masked, plus a run's per-step MaskUpdater of an OCP round (prune,

@@ -1,11 +1,13 @@
 """The one description of a run: dataclasses that generate the CLI, presets, recipes, hash.
 
 Every section field is a flag (`--field-name`), its help, default and allowed range taken from
-where it is defined (lth.knobs). Pluggable choices (optimizer, LR schedule, in-round schedule,
-round restart) come from registries whose entries declare their own parameters: `--alpha`
-belongs to the `ocp` schedule, and given with `--schedule agp` it is a one-line error naming
-its entry. Precedence: field defaults < `--config FILE.json` < `--preset` < explicit flags.
-Training fields left unset take their value from the chosen `--recipe` when the config is
+where it is defined (lth.knobs). Pluggable choices (dataset, model, init, recipe, optimizer, LR
+schedule, in-round schedule, criterion, scope, round restart) come from registries
+(lth.registry) whose entries declare their own parameters and traits: `--alpha` belongs to the
+`ocp` schedule, and given with `--schedule agp` it is a one-line error naming its entry. Choice
+lists and entry flags are read from the registries when a parser is built or a config resolved,
+after the plugins (lth.plugins) have registered theirs. Precedence: field defaults <
+`--config FILE.json` < `--preset` < explicit flags. Training fields left unset take their value from the chosen `--recipe` when the config is
 resolved.
 
 The resolved config keeps only the chosen entries' parameters and drops what the run never
@@ -23,8 +25,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from lth import plugins
+from lth.data.datasets import DATASETS
 from lth.errors import LthError, OneLineParser
 from lth.knobs import check_bounds, flag, knob
+from lth.models import MODELS
+from lth.models.init import INITS
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import LAYER_SETS
 from lth.training.optimizers import OPTIMIZERS
@@ -33,6 +39,7 @@ from lth.pruning.scope import SCOPES
 from lth.registry import Registry
 from lth.lottery.restart import RESTARTS
 from lth.pruning.schedules import SCHEDULES
+from lth.training.recipes import RECIPES
 
 # config.json format: 1 = flat pruning/training knobs (before registries), 2 = registries (mask
 # updated at every step), 3 = now (prune_tolerance).
@@ -47,7 +54,7 @@ def params_of(registry: Registry, help: str):
 
 @dataclass
 class DataConfig:
-    dataset: str = knob("cifar10", "dataset name (cifar10, cifar100, mnist, caltech101, digits: built in, offline)")
+    dataset: str = knob("cifar10", "dataset (lth.data.datasets; digits is built in, offline)", choices=DATASETS)
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
@@ -57,34 +64,21 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = knob("resnet18", "model name (resnet18, vgg16, resnet20, lenet300_100, conv2, conv4, conv6)")
-    init: Optional[str] = knob(None, "initialisation scheme (lth.models.init: torchvision_resnet, torchvision_vgg, "
-                               "openlth, glorot, pytorch); unset: the model's reference implementation's")
-
-
-# Training recipes. A training field left unset (None) takes the recipe's value; the recipe's
-# optimizer and LR-schedule parameters apply to the chosen entry where it has them.
-RECIPES = {
-    # Hubens et al.: fastai fit_one_cycle, AdamW, lr 1e-3, cosine warm-up over 25 % from lr/25,
-    # cosine decay to lr/1e5, decoupled wd 0.01, no wd on BatchNorm and biases.
-    "paper": dict(optimizer="adamw", lr=1e-3, beta1=0.9, beta2=0.99, eps=1e-5, weight_decay=0.01,
-                  decay_bn_bias=False, lr_schedule="one_cycle", warmup=0.25, div=25.0, div_final=1e5),
-    # OpenLTH's CIFAR recipe: SGD 0.1, momentum 0.9, wd 1e-4 on everything, x0.1 at 50 % and 75 %.
-    "openlth": dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, decay_bn_bias=True,
-                    lr_schedule="step", warmup=0.0, milestones=(0.5, 0.75), gamma=0.1),
-}
+    model: str = knob("resnet18", "model (lth.models)", choices=MODELS)
+    init: Optional[str] = knob(None, "initialisation scheme (lth.models.init); unset: the model's reference "
+                               "implementation's", choices=INITS)
 
 
 @dataclass
 class TrainConfig:
     recipe: str = knob("paper", "optimizer and LR-schedule preset; fields left unset take its values",
-                       choices=tuple(RECIPES))
-    optimizer: Optional[str] = knob(None, "optimizer (lth.training.optimizers)", choices=tuple(OPTIMIZERS.names()))
+                       choices=RECIPES)
+    optimizer: Optional[str] = knob(None, "optimizer (lth.training.optimizers)", choices=OPTIMIZERS)
     optimizer_params: dict = params_of(OPTIMIZERS, "the chosen optimizer's parameters")
     lr: Optional[float] = knob(None, "peak learning rate", gt=0)
     weight_decay: Optional[float] = knob(None, "weight decay (decoupled for AdamW)", ge=0)
     decay_bn_bias: Optional[bool] = knob(None, "apply weight decay to BatchNorm weights and biases too")
-    lr_schedule: Optional[str] = knob(None, "LR schedule (lth.training.lr_schedules)", choices=tuple(LR_SCHEDULES.names()))
+    lr_schedule: Optional[str] = knob(None, "LR schedule (lth.training.lr_schedules)", choices=LR_SCHEDULES)
     lr_schedule_params: dict = params_of(LR_SCHEDULES, "the chosen LR schedule's parameters")
     epochs: float = knob(50.0, "training budget of one round, in epochs (paper: 50)", gt=0)
     steps: int = knob(0, "training budget in optimizer steps; overrides --epochs when > 0", ge=0)
@@ -98,9 +92,9 @@ class TrainConfig:
 
 @dataclass
 class PruneConfig:
-    schedule: str = knob("ocp", "in-round sparsity schedule (lth.pruning.schedules)", choices=tuple(SCHEDULES.names()))
+    schedule: str = knob("ocp", "in-round sparsity schedule (lth.pruning.schedules)", choices=SCHEDULES)
     schedule_params: dict = params_of(SCHEDULES, "the chosen schedule's parameters")
-    criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=tuple(CRITERIA.names()))
+    criterion: str = knob("magnitude", "how weights are scored (lth.pruning.criteria)", choices=CRITERIA)
     scope: str = knob("local", "local: every layer to the target; global: one threshold over all layers",
                       choices=SCOPES)
     layers: str = knob("conv", "candidate layers: all conv+linear, conv only (fasterai, the paper's library: "
@@ -112,7 +106,7 @@ class PruneConfig:
                                  gt=0, lt=1)
     final_sparsity: Optional[float] = knob(None, "sparsity after the last round; sets the per-round rate", gt=0, lt=1)
     rounds: int = knob(14, "IMP rounds", ge=1)
-    restart: str = knob("rewind", "where each round restarts (lth.lottery.restart)", choices=tuple(RESTARTS.names()))
+    restart: str = knob("rewind", "where each round restarts (lth.lottery.restart)", choices=RESTARTS)
     restart_params: dict = params_of(RESTARTS, "the chosen restart policy's parameters")
     prune_interval: int = knob(1, "consider a mask update every this many steps (1: before every step)", ge=1)
     # lth.pruning.updater: prune once some layer lags its target by more than this sparsity
@@ -148,7 +142,6 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "pru
 # choice field -> its parameters field, per section
 CHOICES = {("train", "optimizer"): "optimizer_params", ("train", "lr_schedule"): "lr_schedule_params",
            ("prune", "schedule"): "schedule_params", ("prune", "restart"): "restart_params"}
-SEEDED_SPLIT = ("digits", "caltech101")  # datasets without an official test split (lth.data splits them)
 
 
 @dataclass
@@ -186,28 +179,28 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """A normalised copy: recipe values filled in, the chosen entries' parameters complete
         and range-checked, and every field the run will not read set to None."""
+        plugins.load()   # a plugin's entries resolve like the built-in ones
         cfg = RunConfig.from_dict(self.to_dict())
         t, p = cfg.train, cfg.prune
-        if t.recipe not in RECIPES:
-            raise LthError(f"unknown recipe {t.recipe!r}; choose one of {', '.join(RECIPES)}")
-        recipe = RECIPES[t.recipe]
+        recipe = _recipe(t.recipe)
         for name, value in recipe.items():
             if name in {f.name for f in dataclasses.fields(TrainConfig)} and getattr(t, name) is None:
                 setattr(t, name, value)
         for (section, choice), params_field in CHOICES.items():
             _resolve_choice(getattr(cfg, section), choice, params_field, recipe)
-        if p.schedule == "dense":          # the unpruned reference: one round, nothing to prune
+        # Traits of the chosen entries (lth.registry), never their names:
+        if not SCHEDULES.get(p.schedule).traits["prunes"]:   # the unpruned reference: one round, nothing to prune
             defaults = PruneConfig()
             p.schedule_params = {}
             p.rounds, p.rate, p.final_sparsity, p.prune_interval = 1, None, None, 1
             p.criterion, p.scope, p.layers, p.layer_rate, p.exclude = defaults.criterion, defaults.scope, "all", (), ()
         if p.final_sparsity is not None:
             p.rate = None                  # the final sparsity sets the per-round rate
-        if p.criterion != "random":
-            cfg.seeds.prune_seed = None    # only random pruning draws from it
+        if not CRITERIA.get(p.criterion).traits["seeded"]:
+            cfg.seeds.prune_seed = None    # only a seeded criterion (random pruning) draws from it
         if cfg.data.augment == "none":
             cfg.seeds.augment_seed = None  # no augmentation, no draws
-        if cfg.data.dataset not in SEEDED_SPLIT:
+        if DATASETS.get(cfg.data.dataset).traits["official_split"]:
             cfg.data.split_seed = None     # the dataset's official split is used
         return cfg
 
@@ -224,6 +217,19 @@ class RunConfig:
     def hash(self) -> str:
         text = json.dumps(self.experiment_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _recipe(name: str) -> dict:
+    """The recipe's values, every key a training field or a parameter of some optimizer or LR
+    schedule (a plugin's recipe with a misspelt key is refused, not silently ignored)."""
+    entry = RECIPES.get(name)
+    known = ({f.name for f in dataclasses.fields(TrainConfig)} | set(OPTIMIZERS.param_fields())
+             | set(LR_SCHEDULES.param_fields()))
+    unknown = sorted(set(entry.value) - known)
+    if unknown:
+        raise LthError(f"recipe {name!r} ({entry.source}) sets {unknown[0]!r}, which is no training field "
+                       f"and no parameter of an optimizer or LR schedule")
+    return dict(entry.value)
 
 
 def _resolve_choice(section, choice: str, params_field: str, recipe: dict) -> None:
@@ -359,10 +365,13 @@ def _entry_params():
 
 
 def _flat_owners() -> Dict[str, tuple]:
+    plugins.load()   # a plugin's entry parameters are flat names too (flags, study overrides)
     owners = {f.name: ("field", section, f) for section, f in _section_fields()}
     for section, params_field, registry, name, f in _entry_params():
         if name in owners and owners[name][0] == "field":
-            raise ValueError(f"parameter {name!r} of {registry.kind} clashes with a config field")
+            entry = registry.get(registry.owners(name)[0])
+            raise LthError(f"parameter {name!r} of {registry.kind} {entry.name!r} ({entry.source}) is named like "
+                           f"a config field: one flag cannot mean both; rename the parameter")
         owners.setdefault(name, ("param", section, params_field, f))
     return owners
 
@@ -443,8 +452,11 @@ def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
     if base is bool:
         parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
     else:
+        choices = f.metadata.get("choices")
+        if isinstance(choices, Registry):   # read now, not at import: a plugin's entries are choices too
+            choices = choices.names()
         parser.add_argument(flag(f.name), type=_flag_type(base, f.name.replace("_", "-")),
-                            choices=f.metadata.get("choices"), nargs="*" if is_tuple else None,
+                            choices=choices, nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 
 
@@ -454,6 +466,7 @@ def _default(f: dataclasses.Field):
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     from lth.knobs import describe_bounds
+    plugins.load()   # before the flags and choice lists are read from the registries
     _flat_owners()  # refuses an entry parameter named like a config field (one flag, two meanings)
     parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -462,7 +475,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         help="start from a config file (the 'config' of a run's config.json, or that whole file)")
     for _, f in _section_fields():
         bounds = f.metadata["bounds"]
-        _add_flag(parser, f, f"{f.metadata['help']} [default: {_default(f)}"
+        choices = f.metadata.get("choices")
+        listed = f"; one of {', '.join(choices)}" if isinstance(choices, Registry) else ""
+        _add_flag(parser, f, f"{f.metadata['help']} [default: {_default(f)}{listed}"
                              f"{'; ' + describe_bounds(bounds) if bounds else ''}]")
     seen = set()
     for _, _, registry, name, f in _entry_params():
@@ -524,21 +539,17 @@ def load_config_file(path: str) -> RunConfig:
 def validate(cfg: RunConfig) -> None:
     """Every declared range (lth.knobs), then what needs the registries of data and models.
     Raises an LthError naming the value and what is allowed; nothing has been written yet."""
-    from lth import models
-    from lth.data.datasets import DATASETS
+    plugins.load()
+    DATASETS.get(cfg.data.dataset)   # "unknown dataset 'x'; choose one of ..." before the ranges
+    MODELS.get(cfg.model.model)
+    if cfg.model.init is not None:
+        INITS.get(cfg.model.init)
     for section in SECTIONS:
         check_bounds(getattr(cfg, section))
-    if cfg.data.dataset not in DATASETS:
-        raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
-    if cfg.model.model not in models.MODELS:
-        raise LthError(f"unknown model {cfg.model.model!r}; choose one of {', '.join(models.names())}")
-    from lth.models.init import INITS
-    if cfg.model.init is not None and cfg.model.init not in INITS:
-        raise LthError(f"unknown initialisation {cfg.model.init!r}; choose one of {', '.join(sorted(INITS))}")
     p = cfg.prune
-    if p.layer_rate and p.scope == "global":
-        raise LthError("--layer-rate sets per-layer rates, which global pruning (one threshold) cannot follow; "
-                       "use --scope local")
+    if p.layer_rate and not SCOPES.get(p.scope).traits["per_layer"]:
+        raise LthError(f"--layer-rate sets per-layer rates, which --scope {p.scope} (one threshold) cannot follow; "
+                       f"use --scope {' or '.join(SCOPES.with_trait('per_layer'))}")
     from lth.pruning.targets import parse_layer_rates
     parse_layer_rates(p.layer_rate)
     check_lr_context(cfg)
@@ -550,12 +561,13 @@ def check_lr_context(cfg: RunConfig) -> None:
     from lth.pruning import schedules
     from lth.training.retrain_lr import PRUNING, context_needs
     t, p = cfg.train, cfg.prune
-    needs = context_needs(LR_SCHEDULES.get(t.lr_schedule).fn)
+    needs = context_needs(t.lr_schedule)
     if needs is None:
         return
-    if p.restart != "continue":
+    if not RESTARTS.get(p.restart).traits["from_dense_run"]:
         raise LthError(f"--lr-schedule {t.lr_schedule} retrains from a dense run's LR history: "
-                       f"use --restart continue --from-run DIR (got --restart {p.restart})")
+                       f"use --restart {' or '.join(RESTARTS.with_trait('from_dense_run'))} --from-run DIR "
+                       f"(got --restart {p.restart})")
     if needs == PRUNING:
         at_start = schedules.bind(p.schedule, p.schedule_params, 0.0, 1.0)(0.0)
         if at_start != 1.0:

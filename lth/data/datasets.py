@@ -19,12 +19,13 @@ import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 
 from lth.errors import LthError
+from lth.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +74,17 @@ class Dataset:
         return self.stats[1]
 
 
+# An entry is a loader (data_dir, download, split_seed) -> Dataset. Trait official_split: the
+# dataset comes with its own test split (False: lth splits it, seeded by --split-seed, which is
+# then part of the config and its hash; otherwise the seed is left out).
 Loader = Callable[[Path, bool, int], Dataset]
-DATASETS: Dict[str, Loader] = {}
-
-
-def register(name: str):
-    def add(fn: Loader) -> Loader:
-        DATASETS[name] = fn
-        return fn
-    return add
+DATASETS = Registry("dataset", traits={"official_split": True})
+register = DATASETS.register   # @register("name", official_split=False) def loader(...): ...
 
 
 def load(name: str, data_dir: str = "data", download: bool = False, split_seed: Optional[int] = 0) -> Dataset:
     """Load a dataset by name; a clear LthError when it is missing and cannot be fetched."""
-    if name not in DATASETS:
-        raise LthError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](Path(data_dir).expanduser(), download, split_seed or 0)  # None: an official split
+    return DATASETS.get(name).fn(Path(data_dir).expanduser(), download, split_seed or 0)  # None: an official split
 
 
 def _missing(name: str, looked_for: Path, reason: str = "") -> LthError:
@@ -105,7 +101,7 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int):
     return torch.from_numpy(x[train]), torch.from_numpy(y[train]), torch.from_numpy(x[test]), torch.from_numpy(y[test])
 
 
-@register("digits")
+@register("digits", official_split=False)
 def _digits(data_dir: Path, download: bool, split_seed: int) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (1,797 images, ships inside the package)."""
     from sklearn.datasets import load_digits
@@ -193,7 +189,7 @@ def _cifar100(data_dir: Path, download: bool, split_seed: int) -> Dataset:
 CALTECH_SIZE = 224  # Caltech-101 images vary in size: stored resized to the paper's 224x224
 
 
-@register("caltech101")
+@register("caltech101", official_split=False)
 def _caltech101(data_dir: Path, download: bool, split_seed: int) -> Dataset:
     """Decoded and resized once, then read from a uint8 cache beside the images (lth.data.cache)."""
     import torchvision

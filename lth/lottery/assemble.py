@@ -21,6 +21,8 @@ from lth.errors import LthError
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import MaskUpdater
+from lth.pruning.criteria import CRITERIA
+from lth.pruning.schedules import SCHEDULES
 from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.lottery.restart import policy
 from lth.runs.store import open_run
@@ -58,7 +60,7 @@ def make_masks(cfg: RunConfig, model: nn.Module) -> Masks:
 def sparsity_targets(cfg: RunConfig, masks: Masks) -> List[Target]:
     """[s_0, s_1, ..., s_R]: floats, or per-layer lists with --layer-rate."""
     p = cfg.prune
-    if p.schedule == "dense":
+    if not SCHEDULES.get(p.schedule).traits["prunes"]:
         return [0.0] * (p.rounds + 1)
     rate = round_rate(p.rate, p.final_sparsity, p.rounds)
     if not p.layer_rate:
@@ -72,7 +74,8 @@ def mask_updater(cfg: RunConfig, masks: Masks, s_i: Target, s_f: Target, r: int,
     """The in-round schedule of round r bound to `masks` (what lth.training.loop calls; lth.bench times it).
     on_prune: MaskUpdater's callback (lth.lottery.imp.context_recorder for the retraining LR schedules)."""
     p = cfg.prune
-    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if p.criterion == "random" else None
+    seeded = CRITERIA.get(p.criterion).traits["seeded"]
+    generator = torch.Generator().manual_seed(cfg.seeds.prune_seed * 1000 + r) if seeded else None
     return MaskUpdater(masks, in_round_target(p.schedule, p.schedule_params, s_i, s_f), p.criterion, p.scope,
                        p.prune_interval, generator, on_prune, tolerance=p.prune_tolerance)
 
@@ -83,7 +86,7 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     p = cfg.prune
     model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
     names = list(prunable_weights(model, p.exclude, p.layers))
-    if p.schedule != "dense":
+    if SCHEDULES.get(p.schedule).traits["prunes"]:
         layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
     try:
@@ -130,7 +133,7 @@ def dense_history(cfg: RunConfig) -> Optional[DenseHistory]:
     dense = store.run_config().resolved()
     t = dense.train
     fn = LR_SCHEDULES.get(t.lr_schedule).fn
-    if context_needs(fn) is not None:
+    if context_needs(t.lr_schedule) is not None:
         raise LthError(f"--from-run {store.root} retrained with --lr-schedule {t.lr_schedule}; "
                        f"--from-run takes a dense run trained with a plain LR schedule")
     summary = store.load_summary(dense.prune.rounds)

@@ -45,12 +45,17 @@ OWNED = ("schedule", "restart", "from_run", "steps", "epochs", "start", "rate", 
 # 14 rounds are IMP's), and Zimmer et al.'s pruning: one global magnitude threshold over every
 # conv and linear weight (output layer included, no per-layer rates).
 ZIMMER_DEFAULTS = {"rounds": 3, "scope": "global", "layers": "all", "layer_rate": ()}
-LR_PARAMS = frozenset(LR_SCHEDULES.param_fields())  # routed to the runs whose LR schedule has them
+
+
+def lr_params() -> frozenset:
+    """Every LR-schedule parameter, routed to the runs whose LR schedule has it (read when
+    used: a plugin's LR schedule counts)."""
+    return frozenset(LR_SCHEDULES.param_fields())
 
 
 def parser() -> argparse.ArgumentParser:
-    plain = [n for n in LR_SCHEDULES.names() if context_needs(LR_SCHEDULES.get(n).fn) is None]
-    retrain = [n for n in LR_SCHEDULES.names() if context_needs(LR_SCHEDULES.get(n).fn) is not None]
+    plain = LR_SCHEDULES.with_trait("needs_context", None)
+    retrain = [n for n in LR_SCHEDULES.names() if context_needs(n) is not None]
     p = config_mod.build_parser("python -m lth.bimp", __doc__.split("\n\n")[0])
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-epochs", type=float, help="total budget B in epochs of the training set")
@@ -62,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
                    help="LR schedule of the dense phase [default: linear]")
     p.add_argument("--retrain-lr-schedule", default="allr", choices=retrain,
                    help="LR schedule of each prune-retrain phase [default: allr]")
-    p.add_argument("--baselines", nargs="*", default=[], choices=[n for n in SCHEDULES.names() if n != "dense"],
+    p.add_argument("--baselines", nargs="*", default=[], choices=SCHEDULES.with_trait("prunes"),
                    help="pruning-during-training schedules run at the same budget (e.g. ocp agp)")
     p.add_argument("--baseline-lr-schedule", default=None, choices=plain,
                    help="LR schedule of the baselines [default: the recipe's]")
@@ -84,8 +89,9 @@ def route_flags(flags: dict, schedules: Dict[str, str]) -> Dict[str, dict]:
     """Per run kind, the flags it takes: an LR-schedule parameter only where that run's schedule
     declares it (an error when none does), everything else everywhere."""
     out = {kind: {} for kind in schedules}
+    routed_params = lr_params()
     for key, value in flags.items():
-        if key in LR_PARAMS:
+        if key in routed_params:
             takers = [kind for kind, name in schedules.items() if key in LR_SCHEDULES.get(name).param_names()]
             if not takers:
                 raise LthError(f"--{key.replace('_', '-')} belongs to no LR schedule of this BIMP run "
@@ -123,7 +129,7 @@ def plan(argv=None) -> Tuple[List[Tuple[str, config_mod.RunConfig]], str]:
     for key, value in ZIMMER_DEFAULTS.items():
         flags.setdefault(key, value)
     phases = flags["rounds"]
-    probe = make_config(args, {k: v for k, v in flags.items() if k not in LR_PARAMS})
+    probe = make_config(args, {k: v for k, v in flags.items() if k not in lr_params()})
     baseline_lr = args.baseline_lr_schedule or probe.train.lr_schedule
     kinds = {"dense": args.dense_lr_schedule, "bimp": args.retrain_lr_schedule,
              **{b: baseline_lr for b in args.baselines}}

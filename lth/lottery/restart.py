@@ -24,9 +24,12 @@ from typing import Callable, Optional
 
 from lth.errors import LthError
 from lth.knobs import knob
+from lth.pruning.schedules import SCHEDULES
 from lth.registry import Registry
 
-RESTARTS = Registry("round restart")
+# Trait from_dense_run: the policy starts from a finished dense run (its `reference()`), whose LR
+# history the retraining LR schedules (lth.training.retrain_lr) read: only such a run can use them.
+RESTARTS = Registry("round restart", traits={"from_dense_run": False})
 REWIND_FORMAT = "lth-rewind/2"  # rewind.pt before it: a bare state dict, W_k captured inside round 1
 
 
@@ -132,7 +135,7 @@ class Continue:
             raise LthError(f"--from-run {self.from_run} has {len(done)} of {rounds} rounds finished; finish it "
                            f"first (python -m lth.run --resume {self.from_run})")
         sparsity = store.load_summary(rounds)["sparsity"]
-        if dense.prune.schedule != "dense" or sparsity != 0:
+        if SCHEDULES.get(dense.prune.schedule).traits["prunes"] or sparsity != 0:
             raise LthError(f"--from-run {self.from_run} is a {dense.prune.schedule} run at sparsity {sparsity:.4f}, "
                            f"not dense; --from-run takes a dense run (--schedule dense)")
 
@@ -148,7 +151,7 @@ class Continue:
         return store.load_final(r - 1) if r > 1 else self.dense_final()
 
 
-@RESTARTS.register("continue", ContinueParams)
+@RESTARTS.register("continue", ContinueParams, from_dense_run=True)
 def continue_(from_run: str = "", open_run: Callable = None) -> Continue:
     """Prune-retrain: phase 1 from a dense run's final weights, phase r from phase r-1's."""
     return Continue(from_run, open_run)

@@ -2,7 +2,7 @@
 
     from lth.models import init
     init.apply(model, "openlth")      # in place; draws from the global torch RNG (callers seed it)
-    init.INITS                        # the registry: name -> scheme(model)
+    init.INITS                        # the registry (lth.registry): name -> scheme(model)
 
 W0 is what a lottery ticket is made of, so every model starts as its reference implementation
 starts it (lth.models.build applies the model's registered scheme; `python -m
@@ -22,32 +22,27 @@ lth.models.reference` compares the per-layer statistics):
                       (std sqrt(2 / (fan_in + fan_out))), biases 0, BatchNorm 1 and 0.
   pytorch             PyTorch's layer defaults untouched (what lth did before issue 10).
 """
-from typing import Callable, Dict
+from typing import Callable
 
 import torch
 from torch import nn
 
-from lth.errors import LthError
+from lth.registry import Registry
 
 Scheme = Callable[[nn.Module], None]
-INITS: Dict[str, Scheme] = {}
+INITS = Registry("initialisation")   # an entry is a scheme(model), applied in place under no_grad
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)
 VGG_LINEAR_STD = 0.01   # torchvision VGG: classifier weights N(0, 0.01)
 
 
-def register(name: str):
-    def add(scheme: Scheme) -> Scheme:
-        INITS[name] = scheme
-        return scheme
-    return add
+register = INITS.register   # @register("name") def scheme(model): ...
 
 
 def apply(model: nn.Module, scheme: str) -> nn.Module:
     """Initialise `model` in place with `scheme`; returns it."""
-    if scheme not in INITS:
-        raise LthError(f"unknown initialisation {scheme!r}; choose one of {', '.join(sorted(INITS))}")
+    fn = INITS.get(scheme).fn
     with torch.no_grad():
-        INITS[scheme](model)
+        fn(model)
     return model
 
 

@@ -76,7 +76,7 @@ def compare(name: str, seed: int = 0, num_classes: int = 10) -> List[dict]:
     channels = 1 if name == "lenet300_100" else 3
     torch.manual_seed(seed)
     ours = models.build(name, num_classes, channels, size)
-    scheme = models.REFERENCE_INIT[name]
+    scheme = models.reference_init(name)
     torch.manual_seed(seed)
     theirs = torchvision_reference(name, num_classes)
     their_layers = layers(theirs) if theirs is not None else []
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="torch seed both models are built from [default: 0]")
     args = p.parse_args(argv)
     rows = compare(args.model, args.seed)
-    print(f"{args.model}: init {models.REFERENCE_INIT[args.model]}, seed {args.seed}")
+    print(f"{args.model}: init {models.reference_init(args.model)}, seed {args.seed}")
     print(f"{'lth layer':<28} {'shape':<18} {'std':>8} {'ref std':>8} {'expected':>8} {'ratio':>6}  reference layer")
     for r in rows:
         ref = "" if r["reference_std"] is None else f"{r['reference_std']:.5f}"

@@ -14,16 +14,19 @@ import torch
 from lth.errors import LthError
 from lth.registry import Registry
 
-CRITERIA = Registry("pruning criterion")
+# Traits: seeded, the criterion draws from the run's --prune-seed (a CPU generator is passed;
+# other criteria leave the seed out of the config and its hash); magnitude, its scores are |w|,
+# so lth.pruning.candidates' bounded selection finds the same weights at a fraction of the cost.
+CRITERIA = Registry("pruning criterion", traits={"seeded": False, "magnitude": False})
 
 
-@CRITERIA.register("magnitude")
+@CRITERIA.register("magnitude", magnitude=True)
 def magnitude(param: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """L1 magnitude |w|."""
     return param.detach().abs().float()
 
 
-@CRITERIA.register("random")
+@CRITERIA.register("random", seeded=True)
 def random(param: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Uniform random scores from the seeded generator (the control)."""
     if generator is None:

@@ -34,7 +34,10 @@ from lth.knobs import knob
 from lth.registry import Registry
 
 Schedule = Callable[..., float]
-SCHEDULES = Registry("schedule")
+# Traits: prunes (False: the unpruned reference; its run is one round at sparsity 0 whatever the
+# pruning flags, and a --restart continue run takes such a run as its --from-run); label, its
+# name in figures and tables (analysis; None: the entry's name).
+SCHEDULES = Registry("schedule", traits={"prunes": True, "label": None})
 
 
 def get(name: str) -> Schedule:
@@ -83,13 +86,13 @@ def _window(t: float, start: float, end: float) -> float:
     return (t - start) / (end - start)
 
 
-@SCHEDULES.register("one_shot", OneShotParams)
+@SCHEDULES.register("one_shot", OneShotParams, label="One-Shot (40 %)")
 def one_shot(t: float, s_i: float, s_f: float, start: float = 0.4) -> float:
     """All of the increase at once when t reaches `start` (paper: 0.4; classic IMP: 1.0)."""
     return s_f if t >= start else s_i
 
 
-@SCHEDULES.register("iterative", IterativeParams)
+@SCHEDULES.register("iterative", IterativeParams, label="Iterative")
 def iterative(t: float, s_i: float, s_f: float, start: float = 0.2, end: float = 1.0,
               prune_steps: int = 3) -> float:
     """`prune_steps` equal jumps at start + k*(end-start)/prune_steps, k = 0..prune_steps-1
@@ -103,7 +106,7 @@ def iterative(t: float, s_i: float, s_f: float, start: float = 0.2, end: float =
     return s_i + (s_f - s_i) * done / prune_steps
 
 
-@SCHEDULES.register("agp", WindowParams)
+@SCHEDULES.register("agp", WindowParams, label="AGP")
 def agp(t: float, s_i: float, s_f: float, start: float = 0.2, end: float = 1.0) -> float:
     """Automated Gradual Pruning (Zhu & Gupta 2018): s_f + (s_i - s_f)(1 - tau)^3 (paper start: 0.2)."""
     if t >= 1.0:
@@ -112,7 +115,7 @@ def agp(t: float, s_i: float, s_f: float, start: float = 0.2, end: float = 1.0) 
     return s_f + (s_i - s_f) * (1.0 - tau) ** 3
 
 
-@SCHEDULES.register("ocp", OcpParams)
+@SCHEDULES.register("ocp", OcpParams, label="One-Cycle")
 def ocp(t: float, s_i: float, s_f: float, alpha: float = 14.0, beta: float = 5.0) -> float:
     """One-Cycle Pruning, paper eq. 1: s_i + (s_f - s_i)(1 + e^(-a+b)) / (1 + e^(-a t + b)).
 
@@ -124,13 +127,13 @@ def ocp(t: float, s_i: float, s_f: float, alpha: float = 14.0, beta: float = 5.0
     return s_i + (s_f - s_i) * (1.0 + math.exp(-alpha + beta)) / (1.0 + math.exp(-alpha * t + beta))
 
 
-@SCHEDULES.register("dense")
+@SCHEDULES.register("dense", prunes=False, label="Dense")
 def dense(t: float, s_i: float, s_f: float) -> float:
     """No pruning: the unpruned reference run (one round at sparsity 0, whatever the flags)."""
     return s_i
 
 
-@SCHEDULES.register("imp")
+@SCHEDULES.register("imp", label="IMP (end of round)")
 def imp(t: float, s_i: float, s_f: float) -> float:
     """Original IMP (Frankle & Carbin): train the whole round, prune once at its end."""
     return s_f if t >= 1.0 else s_i

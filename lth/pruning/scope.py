@@ -17,8 +17,13 @@ from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.pruning.criteria import CRITERIA
 from lth.pruning.select import prune_layer, prune_lowest
+from lth.registry import Registry
 
-SCOPES = ("local", "global")
+# Trait per_layer: the scope takes one target per layer (--layer-rate); False: one threshold over
+# all layers, one target for all (lth.pruning.updater updates such masks as global pruning does).
+# An entry is `prune(masks, targets, score, generator)`: raise the masks to `targets` (one
+# sparsity, or one per layer for a per_layer scope), never lower.
+SCOPES = Registry("pruning scope", traits={"per_layer": True})
 
 
 @torch.no_grad()
@@ -27,14 +32,15 @@ def prune(masks: Masks, target: Union[float, Sequence[float]], criterion: str = 
     """Raise sparsity to `target` (never lower). `target`: one sparsity, or (local) one per layer
     in masks.names order. `generator` (CPU) drives the random criterion."""
     score = CRITERIA.get(criterion).fn
-    if scope == "global":
-        if not isinstance(target, (int, float)):
-            raise LthError("global pruning takes one sparsity for all layers, not per-layer targets")
-        check_sparsity(target)
-        _prune_global(masks, target, score, generator)
-        return
-    if scope != "local":
-        raise LthError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    entry = SCOPES.get(scope)
+    if not entry.traits["per_layer"] and not isinstance(target, (int, float)):
+        raise LthError(f"{scope} pruning takes one sparsity for all layers, not per-layer targets")
+    entry.fn(masks, target, score, generator)
+
+
+@SCOPES.register("local")
+def _prune_local(masks: Masks, target: Union[float, Sequence[float]], score, generator) -> None:
+    """Every layer to its own target: round(target * numel) pruned per layer (the paper's)."""
     targets = [target] * len(masks.tensors) if isinstance(target, (int, float)) else list(target)
     if len(targets) != len(masks.tensors):
         raise LthError(f"{len(targets)} per-layer targets for {len(masks.tensors)} prunable layers")
@@ -54,7 +60,10 @@ def check_sparsity(sparsity: float) -> None:
         raise LthError(f"sparsity {sparsity} is outside [0, 1)")
 
 
+@SCOPES.register("global", per_layer=False)
 def _prune_global(masks: Masks, sparsity: float, score, generator) -> None:
+    """One threshold over all layers: round(target * total) pruned overall (OpenLTH)."""
+    check_sparsity(sparsity)
     scores = torch.cat([score(p, generator).reshape(-1) for p in masks.params])
     flat = torch.cat([m.reshape(-1) for m in masks.tensors])
     already = masks.known_total if masks.known_total is not None else int((flat == 0).sum())

@@ -32,7 +32,7 @@ from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.pruning.criteria import CRITERIA
 from lth.pruning import candidates
-from lth.pruning.scope import check_sparsity, prune
+from lth.pruning.scope import SCOPES, check_sparsity, prune
 from lth.pruning.select import prune_layer
 from lth.pruning.targets import Target
 
@@ -76,7 +76,7 @@ class MaskUpdater:
 
     def _candidate_layers(self) -> Optional[List[Optional[candidates.Layer]]]:
         """The layers the candidate selection applies to (None where it does not), or None."""
-        if self.criterion != "magnitude" or self.select == "full":
+        if not CRITERIA.get(self.criterion).traits["magnitude"] or self.select == "full":
             return None
         if self._layers is None:
             self._layers = candidates.layers_of(self.masks.params, self.masks.tensors)
@@ -92,9 +92,9 @@ class MaskUpdater:
         if self.on_prune is not None:
             remaining = self.masks.numel() - sum(self._counts())
             self._removed_sq = []
-        if self.scope == "global":
+        if not SCOPES.get(self.scope).traits["per_layer"]:   # one threshold over all layers
             if not isinstance(target, (int, float)):
-                raise LthError("global pruning takes one sparsity for all layers, not per-layer targets")
+                raise LthError(f"{self.scope} pruning takes one sparsity for all layers, not per-layer targets")
             changed = self._update_global(target, final, optimizer)
         else:
             changed = self._update_local(target, final, optimizer)
@@ -218,7 +218,7 @@ def count_updates(target: Callable[[float], Target], sizes: List[int], total: in
     current, updates = sum(counts), 0
     for t in [k / total for k in range(0, total, interval)] + [1.0]:
         value = target(t)
-        if scope == "global":
+        if not SCOPES.get(scope).traits["per_layer"]:
             wanted = round(value * sum(sizes))
             if due_global(wanted, current, sum(sizes), tolerance, t >= 1.0):
                 current, updates = wanted, updates + 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from lth import config as base_config
+from lth import plugins
 from lth.errors import LthError, OneLineParser
 from lth.knobs import check_bounds, describe_bounds, flag, knob
 from lth.pruning.schedules import SCHEDULES
@@ -155,6 +156,7 @@ def _add(parser, f: dataclasses.Field, default, prefix: str = "") -> None:
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    plugins.load()   # a plugin's models and datasets are choices here too (lth.plugins)
     parser = OneLineParser(prog=prog, description=description)
     seen = set()
     for f, is_param in _base_fields():

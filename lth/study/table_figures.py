@@ -14,7 +14,7 @@ import numpy as np
 import seaborn as sns
 
 from analysis.figures import csv_bytes, new_figure, paper_style, render
-from analysis.results import SCHEDULE_LABELS, SCHEDULE_ORDER
+from analysis.results import SCHEDULE_ORDER, schedule_label
 from analysis.table_render import DISPLAY_NAMES, Grid, ordered
 
 PANEL_IN = 2.6   # inches per panel side
@@ -59,7 +59,7 @@ def _lines(ax, records, x_key: str, colours, paper=None) -> List[list]:
         stats = [_mean_std([100 * r["acc"] for r in mine if r[x_key] == x]) for x in xs]
         means, stds = np.array([m for m, _ in stats]), np.array([d for _, d in stats])
         ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, color=colour,
-                    label=SCHEDULE_LABELS.get(s, s))
+                    label=schedule_label(s))
         if paper and paper.get(s):
             px, py = zip(*sorted(paper[s]))
             ax.plot(px, py, linestyle="--", linewidth=0.8, color=colour)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from analysis import table_render
-from analysis.results import SCHEDULE_LABELS, SCHEDULE_ORDER
+from analysis.results import SCHEDULE_ORDER, schedule_label
 from analysis.table_render import DISPLAY_NAMES, Entry, Grid, ordered
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.runs.store import RunStore, atomic_write_bytes
@@ -112,7 +112,7 @@ def table1(records, analysis, paper_rows, title) -> Grid:
 
 def table2(records, analysis, paper_rows, title) -> Grid:
     schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
-    grid = Grid(title, ["Dataset", "Model", "Sparsity"], [SCHEDULE_LABELS.get(s, s) for s in schedules])
+    grid = Grid(title, ["Dataset", "Model", "Sparsity"], [schedule_label(s) for s in schedules])
     for ds in ordered(r["dataset"] for r in records):
         for model in ordered(r["model"] for r in records if r["dataset"] == ds):
             for sp in sorted({r["sparsity"] for r in records if r["dataset"] == ds and r["model"] == model}):
@@ -131,7 +131,7 @@ def table2(records, analysis, paper_rows, title) -> Grid:
 
 def table3(records, analysis, paper_rows, title) -> Grid:
     schedules = ordered((r["schedule"] for r in records), SCHEDULE_ORDER)
-    grid = Grid(title, ["Dataset", "Target"], [SCHEDULE_LABELS.get(s, s) for s in schedules], unit="multiple")
+    grid = Grid(title, ["Dataset", "Target"], [schedule_label(s) for s in schedules], unit="multiple")
     for ds in ordered(r["dataset"] for r in records):
         target = analysis.targets.get(ds)
         if target is None:

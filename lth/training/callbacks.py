@@ -99,12 +99,12 @@ class LrContextState(Callback):
 
 class PrunedStayZero(Callback):
     """Where the loop skips the weight multiply after each step (an optimizer that keeps zeros
-    zero, lth.training.optimizers), check the pruned weights once an epoch."""
+    zero: the trait keeps_pruned_zero, lth.training.optimizers), check the pruned weights once an epoch."""
 
     def on_epoch_end(self, loop, line: dict) -> None:
         if loop.masks is not None and not loop.enforce and not loop.masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {loop.cfg.optimizer!r} in epoch "
-                           f"{loop.epoch}; lth.training.optimizers.KEEPS_PRUNED_ZERO must not list it")
+                           f"{loop.epoch}; its registry entry must not declare keeps_pruned_zero")
 
 
 class EpochEval(Callback):

@@ -31,12 +31,12 @@ from lth.config import TrainConfig
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
 from lth.errors import LthError
-from lth.training.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
+from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import Masks
-from lth.training.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
+from lth.training.optimizers import OPTIMIZERS
 from lth.training import callbacks as cbs
 from lth.training.callbacks import Callback
-from lth.training.retrain_lr import LrContext, context_needs
+from lth.training.retrain_lr import LrContext
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ def total_steps(cfg: TrainConfig, train_size: int) -> int:
 def lr_at(step: int, total: int, cfg: TrainConfig, context: Optional[LrContext] = None) -> float:
     """Learning rate for optimizer step `step` of `total` (cfg resolved): lth.training.lr_schedules.
     The retraining schedules (lth.training.retrain_lr) also read `context`, which they require."""
-    fn = LR_SCHEDULES.get(cfg.lr_schedule).fn
-    if context_needs(fn) is None:
+    entry = LR_SCHEDULES.get(cfg.lr_schedule)
+    fn = entry.fn
+    if entry.traits["needs_context"] is None:   # issue 20: the entry's trait (lth.training.lr_schedules)
         return fn(step / total, cfg.lr, **cfg.lr_schedule_params)
     if context is None:
         raise LthError(f"--lr-schedule {cfg.lr_schedule} retrains after pruning and needs the dense run's LR "
@@ -64,8 +65,8 @@ def lr_at(step: int, total: int, cfg: TrainConfig, context: Optional[LrContext] 
 
 def momentum_at(step: int, total: int, cfg: TrainConfig) -> Optional[float]:
     """The scheduled momentum (AdamW beta1, SGD momentum) for step `step`, or None when the LR
-    schedule leaves it to the optimizer (lth.training.lr_schedules.MOMENTUM_SCHEDULES)."""
-    schedule = MOMENTUM_SCHEDULES.get(cfg.lr_schedule)
+    schedule leaves it to the optimizer (the entry's trait momentum, lth.training.lr_schedules)."""
+    schedule = LR_SCHEDULES.get(cfg.lr_schedule).traits["momentum"]   # issue 20: a trait, not a side table
     return schedule(step / total, **cfg.lr_schedule_params) if schedule is not None else None
 
 
@@ -113,8 +114,8 @@ def autocast(device: torch.device, bf16: bool):
 
 def enforces_after_step(cfg: TrainConfig) -> bool:
     """Whether lth.training.loop multiplies the weights by the mask after every step: only under an
-    optimizer that could move a zero weight (lth.training.optimizers.KEEPS_PRUNED_ZERO)."""
-    return cfg.optimizer not in KEEPS_PRUNED_ZERO
+    optimizer that could move a zero weight (the entry's trait keeps_pruned_zero, lth.training.optimizers)."""
+    return not OPTIMIZERS.get(cfg.optimizer).traits["keeps_pruned_zero"]   # issue 20: a trait, not a side table
 
 
 def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optional[Masks], x: torch.Tensor,
@@ -123,8 +124,8 @@ def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optio
     """One optimizer step: forward under autocast, backward, zero pruned gradients, step, zero
     pruned weights. Returns the detached loss and logits (no host sync). lth.bench times this.
     momentum: the scheduled AdamW beta1 / SGD momentum of this step (None: leave it).
-    enforce: multiply the weights by the mask after the step; False only for an optimizer in
-    lth.training.optimizers.KEEPS_PRUNED_ZERO whose pruned entries' state is zero (lth.training.loop)."""
+    enforce: multiply the weights by the mask after the step; False only for an optimizer
+    with the trait keeps_pruned_zero (lth.training.optimizers) whose pruned entries' state is zero (lth.training.loop)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
         if momentum is not None:

@@ -12,7 +12,7 @@
 `lth.training.loop.lr_at(step, total, train_cfg, context)` evaluates the configured one and
 `lth.training.loop.momentum_at` its momentum schedule, if it has one; docs/DESIGN.md §3 and §10 have the
 formulas. Adding one is a decorated function with a parameter dataclass (lth.registry); one that
-needs the context is also marked `@lth.training.retrain_lr.uses_context`.
+needs the context declares the trait needs_context (lth.training.retrain_lr).
 """
 import math
 from dataclasses import dataclass
@@ -22,7 +22,11 @@ from lth.errors import LthError
 from lth.knobs import knob
 from lth.registry import Registry
 
-LR_SCHEDULES = Registry("LR schedule")
+# Traits: momentum, a function (t, **params) -> the scheduled momentum (AdamW beta1, SGD
+# momentum) or None, for a schedule that also schedules the momentum (None: the optimizer's own
+# value stays); needs_context, what a retraining schedule reads from its LrContext
+# (lth.training.retrain_lr.DENSE or PRUNING; None: a plain schedule lr(t, peak, **params)).
+LR_SCHEDULES = Registry("LR schedule", traits={"momentum": None, "needs_context": None})
 
 
 @dataclass
@@ -61,22 +65,18 @@ def _combined_cos(t: float, warmup: float, start: float, middle: float, end: flo
     return end + (middle - end) * (1 + math.cos(math.pi * u)) / 2
 
 
-@LR_SCHEDULES.register("one_cycle", OneCycleParams)
-def one_cycle(t: float, lr: float, warmup: float = 0.25, div: float = 25.0, div_final: float = 1e5,
-              moms: Tuple[float, ...] = (0.95, 0.85, 0.95)) -> float:
-    """fastai fit_one_cycle: cosine from lr/div up to lr over `warmup`, then cosine down to
-    lr/div_final (moms: see one_cycle_momentum)."""
-    return _combined_cos(t, warmup, lr / div, lr, lr / div_final)
-
-
 def one_cycle_momentum(t: float, warmup: float = 0.25, moms: Tuple[float, ...] = (0.95, 0.85, 0.95), **_):
     """fastai fit_one_cycle's momentum: cosine moms[0] -> moms[1] over `warmup`, then -> moms[2]
     (falls while the LR rises); None when moms is empty (the optimizer's own value stays)."""
     return _combined_cos(t, warmup, *moms) if moms else None
 
 
-# LR schedules that also schedule the momentum, by name
-MOMENTUM_SCHEDULES = {"one_cycle": one_cycle_momentum}
+@LR_SCHEDULES.register("one_cycle", OneCycleParams, momentum=one_cycle_momentum)
+def one_cycle(t: float, lr: float, warmup: float = 0.25, div: float = 25.0, div_final: float = 1e5,
+              moms: Tuple[float, ...] = (0.95, 0.85, 0.95)) -> float:
+    """fastai fit_one_cycle: cosine from lr/div up to lr over `warmup`, then cosine down to
+    lr/div_final (moms: see one_cycle_momentum)."""
+    return _combined_cos(t, warmup, lr / div, lr, lr / div_final)
 
 
 def _linear_warmup(t: float, warmup: float) -> float:

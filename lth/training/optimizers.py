@@ -16,18 +16,16 @@ import torch
 from lth.knobs import knob
 from lth.registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
-
-# Optimizers under which a pruned weight stays exactly zero once its gradient and its state are
-# zero (lth.training.loop masks the gradients before every step; every mask update zeroes the state of
+# Trait keeps_pruned_zero: the optimizer leaves a pruned weight exactly zero once its gradient
+# and its state are zero (lth.training.loop masks the gradients before every step; every mask update zeroes the state of
 # the weights it prunes): SGD moves it by lr * (momentum * 0 + 0 + wd * 0) = 0 (Nesterov too),
-# AdamW by lr * wd * 0 and lr * 0 / (sqrt(v) + eps) with eps > 0. For these lth.training.loop skips the
+# AdamW by lr * wd * 0 and lr * 0 / (sqrt(v) + eps) with eps > 0. For those lth.training.loop skips the
 # weight multiply after each step: LeNet-300-100 on a CPU spent 7 % of its step on it (SGD
 # 1.184 ms a dense step; masked 1.367 ms with both multiplies, 1.281 ms with the gradient one
 # only). The trajectory is bit-identical either way (tests/test_masks.py), and lth.training.loop checks
-# at every epoch's end that the pruned weights are still zero. An optimizer not listed here
+# at every epoch's end that the pruned weights are still zero. An optimizer without the trait
 # (a coupled update: LAMB's trust ratio, Adafactor's factored moments) is enforced every step.
-KEEPS_PRUNED_ZERO = frozenset({"adamw", "sgd"})
+OPTIMIZERS = Registry("optimizer", traits={"keeps_pruned_zero": False})
 
 
 @dataclass
@@ -43,13 +41,13 @@ class SgdParams:
     nesterov: bool = knob(False, "Nesterov momentum")
 
 
-@OPTIMIZERS.register("adamw", AdamWParams)
+@OPTIMIZERS.register("adamw", AdamWParams, keeps_pruned_zero=True)
 def adamw(groups, lr: float, beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-5) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay."""
     return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps, fused=True)
 
 
-@OPTIMIZERS.register("sgd", SgdParams)
+@OPTIMIZERS.register("sgd", SgdParams, keeps_pruned_zero=True)
 def sgd(groups, lr: float, momentum: float = 0.9, nesterov: bool = False) -> torch.optim.Optimizer:
     """SGD with (optionally Nesterov) momentum."""
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=True)

@@ -14,8 +14,8 @@ To Stop Worrying And Love Retraining", ICLR 2023), registered in lth.training.lr
 Unlike the training schedules, these need what a dense run did and what this phase's pruning
 did: an `LrContext` (the dense run's LR history, this phase's budget, d and s) that the IMP
 driver builds for each phase of a `--restart continue` run and that `lth.training.loop.lr_at` passes
-to every schedule marked `@uses_context`. eta_max is the largest LR of the dense run, eta_min
-its last LR, T its budget in epochs (all from its config through lth.training.loop.lr_at, step by step).
+to every schedule whose entry declares the trait `needs_context`. eta_max is the largest LR of
+the dense run, eta_min its last LR, T its budget in epochs (all from its config through lth.training.loop.lr_at, step by step).
 Every schedule steps per optimizer step (u = step / total). The warm-up is 10 % of the phase
 (`--retrain-warmup`), linear by default; `--warmup-shape cosine` is the half-cosine ramp of
 the official code. Formulas: docs/DESIGN.md §10.
@@ -29,22 +29,14 @@ from lth.knobs import knob
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.registry import NoParams
 
-# What a schedule needs from its context (the attribute `uses_context` on its function):
+# What a schedule needs from its context (its entry's trait needs_context):
 DENSE = "dense"        # the dense run's LR history and this phase's budget
 PRUNING = "pruning"    # also d and s of this phase's pruning, which must come before its first step
 
 
-def uses_context(needs: str):
-    """Mark an LR schedule function as taking the LrContext as its third argument."""
-    def mark(fn):
-        fn.uses_context = needs
-        return fn
-    return mark
-
-
-def context_needs(fn) -> Optional[str]:
-    """None for a plain schedule, else DENSE or PRUNING."""
-    return getattr(fn, "uses_context", None)
+def context_needs(name: str) -> Optional[str]:
+    """None for a plain LR schedule, else DENSE or PRUNING (the trait of the entry `name`)."""
+    return LR_SCHEDULES.get(name).traits["needs_context"]
 
 
 @dataclass
@@ -130,15 +122,13 @@ def _after(u: float, w: float) -> float:
     return (u - w) / (1 - w)
 
 
-@LR_SCHEDULES.register("ft", NoParams)
-@uses_context(DENSE)
+@LR_SCHEDULES.register("ft", NoParams, needs_context=DENSE)
 def ft(t: float, lr: float, ctx: LrContext) -> float:
     """FT (Han et al.): constant eta_min, the last LR of dense training."""
     return ctx.dense.eta_min
 
 
-@LR_SCHEDULES.register("lrw", NoParams)
-@uses_context(DENSE)
+@LR_SCHEDULES.register("lrw", NoParams, needs_context=DENSE)
 def lrw(t: float, lr: float, ctx: LrContext) -> float:
     """LRW (Renda et al.): the last T_rt epochs of the dense schedule, replayed (from its first
     step when T_rt exceeds T)."""
@@ -148,16 +138,14 @@ def lrw(t: float, lr: float, ctx: LrContext) -> float:
     return ctx.dense.lr(max(0.0, num / (ctx.steps_per_epoch * ctx.dense.steps)))
 
 
-@LR_SCHEDULES.register("slr", RetrainWarmupParams)
-@uses_context(DENSE)
+@LR_SCHEDULES.register("slr", RetrainWarmupParams, needs_context=DENSE)
 def slr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
     """SLR (Le & Hua): warm-up to eta_max, then the whole dense schedule compressed."""
     warm = _warmup(t, ctx.dense.eta_max, retrain_warmup, warmup_shape)
     return warm if warm is not None else ctx.dense.lr(_after(t, retrain_warmup))
 
 
-@LR_SCHEDULES.register("clr", RetrainWarmupParams)
-@uses_context(DENSE)
+@LR_SCHEDULES.register("clr", RetrainWarmupParams, needs_context=DENSE)
 def clr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
     """CLR (Le & Hua): warm-up to eta_max, then cosine from eta_max down to eta_min."""
     hi, lo = ctx.dense.eta_max, ctx.dense.eta_min
@@ -170,15 +158,13 @@ def _linear_from(t: float, peak: float, w: float, shape: str) -> float:
     return warm if warm is not None else peak * (1 - _after(t, w))
 
 
-@LR_SCHEDULES.register("llr", RetrainWarmupParams)
-@uses_context(DENSE)
+@LR_SCHEDULES.register("llr", RetrainWarmupParams, needs_context=DENSE)
 def llr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
     """LLR (Zimmer et al.): warm-up to eta_max, then linear down to 0."""
     return _linear_from(t, ctx.dense.eta_max, retrain_warmup, warmup_shape)
 
 
-@LR_SCHEDULES.register("allr", RetrainWarmupParams)
-@uses_context(PRUNING)
+@LR_SCHEDULES.register("allr", RetrainWarmupParams, needs_context=PRUNING)
 def allr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
     """ALLR (Zimmer et al.): LLR with the peak eta_0 set by this phase's pruning (allr_eta0)."""
     return _linear_from(t, allr_eta0(ctx), retrain_warmup, warmup_shape)
