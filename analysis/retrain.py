@@ -33,7 +33,8 @@ from analysis import cli
 from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, write
 from analysis.results import spread
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.lottery.restart import RESTARTS, policy
+from lth.lottery import assemble
+from lth.lottery.restart import RESTARTS
 from lth.pruning.schedules import SCHEDULES
 from lth.runs.store import RunStore
 
@@ -62,7 +63,7 @@ def describe(store: RunStore) -> dict:
     if not SCHEDULES.get(cfg.prune.schedule).traits["prunes"]:
         row["kind"], row["method"] = "dense", "dense"
     elif RESTARTS.get(cfg.prune.restart).traits["from_dense_run"]:
-        dense = policy(cfg.prune.restart, cfg.prune.restart_params).reference()
+        dense = assemble.restart_policy(cfg).reference()
         dense_summary = dense.load_summary(dense.run_config().prune.rounds)
         dense_lr = dense.run_config().resolved().train.lr_schedule
         # BIMP: a budgeted dense phase with a linear LR, then ALLR (Zimmer et al.)

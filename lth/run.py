@@ -36,8 +36,7 @@ def resolve_config(argv):
         saved = open_run(args.resume).run_config()
         config_mod.apply_overrides(saved, config_mod.explicit_flags(args), "flags")
         cfg = saved
-    cfg = cfg.resolved()
-    config_mod.validate(cfg)
+    cfg = config_mod.resolve(cfg)
     run_dir = Path(args.resume or args.run_dir or Path(cfg.runtime.runs_root) / run_name(cfg))
     return cfg, run_dir
 

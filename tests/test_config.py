@@ -443,3 +443,18 @@ def test_format_2_configs_read_as_tolerance_0_and_threads_default():
 def test_tolerance_and_threads_bounds(argv, message):
     with pytest.raises(LthError, match=message):
         config.validate(parse(["--preset", "quick", *argv]).resolved())
+
+
+def test_the_main_path_resolves_and_validates_once(monkeypatch, tmp_path):
+    """One resolved-config type, validated at the edge: lth.run resolves the flags into a
+    ResolvedConfig, and lth.execute takes it as it is (issue 20)."""
+    from lth import config as config_mod, run as lth_run
+    calls = []
+    real = config_mod.validate
+    monkeypatch.setattr(config_mod, "validate", lambda cfg: (calls.append(1), real(cfg))[1])
+    assert lth_run.main(["--preset", "quick", "--rounds", "1", "--steps", "2", "--no-progress", "--device", "cpu",
+                         "--runs-root", str(tmp_path)]) == 0
+    assert calls == [1]
+    resolved = config_mod.resolve(config_mod.RunConfig())
+    assert isinstance(resolved, config_mod.ResolvedConfig) and config_mod.resolve(resolved) is resolved
+    assert resolved.experiment_dict() == config_mod.RunConfig().resolved().experiment_dict()

@@ -509,7 +509,7 @@ def explicit_flags(args: argparse.Namespace) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names}
 
 
-def from_overrides(overrides: dict, preset: Optional[str] = None) -> RunConfig:
+def from_overrides(overrides: dict, preset: Optional[str] = None) -> "ResolvedConfig":
     """A resolved, validated config from flat names (as in PRESETS) over an optional preset:
     how a study or a script describes a run."""
     cfg = RunConfig()
@@ -518,9 +518,7 @@ def from_overrides(overrides: dict, preset: Optional[str] = None) -> RunConfig:
             raise LthError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
     apply_overrides(cfg, overrides, "overrides")
-    cfg = cfg.resolved()
-    validate(cfg)
-    return cfg
+    return resolve(cfg)
 
 
 def load_config_file(path: str) -> RunConfig:
@@ -534,6 +532,22 @@ def load_config_file(path: str) -> RunConfig:
     if isinstance(d, dict) and "config" in d and isinstance(d["config"], dict):
         d = d["config"]
     return RunConfig.from_dict(d, where=str(path))
+
+
+class ResolvedConfig(RunConfig):
+    """A RunConfig resolved and validated once, at the edge (`resolve`): the one config type
+    a run's code takes. Treat it as read-only; to change a field, apply overrides to a
+    RunConfig and resolve again."""
+
+
+def resolve(cfg: RunConfig) -> ResolvedConfig:
+    """Resolve (RunConfig.resolved) and validate, once: a ResolvedConfig comes back as it is,
+    so the code below the command line never resolves or validates again."""
+    if isinstance(cfg, ResolvedConfig):
+        return cfg
+    normal = cfg.resolved()
+    validate(normal)
+    return ResolvedConfig(**{f.name: getattr(normal, f.name) for f in dataclasses.fields(RunConfig)})
 
 
 def validate(cfg: RunConfig) -> None:

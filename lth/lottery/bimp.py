@@ -104,14 +104,12 @@ def route_flags(flags: dict, schedules: Dict[str, str]) -> Dict[str, dict]:
     return out
 
 
-def make_config(args, overrides: dict) -> config_mod.RunConfig:
+def make_config(args, overrides: dict) -> config_mod.ResolvedConfig:
     cfg = config_mod.load_config_file(args.config) if args.config else config_mod.RunConfig()
     if args.preset:
         config_mod.apply_overrides(cfg, config_mod.PRESETS[args.preset], f"preset {args.preset}")
     config_mod.apply_overrides(cfg, overrides, "flags")
-    cfg = cfg.resolved()
-    config_mod.validate(cfg)
-    return cfg
+    return config_mod.resolve(cfg)
 
 
 def plan(argv=None) -> Tuple[List[Tuple[str, config_mod.RunConfig]], str]:

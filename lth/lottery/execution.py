@@ -22,7 +22,7 @@ import torch
 from lth.runs import provenance
 from lth.lottery import imp
 from lth.lottery import assemble
-from lth.config import RunConfig, differing_fields, validate
+from lth.config import RunConfig, differing_fields, resolve
 from lth.errors import LthError
 from lth.runs.store import RunStore, run_name
 from lth.training.loop import pick_device, set_threads
@@ -61,8 +61,7 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
     """Run, or resume, the IMP run of `cfg` (resolved here if it is not yet) in
     `run_dir`, or `runs_root/<dataset>-<model>-<schedule>-<hash8>` (runs_root defaults to
     cfg.runtime.runs_root)."""
-    cfg = cfg.resolved()
-    validate(cfg)
+    cfg = resolve(cfg)   # a no-op for a ResolvedConfig (the command line resolved it)
     set_threads(cfg.runtime.threads)  # before any torch work (cfg.runtime.threads: README "Performance")
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root or cfg.runtime.runs_root) / run_name(cfg)
     torch_device = pick_device(device)

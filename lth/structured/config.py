@@ -188,8 +188,7 @@ def from_args(argv, parser: Optional[argparse.ArgumentParser] = None):
         if f.name in given:
             setattr(s, f.name, given[f.name])
     s.schedule_params = _schedule_params(s.method, {k: v for k, v in given.items() if k in _schedule_fields()})
-    base = base.resolved()
-    base_config.validate(base)
+    base = base_config.resolve(base)
     check_bounds(s)
     return StructuredRun(base, s), args
 
