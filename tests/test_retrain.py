@@ -91,7 +91,7 @@ def test_lrw_longer_than_the_dense_run_starts_at_its_first_lr():
 
 @pytest.mark.parametrize("name", ["slr", "clr", "llr"])
 def test_linear_warmup_is_ten_percent_from_zero_to_eta_max(name):
-    values = curve(name, context(steps=50))
+    values = curve(name, context(steps=50), warmup_shape="linear")
     assert values[0] == 0.0
     assert values[:6] == [pytest.approx(0.1 * k / 5) for k in range(6)]   # 10 % of 50 steps = 5
     assert values[5] == pytest.approx(0.1) and max(values) == pytest.approx(0.1)
@@ -99,6 +99,7 @@ def test_linear_warmup_is_ten_percent_from_zero_to_eta_max(name):
 
 def test_cosine_warmup_shape():
     values = curve("llr", context(steps=100), warmup_shape="cosine")
+    assert values == curve("llr", context(steps=100))   # the default: Zimmer et al.'s half-cosine ramp
     assert values[0] == 0.0 and values[10] == pytest.approx(0.1)
     assert values[5] == pytest.approx(0.05)                                  # the half-cosine's midpoint
     assert values[2] == pytest.approx(0.1 * (1 - math.cos(math.pi * 0.2)) / 2) and values[2] < 0.1 * 2 / 10
@@ -121,6 +122,16 @@ def test_clr_is_a_cosine_from_eta_max_to_eta_min():
     assert values[5] == pytest.approx(0.1) and values[-1] == pytest.approx(0.001)
     assert values[5 + 45 // 2] == pytest.approx(0.001 + 0.099 * (1 + math.cos(math.pi * 22 / 45)) / 2)
     assert all(a >= b for a, b in zip(values[5:], values[6:]))
+
+
+def test_slr_reads_the_dense_warmup_as_eta_max():
+    """Zimmer et al.'s SLR compresses the dense schedule after its own warm-up with the dense
+    warm-up replaced by eta_max: no second ramp from 0 after the first."""
+    lrs = [0.1 * min(1.0, k / 40) for k in range(DENSE_STEPS)]          # dense: 20 % linear warm-up, then 0.1
+    warm = DenseHistory(lr=lambda p: 0.1 * min(1.0, p / 0.2), steps=DENSE_STEPS, steps_per_epoch=DENSE_PER_EPOCH,
+                        eta_max=max(lrs), eta_min=lrs[-1], peak_at=lrs.index(max(lrs)) / DENSE_STEPS)
+    values = curve("slr", LrContext(warm, 50, 10))
+    assert values[5:] == [pytest.approx(0.1)] * 46                       # never back down to 0 after step 5
 
 
 def test_slr_is_the_dense_schedule_compressed_after_the_warmup():
@@ -499,3 +510,4 @@ def test_analysis_refuses_an_unfinished_run(allr_run, tmp_path):
     with pytest.raises(LthError, match="2 of 3 rounds finished"):
         retrain.main([str(unfinished), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
