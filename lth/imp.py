@@ -96,17 +96,18 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
                    augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
                    augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
-                   start_step=restart.start_step, start_loader=restart.start_loader(store),
+                   start_step=restart.start_step, start_loader=restart.start_loader(store, r),
                    lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
+    loader = result.pop("loader")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
                "start_sparsity": s_i, "target_sparsity": s_f,
                "sparsity": report[-1]["sparsity"], "layers": report[:-1], "restart": cfg.prune.restart,
                "lr_schedule": cfg.train.lr_schedule, **result}
     if context is not None:
         summary["lr_context"] = context.summary()
-    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
+    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary, loader)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary

@@ -13,11 +13,12 @@ schedule, round r starts from (before the previous round's mask is applied). doc
 A policy is a registry entry that makes an object with `dense_steps` (dense training before
 round 1 that makes rewind.pt, 0: none), `start_step` (the step of the LR and sparsity
 schedules every round and every ticket copy starts at), `start_state(store, r)` and
-`start_loader(store)` (the weights and the training loader's position round r starts from),
+`start_loader(store, r)` (the weights and the training loader's position round r starts from),
 `ticket_state(store)` (the weights a ticket of the run is applied to, for the analysis),
 `check(cfg)` (one-line errors for what needs the disk, before anything is written) and
 `reference()` (the RunStore of the dense run whose LR history retraining schedules read, or None).
 """
+import logging
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +26,8 @@ from typing import Optional
 from lth.errors import LthError
 from lth.knobs import knob
 from lth.registry import Registry
+
+log = logging.getLogger(__name__)
 
 RESTARTS = Registry("round restart")
 REWIND_FORMAT = "lth-rewind/2"  # rewind.pt before it: a bare state dict, W_k captured inside round 1
@@ -60,7 +63,7 @@ class Rewind:
     def start_state(self, store, r: int) -> dict:
         return self.ticket_state(store)
 
-    def start_loader(self, store) -> Optional[dict]:
+    def start_loader(self, store, r: int) -> Optional[dict]:
         """The training loader's position at W_rewind (None: a fresh loader, step 0)."""
         return self.rewind_point(store)["loader"] if self.rewind_step > 0 else None
 
@@ -105,8 +108,19 @@ class Continue:
     def __init__(self, from_run: str):
         self.from_run = from_run
 
-    def start_loader(self, store) -> None:
-        return None   # each phase draws a fresh data order from --order-seed
+    def start_loader(self, store, r: int) -> Optional[dict]:
+        """Phase 1: a fresh loader from --order-seed; phase r > 1: where phase r - 1's loader
+        stopped, so the phases see one continuing data stream as in Zimmer et al.'s code (with
+        T_rt = 0.5 epoch, fresh loaders would train every phase on the same half of the data).
+        A run whose phase r - 1 was saved before lth kept that position (no loader.pt) goes on
+        as it was made, with a fresh loader, and says so."""
+        if r == 1:
+            return None
+        state = store.load_loader(r - 1)
+        if state is None:
+            log.warning("%s: phase %d has no saved data position (made by an earlier lth); phase %d starts a "
+                        "fresh data order from --order-seed, as that run's earlier phases did", store.root, r - 1, r)
+        return state
 
     def reference(self):
         """The dense run's RunStore (an LthError when from_run is not a run directory)."""

@@ -192,6 +192,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
     data order (ticket copies with their own seeds).
     lr_context: what a retraining LR schedule reads (lth.retrain_lr); checkpointed with the rest.
+    The result's "loader" is the training loader's position after the last step (mid-epoch
+    included), from which a next prune-retrain phase continues the data stream.
     """
     device = torch.device(device)
     forward = forward or model
@@ -234,8 +236,6 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for x, y in train_loader:
-            if step >= total:
-                break
             if pruning is not None and pruning.due(step - start_step):
                 pruning.update((step - start_step) / window, optimizer)
             lr = lr_at(step, total, cfg, lr_context)
@@ -249,6 +249,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             bar.update(1)
             if after_step is not None:
                 after_step(step, model, masks)
+            if step >= total:
+                break  # before the loader draws (and augments) a batch no step uses: its position stays exact
         epoch += 1
         if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
@@ -289,5 +291,6 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     return {"test_acc": final["test_acc"], "test_loss": final["test_loss"], "best_acc_at_final_sparsity": best,
             "train_loss": trained[-1]["train_loss"] if trained else None, "steps": step, "epochs": epoch,
             "steps_per_epoch": steps_per_epoch, "wall_time_s": wall,
+            "loader": train_loader.state_dict(position=True),
             "images_per_s": sum(m["images_per_s"] for m in trained) / max(len(trained), 1),
             "metrics": metrics}

@@ -511,3 +511,23 @@ def test_analysis_refuses_an_unfinished_run(allr_run, tmp_path):
         retrain.main([str(unfinished), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
+
+def test_phases_continue_one_data_stream(dense_run, tmp_path, monkeypatch):
+    """Zimmer et al.'s code keeps one loader running across phases: with T_rt = half an epoch,
+    phase 2 trains on the half of the data order phase 1 did not see, not on the same half."""
+    from lth import train as train_mod
+    seen, real_step = [], train_mod.train_step
+
+    def recording_step(forward, optimizer, masks, x, y, *args, **kwargs):
+        seen.append(y.clone())
+        return real_step(forward, optimizer, masks, x, y, *args, **kwargs)
+    monkeypatch.setattr(train_mod, "train_step", recording_step)
+    args = [*BASE, *RETRAIN[:-2], "--rounds", "2", "--from-run", str(dense_run), "--steps", "11",
+            "--lr-schedule", "llr", "--augment", "none"]
+    cfg, run_dir = run.resolve_config(args)
+    execution.execute(cfg, run_dir=tmp_path / "run", device="cpu")
+    assert len(seen) == 22                                              # 2 phases x 11 of the 22 batches an epoch
+    loader, _ = train_mod.make_loaders(data.load("digits"), cfg.train, "cpu", 28, "none", cfg.seeds.order_seed, 0)
+    epoch = [y for _, y in loader]                                      # one epoch of a fresh loader's order
+    assert all(torch.equal(a, b) for a, b in zip(seen, epoch))          # phase 1: its first half, phase 2: the second
+    assert RunStore(tmp_path / "run").loader_path(1).exists()
