@@ -107,7 +107,8 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
                "lr_schedule": cfg.train.lr_schedule, **result}
     if context is not None:
         summary["lr_context"] = context.summary()
-    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary, loader)
+    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary,
+                     loader if restart.continues_data else None)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary

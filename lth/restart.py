@@ -14,6 +14,7 @@ A policy is a registry entry that makes an object with `dense_steps` (dense trai
 round 1 that makes rewind.pt, 0: none), `start_step` (the step of the LR and sparsity
 schedules every round and every ticket copy starts at), `start_state(store, r)` and
 `start_loader(store, r)` (the weights and the training loader's position round r starts from),
+`continues_data` (whether each round saves its loader's end position for the next),
 `ticket_state(store)` (the weights a ticket of the run is applied to, for the analysis),
 `check(cfg)` (one-line errors for what needs the disk, before anything is written) and
 `reference()` (the RunStore of the dense run whose LR history retraining schedules read, or None).
@@ -40,6 +41,8 @@ class RewindParams:
 
 
 class Rewind:
+    continues_data = False  # each round's loader starts at W_rewind's position: no loader.pt needed
+
     def __init__(self, rewind_step: int = 0):
         self.rewind_step = rewind_step
         self.dense_steps = rewind_step   # lth.rewinding trains W0 this far, dense, before round 1
@@ -102,6 +105,7 @@ SAME_AS_DENSE = (("data", "dataset"), ("data", "image_size"), ("model", "model")
 
 
 class Continue:
+    continues_data = True  # round r's end position (loader.pt) is where round r + 1's data starts
     dense_steps = 0   # the dense run is another run (--from-run)
     start_step = 0    # each phase trains its whole budget
 
