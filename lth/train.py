@@ -7,7 +7,10 @@ The IMP driver (lth.imp) and the stability analysis (analysis.stability) both ca
                    pruning=MaskUpdater(masks, lambda t: schedules.ocp(t, 0.0, 0.9)))
 
 Each step: (mask update when the schedule's target has risen) -> forward under autocast ->
-backward -> zero pruned gradients -> optimizer step -> zero pruned weights. The mask is updated
+backward -> zero pruned gradients -> optimizer step -> zero pruned weights (only under an
+optimizer that could move a zero weight: `enforces_after_step`; the others keep pruned weights
+zero by their arithmetic, checked once an epoch). A non-finite loss or weight stops the run
+before that epoch is saved (lth.divergence). The mask is updated
 before step k with t = k / total, and once more after the last step with t = 1, so a round
 always ends at exactly its final sparsity (one-shot with start=1.0 is classic IMP: train, then
 prune). Statistics stay on the device and are read once an epoch: no host sync per step.
@@ -26,6 +29,7 @@ from tqdm import tqdm
 
 from lth.config import TrainConfig
 from lth.data import Dataset, DeviceLoader
+from lth.divergence import DivergenceWatch
 from lth.errors import LthError
 from lth.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.masks import Masks
@@ -230,6 +234,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
                disable=not (progress and sys.stderr.isatty()))
     run_start = time.perf_counter()
+    watch = DivergenceWatch(device)
     while step < total:
         epoch_start, seen = time.perf_counter(), 0
         lr_sum, lr_max, lr_steps = 0.0, -math.inf, 0  # the LRs actually used this epoch (metrics)
@@ -242,6 +247,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
                                       momentum_at(step, total, cfg), enforce=enforce_each_step)
+            watch.observe(loss, step)
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -252,6 +258,7 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             if step >= total:
                 break  # before the loader draws (and augments) a batch no step uses: its position stays exact
         epoch += 1
+        watch.check(model, desc, epoch, step)  # first: NaN weights would read as "moved off zero" below
         if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
                            "lth.optimizers.KEEPS_PRUNED_ZERO must not list it")

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from lth import assemble
 from lth.data import Dataset
+from lth.divergence import DivergenceWatch
 from lth.errors import LthError
 from lth.pruning.channels import count, shrink
 from lth.structured import export
@@ -103,6 +104,7 @@ class _Run:
         self.prune_eval: dict = {}
         self.method_summary: dict = {}             # the method's summary, frozen when it stops acting
         self.step, self.epoch, self.records = 0, 0, []
+        self.watch = DivergenceWatch(job.device)
 
     def _compiled(self) -> Callable:
         return torch.compile(self.model) if self.t.compile else self.model
@@ -186,11 +188,13 @@ class _Run:
                                       x, y, lr, job.device, self.t.bf16, momentum_at(self.step, job.total, self.t))
             if self.active:
                 method.after_step(lr)
+            self.watch.observe(loss, self.step)
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             self.step += 1
             bar.update(1)
+        self.watch.check(self.model, "structured run", epoch + 1, self.step)  # before this epoch is saved
         record.update({"step": self.step, "lr": lr, "train_loss": loss_sum.item() / max(seen, 1),
                        "train_acc": correct.item() / max(seen, 1),
                        "images_per_s": seen / (time.perf_counter() - started)})

@@ -1,0 +1,39 @@
+"""Divergence: a loss or a weight that is no longer a finite number stops the run with one line.
+
+A diverged run's NaN weights would otherwise surface as a confusing later failure (a pruned
+weight "moved off zero", a meaningless accuracy, a NaN checkpoint that a resume reloads). The
+watch keeps the first step with a non-finite loss on the device (no host sync per step) and is
+checked once an epoch, before that epoch's checkpoint or the round's artefacts are written, so
+what is on disk is the last good state.
+"""
+import torch
+from torch import nn
+
+from lth.errors import LthError
+
+
+class Diverged(LthError):
+    """Training produced a non-finite loss or weight; nothing of the diverged epoch was saved."""
+
+
+class DivergenceWatch:
+    def __init__(self, device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)  # first bad step, -1: none yet
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        """Record `step` if its loss is not finite and no earlier step's was (stays on the device)."""
+        bad = ~torch.isfinite(loss) & (self.first < 0)
+        self.first = torch.where(bad, torch.full_like(self.first, step), self.first)
+
+    def check(self, model: nn.Module, where: str, epoch: int, step: int) -> None:
+        """Raise Diverged naming `where` and the step if the loss or a weight is not finite."""
+        first = int(self.first)
+        if first >= 0:
+            raise Diverged(f"{where}: training diverged: the loss is not finite from step {first} (epoch {epoch}); "
+                           f"stopped before saving epoch {epoch}, the earlier checkpoints and results are kept "
+                           f"(a lower --lr, or a warm-up, may help)")
+        bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise Diverged(f"{where}: training diverged: weights of {bad[0]} are not finite after step {step} "
+                           f"(epoch {epoch}); stopped before saving epoch {epoch}, the earlier checkpoints and "
+                           f"results are kept (a lower --lr, or a warm-up, may help)")
