@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from lth.errors import LthError, OneLineParser
-from lth.knobs import check_bounds, flag, knob
+from lth.knobs import SEED_BOUNDS, check_bounds, flag, knob, number
 from lth.lr_schedules import LR_SCHEDULES
 from lth.masks import LAYER_SETS
 from lth.optimizers import OPTIMIZERS
@@ -52,7 +52,8 @@ class DataConfig:
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
     augment: str = knob("fastai", "training augmentation", choices=("none", "crop_flip", "fastai"))
-    split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one")
+    split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one",
+                                     **SEED_BOUNDS)
 
 
 @dataclass
@@ -125,10 +126,10 @@ class PruneConfig:
 
 @dataclass
 class SeedConfig:
-    init_seed: int = knob(0, "seed of the weight initialisation W0")
-    order_seed: int = knob(1, "seed of the data order")
-    augment_seed: Optional[int] = knob(2, "seed of the data augmentation")
-    prune_seed: Optional[int] = knob(3, "seed of random pruning (--criterion random)")
+    init_seed: int = knob(0, "seed of the weight initialisation W0", **SEED_BOUNDS)
+    order_seed: int = knob(1, "seed of the data order", **SEED_BOUNDS)
+    augment_seed: Optional[int] = knob(2, "seed of the data augmentation", **SEED_BOUNDS)
+    prune_seed: Optional[int] = knob(3, "seed of random pruning (--criterion random)", **SEED_BOUNDS)
 
 
 @dataclass
@@ -426,13 +427,16 @@ PRESETS = {
 
 # ---- the CLI ------------------------------------------------------------------------------
 
-def _flag_type(base, name):
+def _flag_type(base, name, bounds=None):
+    """The argparse type of a config flag: its knob's range checked as it is parsed (the same
+    check lth.knobs.check_bounds runs on the whole config later)."""
+    if base in (int, float):
+        return number(base, name, **(bounds or {}))
     def parse(text):
         try:
             return base(text)
         except ValueError:
-            kind = {int: "an integer", float: "a number"}.get(base, f"a {base.__name__}")
-            raise argparse.ArgumentTypeError(f"--{name} takes {kind}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag(name)} takes a {base.__name__}, got {text!r}") from None
     parse.__name__ = base.__name__
     return parse
 
@@ -443,7 +447,7 @@ def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
     if base is bool:
         parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
     else:
-        parser.add_argument(flag(f.name), type=_flag_type(base, f.name.replace("_", "-")),
+        parser.add_argument(flag(f.name), type=_flag_type(base, f.name, f.metadata.get("bounds")),
                             choices=f.metadata.get("choices"), nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 

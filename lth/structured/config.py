@@ -149,7 +149,7 @@ def _add(parser, f: dataclasses.Field, default, prefix: str = "") -> None:
     if base is bool:
         parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
     else:
-        parser.add_argument(flag(f.name), type=base_config._flag_type(base, f.name.replace("_", "-")),
+        parser.add_argument(flag(f.name), type=base_config._flag_type(base, f.name, bounds),
                             choices=f.metadata.get("choices"), nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 
