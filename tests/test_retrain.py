@@ -531,3 +531,20 @@ def test_phases_continue_one_data_stream(dense_run, tmp_path, monkeypatch):
     epoch = [y for _, y in loader]                                      # one epoch of a fresh loader's order
     assert all(torch.equal(a, b) for a, b in zip(seen, epoch))          # phase 1: its first half, phase 2: the second
     assert RunStore(tmp_path / "run").loader_path(1).exists()
+
+
+def test_analysis_pools_seed_replicates_only(dense_run, allr_run, tmp_path, capsys):
+    """Issue 19 item 2: runs that differ in a field outside the table's setting (here the ALLR
+    warm-up) are separate rows labelled by that field; a run that differs only in its seeds
+    is pooled with its replicate."""
+    from analysis import retrain
+    other_seed, other_warmup = tmp_path / "seed", tmp_path / "warmup"
+    for run_dir, more in ((other_seed, ["--order-seed", "7"]), (other_warmup, ["--retrain-warmup", "0.2"])):
+        cfg, _ = run.resolve_config(retrain_args(dense_run, tmp_path, "--lr-schedule", "allr", *more))
+        execution.execute(cfg, run_dir=run_dir, device="cpu")
+    assert retrain.main([str(allr_run[0].root), str(other_seed), str(other_warmup), "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    rows = [r for r in (tmp_path / "o" / "retrain_schedules.md").read_text().splitlines() if "| ALLR" in r]
+    assert len(rows) == 2
+    assert any("| ALLR [retrain_warmup=0.1] |" in r and r.rstrip().endswith("| 2 |") for r in rows)
+    assert any("| ALLR [retrain_warmup=0.2] |" in r and r.rstrip().endswith("| 1 |") for r in rows)
