@@ -1,6 +1,6 @@
 """BIMP (Zimmer et al., budgeted IMP) in one command, and its baselines at the same budget.
 
-    python -m lth.bimp --preset mnist --recipe openlth --budget-epochs 20 --rounds 3 \
+    python -m lth.bimp --preset mnist --recipe openlth --lr 0.05 --budget-epochs 20 --rounds 3 \
         --final-sparsity 0.9 --baselines ocp agp
 
 A total budget of B optimizer steps is split into a dense phase of D steps (`--dense-lr-schedule
