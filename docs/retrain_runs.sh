@@ -15,7 +15,7 @@ what=$1 seed=$2 root=$3 parts=${4:-schedules,budget}
 py=${PYTHON:-python}
 seeds=(--init-seed "$seed" --order-seed $((10 * seed + 1)) --augment-seed $((10 * seed + 2)))
 # Zimmer et al.'s pruning: one global magnitude threshold over every conv and linear weight
-common=(--data-dir "${DATA_DIR:-/work/shared/data}" --recipe openlth --eval-every 0 --no-progress
+common=(--data-dir "${DATA_DIR:-data}" --recipe openlth --eval-every 0 --no-progress
         --device cpu --runs-root "$root" "${seeds[@]}")
 prune=(--scope global --layers all --layer-rate)
 if [ "$what" = mnist ]; then

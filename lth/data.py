@@ -1,6 +1,6 @@
 """Datasets as tensors, and the device-resident loader.
 
-    ds = load("mnist", data_dir="../shared/data")          # or "digits": built in, offline
+    ds = load("mnist", data_dir="data")                    # or "digits": built in, offline
     loader = DeviceLoader(ds.train_x, ds.train_y, ds, batch_size=128, device="cpu",
                           train=True, augment="crop_flip", image_size=32,
                           order_seed=1, augment_seed=2)

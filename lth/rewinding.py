@@ -6,7 +6,7 @@ recipe: the LR (and scheduled momentum) at step/T of the round budget T, the dat
 augmentation of the run's seeds, no mask. rewind.pt then holds W_k and the training loader's exact position at step k,
 and every round (round 1 included) and every ticket copy continues from there: steps k..T-1.
 
-    rewinding.ensure_rewind_point(cfg, store, dataset, model, forward, device)   # lth.imp calls it
+    rewinding.ensure_rewind_point(cfg, store, dataset, model, image_size, device, k, forward)   # lth.imp calls it
 
 rewind.pt = {"format", "step": k, "model": W_k, "loader": DeviceLoader.state_dict(position=True)}.
 It is written atomically once the k steps are done, so its presence marks the dense phase

@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=number(float, "peak_tflops", gt=0), default=None,
                    help="dense bf16 peak of the device for the %% peak column [default: from the device name]")
     p.add_argument("--data-dir", default=None,
-                   help="folder holding cifar-10-batches-py [default: data or ../shared/data, else synthetic]")
+                   help="folder holding cifar-10-batches-py [default: data, else synthetic]")
     p.add_argument("--synthetic", action="store_true", help="use seeded synthetic CIFAR-sized data")
     p.add_argument("--profile", action="store_true",
                    help="masks: also profile a dense and an lth-masked step (torch.profiler), ops that differ most")

@@ -9,7 +9,7 @@ Add a model with `@models.register("name", init="scheme")` on a function
 `(num_classes, in_channels, image_size) -> nn.Module` in a module imported below. `init` names
 the scheme of the model's reference implementation (lth.models.init), which build() applies:
 torchvision's for resnet18 and vgg16, OpenLTH's for resnet20, lenet300_100 and conv2/4/6.
-Initialisation draws from the global torch RNG: callers seed it (lth.imp.build_model forks it).
+Initialisation draws from the global torch RNG: callers seed it (lth.assemble.build_model forks it).
 """
 from typing import Callable, Dict, Optional
 

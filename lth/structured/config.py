@@ -2,7 +2,7 @@
 seeds and runtime (its IMP `prune` section is unused) plus `StructuredConfig`. Every field and
 every parameter of the chosen optimizer, LR schedule and in-round schedule is a flag.
 
-Defaults follow OCSPruner's CIFAR script (/work/shared/papers/related-methods.md A5): ResNet
+Defaults follow OCSPruner's CIFAR script (scripts/prune_cifar.sh of its official code): ResNet
 on CIFAR-10 at 32 px, SGD 0.1 with Nesterov momentum 0.9, weight decay 5e-4, x0.2 at
 30/60/80/90 % of 300 epochs, batch 128. Precedence: those defaults < explicit flags.
 
