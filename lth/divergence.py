@@ -32,7 +32,9 @@ class DivergenceWatch:
             raise Diverged(f"{where}: training diverged: the loss is not finite from step {first} (epoch {epoch}); "
                            f"stopped before saving epoch {epoch}, the earlier checkpoints and results are kept "
                            f"(a lower --lr, or a warm-up, may help)")
-        bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        params = list(model.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in params]).tolist()  # one host sync
+        bad = [name for (name, _), ok in zip(params, finite) if not ok]
         if bad:
             raise Diverged(f"{where}: training diverged: weights of {bad[0]} are not finite after step {step} "
                            f"(epoch {epoch}); stopped before saving epoch {epoch}, the earlier checkpoints and "
