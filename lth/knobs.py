@@ -58,7 +58,7 @@ def check_value(name: str, value, bounds: dict, choices=None) -> None:
             raise LthError(f"{flag(name)} must be a finite number, got {v}")
         if choices is not None and v not in choices:
             raise LthError(f"{flag(name)} must be one of {', '.join(map(str, choices))}, got {v!r}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, (int, float)):
             for kind, bound in bounds.items():
                 test, _ = _TESTS[kind]
                 if not test(v, bound):
