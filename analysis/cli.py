@@ -9,28 +9,29 @@ from analysis.settings import BN_MODES, CopySettings, ProbeSettings
 from lth.config import RunConfig
 from lth.errors import LthError
 from lth.runs.store import RunStore, open_run
+from lth.knobs import number
 
 DEFAULTS = ProbeSettings()    # the probe flags' defaults are the dataclass's
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that name a result (analysis.settings): measuring and drawing share them."""
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=number(int, "seed", ge=0, lt=2 ** 63 - 1), default=0,
                         help="copy a trains with order/augment seeds from SEED, copy b from SEED+1; "
                              "the controls' random init and mask draw from it too [default: 0]")
-    parser.add_argument("--alphas", type=int, default=DEFAULTS.alphas,
+    parser.add_argument("--alphas", type=number(int, "alphas", ge=2), default=DEFAULTS.alphas,
                         help="interpolation grid points in [0, 1], endpoints included; 0.5 is always "
                              f"evaluated (Frankle et al. 2020: 30) [default: {DEFAULTS.alphas}]")
     parser.add_argument("--bn", default=DEFAULTS.bn, choices=BN_MODES,
                         help="BatchNorm statistics of an interpolated network: recomputed on training "
                              f"batches (reset) or interpolated like the weights [default: {DEFAULTS.bn}]")
-    parser.add_argument("--bn-batches", type=int, default=DEFAULTS.bn_batches,
+    parser.add_argument("--bn-batches", type=number(int, "bn_batches", ge=1), default=DEFAULTS.bn_batches,
                         help="--bn reset: training batches (the run's batch size, no augmentation) "
                              f"used to recompute the statistics [default: {DEFAULTS.bn_batches}]")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=float, default=None,
+    budget.add_argument("--epochs", type=number(float, "epochs", gt=0), default=None,
                         help="train the copies for this many epochs instead of the run's round budget")
-    budget.add_argument("--steps", type=int, default=None,
+    budget.add_argument("--steps", type=number(int, "steps", ge=1), default=None,
                         help="train the copies for this many optimizer steps instead of the run's round budget")
 
 

@@ -1,9 +1,9 @@
 """Saved stability results, read back from run directories and summarised over runs.
 
 One result per (run, round, kind) for the chosen settings (analysis.settings). Runs are grouped
-by their schedule (and model, when the runs mix models): the runs of a group differ only in
-their seeds (a warning says when they differ in more), and the spread over them is what
-Fig. 3's bands and Table 4's +- show.
+by their schedule (and model, when the runs mix models), and only seed replicates share a group
+(analysis.replicates: runs that differ in more get a group of their own, labelled with what
+differs); the spread over a group's runs is what Fig. 3's bands and Table 4's +- show.
 """
 import logging
 from pathlib import Path
@@ -11,11 +11,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from analysis import cli
+from analysis import cli, replicates
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import KINDS
 from lth.errors import LthError
-from lth.config import differing_fields
 from lth.pruning.schedules import SCHEDULES
 from lth.runs.store import RunStore, read_json
 
@@ -43,7 +42,7 @@ def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettin
     and the model when the runs mix models) as the run's config says, and with `round_acc`: the
     IMP run's own test accuracy at the end of that round (its round summary). `required`: an
     LthError when there is none, else an empty list."""
-    rows, experiments = [], {}
+    rows = []
     for store in stores:
         cfg = cli.run_config(store)
         found = [read_json(path) for r in store.finished_rounds() for kind in KINDS
@@ -54,9 +53,8 @@ def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettin
         for row in found:
             summary = store.load_summary(row["round"])
             row.update(run_dir=str(store.root.resolve()), schedule=cfg.prune.schedule, model=cfg.model.model,
-                       round_acc=summary.get("test_acc"))
+                       round_acc=summary.get("test_acc"), experiment=replicates.run_experiment(cfg))
         rows += found
-        experiments[store.root] = (cfg.prune.schedule, cfg.model.model, cfg.experiment_dict())
     if not rows:
         if not required:
             return []
@@ -66,20 +64,11 @@ def collect(stores: Sequence[RunStore], copies: CopySettings, probe: ProbeSettin
     for row in rows:
         label = schedule_label(row["schedule"])
         row["group"] = f"{row['model']} {label}" if models_mixed else label
-    warn_beyond_seeds(experiments)
+    named = replicates.labels(rows, lambda row: row["group"], lambda row: row["experiment"])
+    for row in rows:
+        row["group"] = named[id(row)]
+        del row["experiment"]
     return rows
-
-
-def warn_beyond_seeds(experiments: Dict[Path, tuple]) -> None:
-    """Runs averaged into one line should differ only in their seeds; say so when they do not."""
-    first = {}
-    for root, (schedule, model, experiment) in experiments.items():
-        without_seeds = {k: v for k, v in experiment.items() if k != "seeds"}
-        reference = first.setdefault((schedule, model), (root, without_seeds))
-        if without_seeds != reference[1]:
-            fields = ", ".join(differing_fields(reference[1], without_seeds)[:4])
-            log.warning("%s and %s are drawn as one %s line but differ beyond their seeds (%s)",
-                        reference[0], root, schedule, fields)
 
 
 def group_order(rows: List[dict]) -> List[str]:

@@ -8,7 +8,8 @@ Every finished run given is read from its directory (config.json, round summarie
   prune-retrain runs (--restart continue) go to the schedule table and figure: test accuracy
       after each phase (its sparsity) per retraining LR schedule (FT, LRW, SLR, CLR, LLR, ALLR),
       one panel per (dense budget T, retraining budget T_rt per phase), mean +- sample std over
-      the runs that differ only in seeds, and the last phase's accuracy minus that of each run's
+      the runs that differ only in seeds (analysis.replicates: runs that differ in more are rows
+      of their own, labelled with what differs, e.g. `LLR [batch_size=32]`), and the last phase's accuracy minus that of each run's
       own dense run (paired: the spread of the dense runs over seeds drops out);
   every pruned run also goes to the budget table and figure, by its total training steps
       (a continue run: its dense run's steps + all its phases; a one-round run: its steps):
@@ -29,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from analysis import cli
+from analysis import cli, replicates
 from analysis.figures import BAND_ALPHA, csv_bytes, new_figure, paper_style, write
 from analysis.results import spread
 from lth.errors import LthError, OneLineParser, cli_main
@@ -59,7 +60,7 @@ def describe(store: RunStore) -> dict:
            "lr_schedule": cfg.train.lr_schedule, "phases": rounds, "final_sparsity": cfg.prune.final_sparsity,
            "sparsities": [s["sparsity"] for s in summaries], "accs": [s["test_acc"] for s in summaries],
            "steps": sum(s["steps"] for s in summaries), "steps_per_epoch": summaries[0]["steps_per_epoch"],
-           "wall_s": sum(s["wall_time_s"] for s in summaries)}
+           "wall_s": sum(s["wall_time_s"] for s in summaries), "experiment": replicates.run_experiment(cfg)}
     if not SCHEDULES.get(cfg.prune.schedule).traits["prunes"]:
         row["kind"], row["method"] = "dense", "dense"
     elif RESTARTS.get(cfg.prune.restart).traits["from_dense_run"]:
@@ -84,18 +85,19 @@ def describe(store: RunStore) -> dict:
 
 
 def schedule_groups(rows: List[dict]) -> List[dict]:
-    """Continue runs grouped by setting and LR schedule: per-phase accuracy spreads."""
-    groups: Dict[tuple, List[dict]] = defaultdict(list)
-    for row in rows:
-        if row["kind"] == "retrain":
-            key = (row["dense_lr"], row["dense_epochs"], row["rt_epochs"], row["phases"], row["final_sparsity"],
-                   row["lr_schedule"])
-            groups[key].append(row)
+    """Continue runs grouped by setting and LR schedule, seed replicates only (analysis.replicates:
+    runs that differ in anything else, e.g. the model or the batch size, are rows of their own,
+    labelled by what differs): per-phase accuracy spreads."""
+    retrain = [row for row in rows if row["kind"] == "retrain"]
+    name = lambda row: (row["dense_lr"], row["dense_epochs"], row["rt_epochs"], row["phases"],  # noqa: E731
+                        row["final_sparsity"], row["lr_schedule"])
+    groups = replicates.split(retrain, name, lambda row: row["experiment"])
     out = []
-    for key in sorted(groups, key=lambda k: (k[:5], ORDER.index(k[5]) if k[5] in ORDER else len(ORDER))):
-        members = groups[key]
+    for key, variant, members in sorted(groups, key=lambda g: (g[0][:5], ORDER.index(g[0][5]) if g[0][5] in ORDER
+                                                               else len(ORDER), g[1])):
         out.append({"dense_lr": key[0], "dense_epochs": key[1], "rt_epochs": key[2], "phases": key[3],
-                    "final_sparsity": key[4], "schedule": key[5], "dense_acc": spread([m["dense_acc"] for m in members]),
+                    "final_sparsity": key[4], "schedule": key[5], "variant": variant,
+                    "dense_acc": spread([m["dense_acc"] for m in members]),
                     "sparsity": [spread([m["sparsities"][i] for m in members])["mean"] for i in range(key[3])],
                     "acc": [spread([m["accs"][i] for m in members]) for i in range(key[3])],
                     "wall_s": spread([m["wall_s"] for m in members])["mean"],
@@ -109,9 +111,11 @@ def budget_groups(rows: List[dict]) -> List[dict]:
     """Pruned runs grouped by (final sparsity, total steps): the budgets that hold a pruning-during-
     training run and at least one other method (prune-retrain runs alone are the schedule table's)."""
     by_budget: Dict[tuple, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row["kind"] != "dense":
-            by_budget[(row["final_sparsity"], row["total_steps"])][row["method"]].append(row)
+    pruned = [row for row in rows if row["kind"] != "dense"]
+    # a method's cell pools seed replicates only; runs that differ in more are cells of their own
+    named = replicates.labels(pruned, lambda row: row["method"], lambda row: row["experiment"])
+    for row in pruned:
+        by_budget[(row["final_sparsity"], row["total_steps"])][named[id(row)]].append(row)
     out = []
     for (sparsity, steps), methods in sorted(by_budget.items()):
         if len(methods) < 2 or not any(r["kind"] == "during" for rs in methods.values() for r in rs):
@@ -157,7 +161,7 @@ def schedules_markdown(groups: List[dict]) -> str:
         if g["acc"][-1]["mean"] == best:
             accs[g["phases"] - 1] = f"**{accs[g['phases'] - 1]}**"
         lines.append("| " + " | ".join([g["dense_lr"], f"{g['dense_epochs']:.3g}", f"{g['rt_epochs']:.3g}",
-                                         g["schedule"].upper(), *accs, _signed(g["vs_dense"][-1]),
+                                         g["schedule"].upper() + g["variant"], *accs, _signed(g["vs_dense"][-1]),
                                          "/".join(f"{100 * s:.1f}" for s in g["sparsity"]), _pct(g["dense_acc"]),
                                          f"{g['wall_s']:.0f}", str(g["runs"])]) + " |")
     return "\n".join(lines) + "\n"
@@ -192,7 +196,7 @@ def budget_markdown(groups: List[dict]) -> str:
 
 
 def schedules_csv(groups: List[dict]) -> bytes:
-    rows = [[g["dense_lr"], g["dense_epochs"], g["rt_epochs"], g["schedule"], i + 1, f"{g['sparsity'][i]:.6f}",
+    rows = [[g["dense_lr"], g["dense_epochs"], g["rt_epochs"], g["schedule"] + g["variant"], i + 1, f"{g['sparsity'][i]:.6f}",
              f"{g['acc'][i]['mean']:.6f}", f"{g['acc'][i]['std']:.6f}", f"{g['vs_dense'][i]['mean']:.6f}",
              f"{g['vs_dense'][i]['std']:.6f}", g["acc"][i]["n"]]
             for g in groups for i in range(g["phases"])]
@@ -233,7 +237,8 @@ def schedules_figure(groups: List[dict], stem: Path) -> Dict[Path, bytes]:
                 ys = [100 * c["mean"] for c in g["acc"]]
                 sd = [100 * c["std"] for c in g["acc"]]
                 colour = colours.get(g["schedule"])
-                ax.plot(xs, ys, marker=markers.get(g["schedule"], "o"), color=colour, label=g["schedule"].upper())
+                ax.plot(xs, ys, marker=markers.get(g["schedule"], "o"), color=colour,
+                        label=g["schedule"].upper() + g["variant"])
                 ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], color=colour,
                                 alpha=BAND_ALPHA)
                 ax.axhline(100 * g["dense_acc"]["mean"], color="grey", linestyle="--", linewidth=0.8)

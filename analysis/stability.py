@@ -32,6 +32,7 @@ from lth.data import datasets
 from lth.lottery import assemble
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
+from lth.knobs import number
 from lth.runs.store import RunStore
 from lth.training.loop import pick_device, set_threads
 
@@ -49,10 +50,10 @@ def parser() -> OneLineParser:
     p.add_argument("--control-rounds", nargs="+", default=["last"], metavar="ROUND",
                    help="rounds at which the controls are measured [default: last]")
     cli.add_settings_arguments(p)
-    p.add_argument("--eval-batch-size", type=int, default=cli.DEFAULTS.eval_batch_size,
+    p.add_argument("--eval-batch-size", type=number(int, "eval_batch_size", ge=1), default=cli.DEFAULTS.eval_batch_size,
                    help=f"test batch size of the interpolation [default: {cli.DEFAULTS.eval_batch_size}]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=number(int, "threads", ge=0), default=1,
                    help="CPU threads of this process (torch.set_num_threads); 0: torch's default, one per core "
                         "[default: 1, as lth.run: README \"Performance\"]")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets [default: the run's]")

@@ -7,7 +7,8 @@ stability         psi (the 3-epoch mean), the raw Jaccard score J and lambda (lo
                   epochs for every stability-triggered OCSPruner run; the dashed line marks
                   the pruning point (after the stable epoch).
 accuracy_vs_flops final test accuracy against the measured FLOPs reduction, one marker per
-                  method (mean and standard deviation over its runs, which differ in seeds).
+                  method (mean and standard deviation over its runs, which differ only in seeds:
+                  analysis.replicates labels runs that differ in more, e.g. `OCP [flops_rr=0.3]`).
 results.csv/.md   one row per run, and the per-method means (printed as Markdown).
 
 Runs whose summary.json is missing (unfinished) are skipped with a log line.
@@ -25,9 +26,11 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import offset_copy
 
+from analysis import replicates
 from analysis.cli import check_out_dir
 from analysis.figures import DOUBLE_PANEL, SINGLE_COLUMN, csv_bytes, new_figure, paper_style, render, write
 from lth.errors import LthError, OneLineParser, cli_main
+from lth.structured.config import StructuredRun
 from lth.structured.store import StructuredStore
 
 log = logging.getLogger("analysis.structured")
@@ -58,10 +61,15 @@ def collect(paths) -> List[dict]:
             log.info("%s is not finished: skipped", path)
             continue
         cfg, summary = meta["config"], store.summary()
+        experiment = StructuredRun.from_dict(cfg, str(store.meta_path)).experiment_dict()
         rows.append({"run": Path(path).name, "label": label(cfg), "seed": cfg["seeds"]["init_seed"],
-                     "summary": summary, "epochs": store.epochs(), "config": cfg})
+                     "summary": summary, "epochs": store.epochs(), "config": cfg, "experiment": experiment})
     if not rows:
         raise LthError("no finished structured run among the given directories")
+    # a method's runs are pooled only if they differ in nothing but seeds (e.g. not --flops-rr)
+    named = replicates.labels(rows, lambda r: r["label"], lambda r: r["experiment"])
+    for r in rows:
+        r["label"] = named[id(r)]
     return rows
 
 

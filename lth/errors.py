@@ -6,6 +6,7 @@ Raise `LthError` for anything the user can fix (bad flag, missing data, corrupte
 import argparse
 import logging
 import os
+import re
 import sys
 
 EXIT_USAGE = 2          # bad input: the user can fix it
@@ -26,6 +27,8 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
+        # "argument --steps: --steps must be >= 1, got 0" -> the range check's own line names the flag once
+        message = re.sub(r"^argument ([^:]+): (?=\1\b)", "", message)
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 

@@ -10,13 +10,21 @@ one LthError naming the flag, the value and the allowed range. Non-finite floats
 everywhere (nan slips past every comparison). Cross-field rules (agp start < end) live in the
 owning dataclass's `check()` method, which `check_bounds` calls last. A new field therefore
 cannot forget its range check: leaving the bounds out is visible in its declaration.
+
+Command-line flags that are not config fields declare theirs the same way, through
+`number(int, "jobs", ge=1)` as the argparse type: the value is checked as it is parsed (one
+line, exit 2), and the bounds stay on the type for --help and for tests/test_cli_ranges.py,
+which walks every parser of lth and analysis.
 """
+import argparse
 import dataclasses
 import math
 from dataclasses import field
 from typing import Callable, Optional
 
 from lth.errors import LthError
+
+SEED_BOUNDS = {"ge": 0, "lt": 2 ** 63}  # torch.Generator.manual_seed takes any non-negative int64
 
 
 def knob(default, help: str, *, choices=None, runtime: bool = False, gt=None, ge=None, lt=None, le=None):
@@ -69,3 +77,29 @@ def check_bounds(obj, owner: Optional[str] = None) -> None:
             extra()
         except LthError as e:
             raise LthError(f"{owner}: {e}" if owner else str(e)) from None
+
+
+def number(base: type, name: str, **bounds):
+    """An argparse type for flag --name: `base` (int or float) within `bounds` (gt/ge/lt/le),
+    finite, checked at parse time. Its `.bounds` and `.base` say what it accepts."""
+    bounds = {k: v for k, v in bounds.items() if v is not None}
+
+    def parse(text: str):
+        try:
+            value = base(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(base, f"a {base.__name__}")
+            raise argparse.ArgumentTypeError(f"{flag(name)} takes {kind}, got {text!r}") from None
+        try:
+            check_value(name, value, bounds)
+        except LthError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    parse.__name__ = base.__name__  # argparse names the type in its messages
+    parse.base, parse.bounds = base, bounds
+    return parse
+
+
+def range_help(bounds: dict) -> str:
+    """'; >= 1' for a help text's [default: ...] bracket ('' without bounds)."""
+    return f"; {describe_bounds(bounds)}" if bounds else ""

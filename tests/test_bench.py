@@ -100,8 +100,10 @@ def test_bad_flags_are_one_line_errors(capsys):
     if not torch.cuda.is_available():
         with pytest.raises(LthError, match="CUDA is not available"):
             bench.run(["masks", *TINY, "--device", "cuda"])
-    assert cli_main(bench.main, ["masks", *TINY, "--steps", "0"]) == EXIT_USAGE
-    assert capsys.readouterr().err.strip() == "error: --steps must be at least 1, got 0"
+    with pytest.raises(SystemExit) as e:   # refused as it is parsed, before cli_main's handler
+        cli_main(bench.main, ["masks", *TINY, "--steps", "0"])
+    assert e.value.code == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == "error: --steps must be >= 1, got 0 (see --help)"
 
 
 def test_compile_failure_is_a_table_line(monkeypatch):

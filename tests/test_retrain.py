@@ -95,7 +95,7 @@ def test_lrw_longer_than_the_dense_run_starts_at_its_first_lr():
 
 @pytest.mark.parametrize("name", ["slr", "clr", "llr"])
 def test_linear_warmup_is_ten_percent_from_zero_to_eta_max(name):
-    values = curve(name, context(steps=50))
+    values = curve(name, context(steps=50), warmup_shape="linear")
     assert values[0] == 0.0
     assert values[:6] == [pytest.approx(0.1 * k / 5) for k in range(6)]   # 10 % of 50 steps = 5
     assert values[5] == pytest.approx(0.1) and max(values) == pytest.approx(0.1)
@@ -103,6 +103,7 @@ def test_linear_warmup_is_ten_percent_from_zero_to_eta_max(name):
 
 def test_cosine_warmup_shape():
     values = curve("llr", context(steps=100), warmup_shape="cosine")
+    assert values == curve("llr", context(steps=100))   # the default: Zimmer et al.'s half-cosine ramp
     assert values[0] == 0.0 and values[10] == pytest.approx(0.1)
     assert values[5] == pytest.approx(0.05)                                  # the half-cosine's midpoint
     assert values[2] == pytest.approx(0.1 * (1 - math.cos(math.pi * 0.2)) / 2) and values[2] < 0.1 * 2 / 10
@@ -125,6 +126,16 @@ def test_clr_is_a_cosine_from_eta_max_to_eta_min():
     assert values[5] == pytest.approx(0.1) and values[-1] == pytest.approx(0.001)
     assert values[5 + 45 // 2] == pytest.approx(0.001 + 0.099 * (1 + math.cos(math.pi * 22 / 45)) / 2)
     assert all(a >= b for a, b in zip(values[5:], values[6:]))
+
+
+def test_slr_reads_the_dense_warmup_as_eta_max():
+    """Zimmer et al.'s SLR compresses the dense schedule after its own warm-up with the dense
+    warm-up replaced by eta_max: no second ramp from 0 after the first."""
+    lrs = [0.1 * min(1.0, k / 40) for k in range(DENSE_STEPS)]          # dense: 20 % linear warm-up, then 0.1
+    warm = DenseHistory(lr=lambda p: 0.1 * min(1.0, p / 0.2), steps=DENSE_STEPS, steps_per_epoch=DENSE_PER_EPOCH,
+                        eta_max=max(lrs), eta_min=lrs[-1], peak_at=lrs.index(max(lrs)) / DENSE_STEPS)
+    values = curve("slr", LrContext(warm, 50, 10))
+    assert values[5:] == [pytest.approx(0.1)] * 46                       # never back down to 0 after step 5
 
 
 def test_slr_is_the_dense_schedule_compressed_after_the_warmup():
@@ -503,3 +514,41 @@ def test_analysis_refuses_an_unfinished_run(allr_run, tmp_path):
     with pytest.raises(LthError, match="2 of 3 rounds finished"):
         retrain.main([str(unfinished), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_phases_continue_one_data_stream(dense_run, tmp_path, monkeypatch):
+    """Zimmer et al.'s code keeps one loader running across phases: with T_rt = half an epoch,
+    phase 2 trains on the half of the data order phase 1 did not see, not on the same half."""
+    from lth.training import loop as train_mod
+    seen, real_step = [], train_mod.train_step
+
+    def recording_step(forward, optimizer, masks, x, y, *args, **kwargs):
+        seen.append(y.clone())
+        return real_step(forward, optimizer, masks, x, y, *args, **kwargs)
+    monkeypatch.setattr(train_mod, "train_step", recording_step)
+    args = [*BASE, *RETRAIN[:-2], "--rounds", "2", "--from-run", str(dense_run), "--steps", "11",
+            "--lr-schedule", "llr", "--augment", "none"]
+    cfg, run_dir = run.resolve_config(args)
+    execution.execute(cfg, run_dir=tmp_path / "run", device="cpu")
+    assert len(seen) == 22                                              # 2 phases x 11 of the 22 batches an epoch
+    loader, _ = train_mod.make_loaders(data.load("digits"), cfg.train, "cpu", 28, "none", cfg.seeds.order_seed, 0)
+    epoch = [y for _, y in loader]                                      # one epoch of a fresh loader's order
+    assert all(torch.equal(a, b) for a, b in zip(seen, epoch))          # phase 1: its first half, phase 2: the second
+    assert RunStore(tmp_path / "run").loader_path(1).exists()
+
+
+def test_analysis_pools_seed_replicates_only(dense_run, allr_run, tmp_path, capsys):
+    """Issue 19 item 2: runs that differ in a field outside the table's setting (here the ALLR
+    warm-up) are separate rows labelled by that field; a run that differs only in its seeds
+    is pooled with its replicate."""
+    from analysis import retrain
+    other_seed, other_warmup = tmp_path / "seed", tmp_path / "warmup"
+    for run_dir, more in ((other_seed, ["--order-seed", "7"]), (other_warmup, ["--retrain-warmup", "0.2"])):
+        cfg, _ = run.resolve_config(retrain_args(dense_run, tmp_path, "--lr-schedule", "allr", *more))
+        execution.execute(cfg, run_dir=run_dir, device="cpu")
+    assert retrain.main([str(allr_run[0].root), str(other_seed), str(other_warmup), "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    rows = [r for r in (tmp_path / "o" / "retrain_schedules.md").read_text().splitlines() if "| ALLR" in r]
+    assert len(rows) == 2
+    assert any("| ALLR [retrain_warmup=0.1] |" in r and r.rstrip().endswith("| 2 |") for r in rows)
+    assert any("| ALLR [retrain_warmup=0.2] |" in r and r.rstrip().endswith("| 1 |") for r in rows)

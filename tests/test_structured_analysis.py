@@ -11,7 +11,7 @@ from lth.structured.store import StructuredStore
 
 def fake_run(root, name, method="ocspruner", prune_at="stable", seed=0, acc=0.5, rr=0.5, stable=3, done=True):
     store = StructuredStore(root / name)
-    cfg = {"structured": {"method": method, "prune_at": prune_at, "reg": 0.05, "tau": 0.999},
+    cfg = {"structured": {"method": method, "prune_at": prune_at, "reg": 0.05, "tau": 0.999, "flops_rr": rr},
            "seeds": {"init_seed": seed}}
     store.create({"config": cfg})
     epochs = []
@@ -59,3 +59,14 @@ def test_nothing_finished_is_one_line(tmp_path, capsys):
 def test_not_a_run_is_one_line(tmp_path, capsys):
     assert cli_main(structured.main, [str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a structured run directory" in capsys.readouterr().err
+
+
+def test_runs_that_differ_beyond_seeds_are_not_pooled(tmp_path, capsys):
+    """Issue 19 item 2: OCP at --flops-rr 0.3 and 0.7 used to be one 'OCP' row (label = method
+    and lambda only); now each set of seed replicates is its own row, labelled by what differs."""
+    runs = [fake_run(tmp_path, name, method="ocp", seed=seed, acc=acc, rr=rr)
+            for name, seed, rr, acc in (("a", 0, 0.3, 0.6), ("b", 1, 0.3, 0.62), ("c", 0, 0.7, 0.4))]
+    assert cli_main(structured.main, [*map(str, runs), "--out", str(tmp_path / "figs")]) == 0
+    table = capsys.readouterr().out
+    assert "| OCP [flops_rr=0.3] | 2 | 61.00 ± 1.41 |" in table and "| OCP [flops_rr=0.7] | 1 | 40.00" in table
+    assert "| OCP |" not in table

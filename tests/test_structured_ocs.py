@@ -42,7 +42,7 @@ def drive(ocs, epochs):
 
 def test_trigger_at_tau_after_the_candidate_stops_changing():
     cands = [[0, 1], [1, 2], [0, 1], [2, 3], [3]]           # from epoch 4 on: always prune channel 3
-    ocs, _ = scripted(cands, monitor_start=1, sl_start="2", sl_end=25, reg=0.1, reg_delta=0.1)
+    ocs, _ = scripted(cands, monitor_start=1, sl_start="2", sl_end=25, reg=0.1, reg_delta=0.1, reg_timing="start")
     recs, pruned_at = drive(ocs, 30)
     assert recs[0]["psi"] == 0.0 and "kept" not in recs[0]  # warm-up epoch
     # the first candidate is epoch 1's. J at epoch 3: epochs 1 and 3 both prune {0, 1}: 1.0;
@@ -57,8 +57,26 @@ def test_trigger_at_tau_after_the_candidate_stops_changing():
     assert [int(i) for i in ocs.selection()[0]] == [3]
 
 
+def test_lambda_starts_two_epochs_late_already_incremented_as_the_cifar_code():
+    """The default (issue 19): main_cifar.py regularizes from epoch > sl_start + 1 with lambda
+    already --reg + --reg-delta there; --reg-timing start is lth's earlier choice."""
+    changing = [[0], [1], [2], [3]] * 10   # never stable: no trigger within these epochs
+    ocs, _ = scripted(changing, monitor_start=0, sl_start="2", sl_end=25, reg=0.1, reg_delta=0.1)
+    recs, _ = drive(ocs, 7)
+    assert [r["lambda"] for r in recs] == [0.0, 0.0, 0.0, 0.0, 0.2, 0.30000000000000004, 0.4]
+    ocs, _ = scripted(changing, monitor_start=0, sl_start="2", sl_end=25, reg=0.1, reg_delta=0.1,
+                      reg_timing="start")
+    recs, _ = drive(ocs, 5)
+    assert [r["lambda"] for r in recs] == [0.0, 0.0, 0.1, 0.2, 0.30000000000000004]
+
+
 def test_cap_triggers_when_the_candidate_keeps_changing():
+    """The default cap fires at the first epoch > --sl-end (the CIFAR code's `epoch > sl_end`);
+    --cap-rule at fires at --sl-end itself."""
     ocs, _ = scripted([[0], [1], [2], [3]] * 10, monitor_start=0, sl_start="0", sl_end=6)
+    recs, pruned_at = drive(ocs, 30)
+    assert ocs.trigger == "cap" and ocs.stable_epoch == 7 and pruned_at == 8
+    ocs, _ = scripted([[0], [1], [2], [3]] * 10, monitor_start=0, sl_start="0", sl_end=6, cap_rule="at")
     recs, pruned_at = drive(ocs, 30)
     assert ocs.trigger == "cap" and ocs.stable_epoch == 6 and pruned_at == 7
 
@@ -79,7 +97,7 @@ def test_fixed_epoch_ablation_ignores_the_score():
 
 
 def test_shrink_acts_on_the_candidate_only_while_regularizing():
-    ocs, model = scripted([[1]], monitor_start=0, sl_start="2", sl_end=25, reg=0.5)
+    ocs, model = scripted([[1]], monitor_start=0, sl_start="2", sl_end=25, reg=0.5, reg_timing="start")
     name = ocs.ctx.groups.names[0]
     weight = model.get_submodule(name).weight
     for e in range(3):

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from lth import models, plugins
+from lth.knobs import number
 from lth.bench import loading, masking, pruning, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
 from lth.training.loop import pick_device
@@ -65,17 +66,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                    help="models of the masks and train measurements [default: the size's]; the loader and "
                         "interpolation use resnet20 on a CPU, resnet18 on CUDA")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=number(int, "steps", ge=1), default=None,
                    help="timed steps per block; prune: steps of a round [default: the size's]")
-    p.add_argument("--batch-size", type=int, default=None, help="training batch of every model [default: the size's]")
+    p.add_argument("--batch-size", type=number(int, "batch_size", ge=1), default=None,
+                   help="training batch of every model [default: the size's; >= 1]")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure torch.compile'd models [default: on for CUDA, off on CPU]")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=number(int, "threads", ge=0), default=None,
                    help="CPU intra-op threads [default: 1 on CPU for steadier numbers; torch's own on CUDA]")
-    p.add_argument("--peak-tflops", type=float, default=None,
+    p.add_argument("--peak-tflops", type=number(float, "peak_tflops", gt=0), default=None,
                    help="dense bf16 peak of the device for the %% peak column [default: from the device name]")
     p.add_argument("--data-dir", default=None,
-                   help="folder holding cifar-10-batches-py [default: data or ../shared/data, else synthetic]")
+                   help="folder holding cifar-10-batches-py [default: data, else synthetic]")
     p.add_argument("--synthetic", action="store_true", help="use seeded synthetic CIFAR-sized data")
     p.add_argument("--profile", action="store_true",
                    help="masks: also profile a dense and an lth-masked step (torch.profiler), ops that differ most")
@@ -88,8 +90,6 @@ def setup(args: argparse.Namespace) -> Bench:
     size_name = args.size or ("full" if device.type == "cuda" else "small")
     size = SIZES[size_name]
     if args.steps is not None:
-        if args.steps < 1:
-            raise LthError(f"--steps must be at least 1, got {args.steps}")
         size = dataclasses.replace(size, steps=args.steps)
         size_name += f", --steps {args.steps}"
     if args.batch_size is not None:

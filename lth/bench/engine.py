@@ -25,7 +25,7 @@ log = logging.getLogger("lth.bench")
 
 SPARSITY = 0.9                              # "masked" rows: every conv/linear weight pruned to 90 % (local L1)
 AUGMENT = "crop_flip"                       # the CIFAR augmentation of lth's paper32/openlth presets
-DEFAULT_DATA_DIRS = ("data", "../shared/data")  # searched for cifar-10-batches-py when --data-dir is not given
+DEFAULT_DATA_DIRS = ("data",)  # searched for cifar-10-batches-py when --data-dir is not given
 SYNTHETIC_SEED = 1234                       # seed of the synthetic images and labels
 
 

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from lth import plugins
 from lth.data.datasets import DATASETS
 from lth.errors import LthError, OneLineParser
-from lth.knobs import check_bounds, flag, knob
+from lth.knobs import SEED_BOUNDS, check_bounds, flag, knob, number
 from lth.models import MODELS
 from lth.models.init import INITS
 from lth.training.lr_schedules import LR_SCHEDULES
@@ -59,7 +59,8 @@ class DataConfig:
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
     augment: str = knob("fastai", "training augmentation", choices=("none", "crop_flip", "fastai"))
-    split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one")
+    split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one",
+                                     **SEED_BOUNDS)
 
 
 @dataclass
@@ -119,10 +120,10 @@ class PruneConfig:
 
 @dataclass
 class SeedConfig:
-    init_seed: int = knob(0, "seed of the weight initialisation W0")
-    order_seed: int = knob(1, "seed of the data order")
-    augment_seed: Optional[int] = knob(2, "seed of the data augmentation")
-    prune_seed: Optional[int] = knob(3, "seed of random pruning (--criterion random)")
+    init_seed: int = knob(0, "seed of the weight initialisation W0", **SEED_BOUNDS)
+    order_seed: int = knob(1, "seed of the data order", **SEED_BOUNDS)
+    augment_seed: Optional[int] = knob(2, "seed of the data augmentation", **SEED_BOUNDS)
+    prune_seed: Optional[int] = knob(3, "seed of random pruning (--criterion random)", **SEED_BOUNDS)
 
 
 @dataclass
@@ -435,13 +436,16 @@ PRESETS = {
 
 # ---- the CLI ------------------------------------------------------------------------------
 
-def _flag_type(base, name):
+def _flag_type(base, name, bounds=None):
+    """The argparse type of a config flag: its knob's range checked as it is parsed (the same
+    check lth.knobs.check_bounds runs on the whole config later)."""
+    if base in (int, float):
+        return number(base, name, **(bounds or {}))
     def parse(text):
         try:
             return base(text)
         except ValueError:
-            kind = {int: "an integer", float: "a number"}.get(base, f"a {base.__name__}")
-            raise argparse.ArgumentTypeError(f"--{name} takes {kind}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag(name)} takes a {base.__name__}, got {text!r}") from None
     parse.__name__ = base.__name__
     return parse
 
@@ -455,7 +459,7 @@ def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
         choices = f.metadata.get("choices")
         if isinstance(choices, Registry):   # read now, not at import: a plugin's entries are choices too
             choices = choices.names()
-        parser.add_argument(flag(f.name), type=_flag_type(base, f.name.replace("_", "-")),
+        parser.add_argument(flag(f.name), type=_flag_type(base, f.name, f.metadata.get("bounds")),
                             choices=choices, nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from lth.errors import OneLineParser, cli_main
+from lth.knobs import SEED_BOUNDS, number
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,17 @@ def measure(samples: int, seed: int = 0) -> Dict[str, float]:
             "contrast_range": (float(p["contrast"].min()), float(p["contrast"].max()))}
 
 
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m lth.data.augment", description="Measure fastai augmentation's draws.")
+    p.add_argument("--samples", type=number(int, "samples", ge=1), default=100_000,
+                   help="images drawn [default: 100000; >= 1]")
+    p.add_argument("--seed", type=number(int, "seed", **SEED_BOUNDS), default=0,
+                   help="augmentation generator seed [default: 0]")
+    return p
+
+
 def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m lth.data.augment", description="Measure fastai augmentation's draws.")
-    parser.add_argument("--samples", type=int, default=100_000, help="images drawn [default: 100000]")
-    parser.add_argument("--seed", type=int, default=0, help="augmentation generator seed [default: 0]")
-    args = parser.parse_args(argv)
-    if args.samples < 1:
-        parser.error(f"--samples must be at least 1, got {args.samples}")
+    args = parser().parse_args(argv)
     expected = {"flip": FASTAI.p_flip, "rotate": FASTAI.p_affine, "zoom": FASTAI.p_affine,
                 "warp_x": FASTAI.p_affine, "warp_y": FASTAI.p_affine,
                 "no_rotate_zoom_warp": (1 - FASTAI.p_affine) ** 4, "brightness": FASTAI.p_lighting,

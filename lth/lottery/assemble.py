@@ -140,8 +140,10 @@ def dense_history(cfg: RunConfig) -> Optional[DenseHistory]:
     steps, per_epoch = summary["steps"], summary["steps_per_epoch"]
     lrs = [lr_at(k, steps, t) for k in range(steps)]
     params = dict(t.lr_schedule_params)
+    eta_max = max(lrs)
     return DenseHistory(lr=lambda progress: fn(progress, t.lr, **params), steps=steps,
-                        steps_per_epoch=per_epoch, eta_max=max(lrs), eta_min=lrs[-1])
+                        steps_per_epoch=per_epoch, eta_max=eta_max, eta_min=lrs[-1],
+                        peak_at=lrs.index(eta_max) / steps)
 
 
 def lr_context(cfg: RunConfig, dataset: Dataset, history: Optional[DenseHistory]) -> Optional[LrContext]:

@@ -1,6 +1,6 @@
 """BIMP (Zimmer et al., budgeted IMP) in one command, and its baselines at the same budget.
 
-    python -m lth.bimp --preset mnist --recipe openlth --budget-epochs 20 --rounds 3 \
+    python -m lth.bimp --preset mnist --recipe openlth --lr 0.05 --budget-epochs 20 --rounds 3 \
         --final-sparsity 0.9 --baselines ocp agp
 
 A total budget of B optimizer steps is split into a dense phase of D steps (`--dense-lr-schedule
@@ -33,6 +33,7 @@ from typing import Dict, List, Tuple
 from lth.lottery import assemble
 from lth import config as config_mod
 from lth.errors import LthError, cli_main
+from lth.knobs import number
 from lth.lottery.execution import execute
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.training.retrain_lr import context_needs
@@ -58,11 +59,13 @@ def parser() -> argparse.ArgumentParser:
     retrain = [n for n in LR_SCHEDULES.names() if context_needs(n) is not None]
     p = config_mod.build_parser("python -m lth.bimp", __doc__.split("\n\n")[0])
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--budget-epochs", type=float, help="total budget B in epochs of the training set")
-    budget.add_argument("--budget-steps", type=int, help="total budget B in optimizer steps")
-    p.add_argument("--dense-fraction", type=float, default=0.5,
+    budget.add_argument("--budget-epochs", type=number(float, "budget_epochs", gt=0),
+                        help="total budget B in epochs of the training set (> 0)")
+    budget.add_argument("--budget-steps", type=number(int, "budget_steps", ge=1),
+                        help="total budget B in optimizer steps (>= 1)")
+    p.add_argument("--dense-fraction", type=number(float, "dense_fraction", gt=0, lt=1), default=0.5,
                    help="share of B for the dense phase (Zimmer et al.'s split was not retrieved; our choice) "
-                        "[default: 0.5]")
+                        "[default: 0.5; > 0 and < 1]")
     p.add_argument("--dense-lr-schedule", default="linear", choices=plain,
                    help="LR schedule of the dense phase [default: linear]")
     p.add_argument("--retrain-lr-schedule", default="allr", choices=retrain,

@@ -5,7 +5,7 @@
     result = execute(cfg, runs_root="runs", device="cpu")
     result.run_dir, result.summaries[-1]["test_acc"]
 
-Order of work (docs/DESIGN.md §6): check the config and the data (nothing written yet), take
+Order of work (docs/DESIGN.md §7, "Never overwrite" and "Locks"): check the config and the data (nothing written yet), take
 the run's lock, refuse a run directory that holds another config, write config.json, then run
 or resume the rounds. Raises LthError for anything the user can fix; KeyboardInterrupt passes
 through with every finished round and the last epoch checkpoint kept.

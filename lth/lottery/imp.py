@@ -113,18 +113,20 @@ def _run_round(run: Rounds, r: int) -> dict:
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
     loop = assemble.loop(cfg, run.dataset, run.device, model, masks, run.forward, start_step=restart.start_step,
-                         start_loader=restart.start_loader(store), lr_context=context)
+                         start_loader=restart.start_loader(store, r), lr_context=context)
     result = fit(loop, pruning=updater, resume=resume, save_checkpoint=lambda state: store.save_checkpoint(r, state),
                  progress=run.progress, desc=f"round {r}/{cfg.prune.rounds}")
     report = masks.report()
     metrics = result.pop("metrics")
+    loader = result.pop("loader")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
                "start_sparsity": s_i, "target_sparsity": s_f,
                "sparsity": report[-1]["sparsity"], "layers": report[:-1], "restart": cfg.prune.restart,
                "lr_schedule": cfg.train.lr_schedule, **result}
     if context is not None:
         summary["lr_context"] = context.summary()
-    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
+    store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary,
+                     loader if restart.continues_data else None)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary

@@ -13,11 +13,13 @@ schedule, round r starts from (before the previous round's mask is applied). doc
 A policy is a registry entry that makes an object with `dense_steps` (dense training before
 round 1 that makes rewind.pt, 0: none), `start_step` (the step of the LR and sparsity
 schedules every round and every ticket copy starts at), `start_state(store, r)` and
-`start_loader(store)` (the weights and the training loader's position round r starts from),
+`start_loader(store, r)` (the weights and the training loader's position round r starts from),
+`continues_data` (whether each round saves its loader's end position for the next),
 `ticket_state(store)` (the weights a ticket of the run is applied to, for the analysis),
 `check(cfg)` (one-line errors for what needs the disk, before anything is written) and
 `reference()` (the RunStore of the dense run whose LR history retraining schedules read, or None).
 """
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -26,6 +28,8 @@ from lth.errors import LthError
 from lth.knobs import knob
 from lth.pruning.schedules import SCHEDULES
 from lth.registry import Registry
+
+log = logging.getLogger(__name__)
 
 # Trait from_dense_run: the policy starts from a finished dense run (its `reference()`), whose LR
 # history the retraining LR schedules (lth.training.retrain_lr) read: only such a run can use them.
@@ -40,6 +44,8 @@ class RewindParams:
 
 
 class Rewind:
+    continues_data = False  # each round's loader starts at W_rewind's position: no loader.pt needed
+
     def __init__(self, rewind_step: int = 0):
         self.rewind_step = rewind_step
         self.dense_steps = rewind_step   # lth.lottery.rewinding trains W0 this far, dense, before round 1
@@ -63,7 +69,7 @@ class Rewind:
     def start_state(self, store, r: int) -> dict:
         return self.ticket_state(store)
 
-    def start_loader(self, store) -> Optional[dict]:
+    def start_loader(self, store, r: int) -> Optional[dict]:
         """The training loader's position at W_rewind (None: a fresh loader, step 0)."""
         return self.rewind_point(store)["loader"] if self.rewind_step > 0 else None
 
@@ -102,6 +108,7 @@ SAME_AS_DENSE = (("data", "dataset"), ("data", "image_size"), ("model", "model")
 
 
 class Continue:
+    continues_data = True  # round r's end position (loader.pt) is where round r + 1's data starts
     dense_steps = 0   # the dense run is another run (--from-run)
     start_step = 0    # each phase trains its whole budget
 
@@ -109,8 +116,19 @@ class Continue:
         self.from_run = from_run
         self.open_run = open_run   # lth.runs.store.open_run (given by the caller: the store sits above this)
 
-    def start_loader(self, store) -> None:
-        return None   # each phase draws a fresh data order from --order-seed
+    def start_loader(self, store, r: int) -> Optional[dict]:
+        """Phase 1: a fresh loader from --order-seed; phase r > 1: where phase r - 1's loader
+        stopped, so the phases see one continuing data stream as in Zimmer et al.'s code (with
+        T_rt = 0.5 epoch, fresh loaders would train every phase on the same half of the data).
+        A run whose phase r - 1 was saved before lth kept that position (no loader.pt) goes on
+        as it was made, with a fresh loader, and says so."""
+        if r == 1:
+            return None
+        state = store.load_loader(r - 1)
+        if state is None:
+            log.warning("%s: phase %d has no saved data position (made by an earlier lth); phase %d starts a "
+                        "fresh data order from --order-seed, as that run's earlier phases did", store.root, r - 1, r)
+        return state
 
     def reference(self):
         """The dense run's RunStore (an LthError when from_run is not a run directory)."""

@@ -10,7 +10,7 @@ Add a model with `@models.register("name", init="scheme")` on a function
 plugin: lth.plugins). `init`, the entry's trait, names the scheme of the model's reference
 implementation (lth.models.init), which build() applies:
 torchvision's for resnet18 and vgg16, OpenLTH's for resnet20, lenet300_100 and conv2/4/6.
-Initialisation draws from the global torch RNG: callers seed it (lth.lottery.imp.build_model forks it).
+Initialisation draws from the global torch RNG: callers seed it (lth.lottery.assemble.build_model forks it).
 """
 from typing import Callable, Optional
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
+from lth.knobs import SEED_BOUNDS, number
 from lth.models.init import NORMS, VGG_LINEAR_STD
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear) + NORMS
@@ -107,11 +108,16 @@ def compare(name: str, seed: int = 0, num_classes: int = 10) -> List[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def parser() -> OneLineParser:
     p = OneLineParser(prog="python -m lth.models.reference", description=__doc__.split("\n\n")[0])
     p.add_argument("model", choices=models.names())
-    p.add_argument("--seed", type=int, default=0, help="torch seed both models are built from [default: 0]")
-    args = p.parse_args(argv)
+    p.add_argument("--seed", type=number(int, "seed", **SEED_BOUNDS), default=0,
+                   help="torch seed both models are built from [default: 0]")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     rows = compare(args.model, args.seed)
     print(f"{args.model}: init {models.reference_init(args.model)}, seed {args.seed}")
     print(f"{'lth layer':<28} {'shape':<18} {'std':>8} {'ref std':>8} {'expected':>8} {'ratio':>6}  reference layer")

@@ -1,5 +1,5 @@
 """Which channels to prune: a global cut over group saliencies, found by binary search to a
-target FLOPs reduction (OCSPruner's selection, /work/shared/papers/related-methods.md A2).
+target FLOPs reduction (OCSPruner's selection: Ghimire et al., arXiv 2501.13439, and its official code's group-norm saliency).
 
     flops = FlopsModel(model, groups, example_input)     # FLOPs as a function of kept counts
     sel = select(groups.saliency(), flops, target=0.5)   # sel.pruned[g]: indices in group g

@@ -74,7 +74,8 @@ class IterativeParams(WindowParams):
 @dataclass
 class OcpParams:
     alpha: float = knob(14.0, "steepness (paper: 14)", gt=0)
-    beta: float = knob(5.0, "horizontal offset (paper: 5; fasterai's code: 6)")
+    beta: float = knob(5.0, "horizontal offset (paper: 5; fasterai's code: 6); bounded so that "
+                                  "exp(beta) stays a finite float", ge=-50, le=50)
 
 
 def _window(t: float, start: float, end: float) -> float:

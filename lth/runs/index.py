@@ -34,11 +34,15 @@ def rows(root: Path):
                else float("nan")}
 
 
-def main(argv=None) -> int:
+def parser() -> OneLineParser:
     p = OneLineParser(prog="python -m lth.runs", description="List lth run directories.")
     p.add_argument("command", nargs="?", default="list", choices=["list"])
     p.add_argument("root", nargs="?", default="runs", help="folder holding run directories")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if not Path(args.root).is_dir():
         raise LthError(f"{args.root} is not a directory")
     table = list(rows(Path(args.root)))

@@ -5,7 +5,9 @@
       provenance.diff        `git diff HEAD` of a dirty checkout, when create() is given one (lth.runs.provenance)
       init.pt                W0 (model state: weights and BatchNorm buffers)
       rewind.pt              W_k and the loader position, with --rewind-step k (lth.lottery.rewinding)
-      round_01/ mask.pt final.pt metrics.jsonl summary.json   (checkpoint.pt while running)
+      round_01/ mask.pt final.pt loader.pt metrics.jsonl summary.json   (checkpoint.pt while running;
+                             loader.pt: the data order's position at the round's end, which the
+                             next prune-retrain phase continues from)
       stability/round_01/<kind>/<copy settings>/ copy_a.pt copy_b.pt interpolation-<probe settings>.json
                              (written by the analysis package; analysis/settings.py names them)
 
@@ -344,6 +346,9 @@ class RunStore:
     def metrics_path(self, r: int) -> Path:
         return self.round_dir(r) / "metrics.jsonl"
 
+    def loader_path(self, r: int) -> Path:
+        return self.round_dir(r) / "loader.pt"
+
     def summary_path(self, r: int) -> Path:
         return self.round_dir(r) / "summary.json"
 
@@ -422,10 +427,13 @@ class RunStore:
     def save_checkpoint(self, r: int, state: dict) -> None:
         save_tensors(self.checkpoint_path(r), state)
 
-    def save_round(self, r: int, mask: dict, final: dict, metrics: List[dict], summary: dict) -> None:
+    def save_round(self, r: int, mask: dict, final: dict, metrics: List[dict], summary: dict,
+                   loader: Optional[dict] = None) -> None:
         """The round's artefacts; summary.json last, since its presence marks the round done."""
         save_tensors(self.mask_path(r), mask)
         save_tensors(self.final_path(r), final)
+        if loader is not None:
+            save_tensors(self.loader_path(r), loader)
         write_jsonl(self.metrics_path(r), metrics)
         write_json(self.summary_path(r), summary)
         self.discard_checkpoint(r)
@@ -447,6 +455,10 @@ class RunStore:
 
     def load_final(self, r: int) -> dict:
         return load_tensors(self.final_path(r))
+
+    def load_loader(self, r: int) -> Optional[dict]:
+        """The training loader's position at round r's end (None: a round saved before lth kept it)."""
+        return load_tensors(self.loader_path(r)) if self.loader_path(r).exists() else None
 
     def load_summary(self, r: int) -> dict:
         return read_json(self.summary_path(r))

@@ -2,7 +2,7 @@
 seeds and runtime (its IMP `prune` section is unused) plus `StructuredConfig`. Every field and
 every parameter of the chosen optimizer, LR schedule and in-round schedule is a flag.
 
-Defaults follow OCSPruner's CIFAR script (/work/shared/papers/related-methods.md A5): ResNet
+Defaults follow OCSPruner's CIFAR script (scripts/prune_cifar.sh of its official code): ResNet
 on CIFAR-10 at 32 px, SGD 0.1 with Nesterov momentum 0.9, weight decay 5e-4, x0.2 at
 30/60/80/90 % of 300 epochs, batch 128. Precedence: those defaults < explicit flags.
 
@@ -45,12 +45,17 @@ class StructuredConfig:
     sl_start: str = knob("30", "first regularized epoch t_sl-start: an epoch number (CIFAR: 30) or 'auto' "
                          "(the first t > 3 with psi_t - psi_(t-2) <= --plateau-delta; ImageNet)")
     sl_end: int = knob(110, "cap: prune after this epoch even if psi < tau (CIFAR: 110, ImageNet: 50)", ge=0)
+    cap_rule: str = knob("after", "when the cap fires: 'after' (the first epoch > --sl-end, OCSPruner's CIFAR code) "
+                         "or 'at' (at epoch --sl-end itself: lth before issue 19)", choices=("after", "at"))
     tau: float = knob(0.999, "stability threshold on psi (OCSPruner: 0.999)", gt=0, le=1)
     gap: int = knob(2, "Jaccard compares the kept channels this many epochs apart (OCSPruner: 2)", ge=1)
     window: int = knob(3, "psi = running mean of this many raw Jaccard scores (OCSPruner: 3)", ge=1)
     reg: float = knob(1e-4, "lambda of the first regularized epoch (OCSPruner --reg: 1e-4)", ge=0)
     reg_delta: float = knob(1e-4, "lambda grows by this every --reg-interval epochs (OCSPruner: 1e-4)", ge=0)
     reg_interval: int = knob(1, "epochs between lambda increments (CIFAR: 1, ImageNet: 2)", ge=1)
+    reg_timing: str = knob("code", "with a fixed --sl-start: 'code' (OCSPruner's CIFAR code: the first regularized "
+                           "epoch is t_sl-start + 2, its lambda already --reg + --reg-delta) or 'start' (from "
+                           "t_sl-start itself at lambda --reg: lth before issue 19)", choices=("code", "start"))
     plateau_delta: float = knob(1e-4, "--sl-start auto: psi_t - psi_(t-2) at most this counts as a plateau", ge=0)
     # ---- the in-round schedules: their parameters come from lth.pruning.schedules' registry
     schedule_params: dict = knob({}, "the chosen schedule's parameters (--alpha, --beta, --start, --end, --prune-steps)")
@@ -80,6 +85,8 @@ DEFAULTS = {"dataset": "cifar10", "model": "resnet20", "image_size": 0, "augment
             "milestones": (0.3, 0.6, 0.8, 0.9), "gamma": 0.2, "epochs": 300.0, "batch_size": 128,
             "runs_root": "runs/structured"}
 BASE_SECTIONS = ("data", "model", "train", "seeds", "runtime")   # RunConfig sections that apply
+# Values of fields a structured.json written before them lacks: what those runs did.
+LEGACY = {"cap_rule": "at", "reg_timing": "start"}
 
 
 @dataclass
@@ -99,7 +106,8 @@ class StructuredRun:
         base = base_config.RunConfig.from_dict({k: v for k, v in d.items() if k != "structured"}, where)
         s = StructuredConfig()
         fields = {f.name for f in dataclasses.fields(s)}
-        for key, value in d["structured"].items():
+        # a run made before the flags existed did what their 'at' and 'start' do: it reads so
+        for key, value in {**LEGACY, **d["structured"]}.items():
             if key not in fields:
                 raise LthError(f"{where}: structured: unknown key {key!r}")
             setattr(s, key, tuple(value) if isinstance(value, list) else value)
@@ -150,7 +158,7 @@ def _add(parser, f: dataclasses.Field, default, prefix: str = "") -> None:
     if base is bool:
         parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
     else:
-        parser.add_argument(flag(f.name), type=base_config._flag_type(base, f.name.replace("_", "-")),
+        parser.add_argument(flag(f.name), type=base_config._flag_type(base, f.name, bounds),
                             choices=f.metadata.get("choices"), nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 
@@ -216,6 +224,7 @@ def check_epochs(cfg: StructuredRun, epochs: int) -> None:
     if s.method == "ocspruner" and s.prune_at == "stable":
         if s.monitor_start >= epochs:
             raise LthError(f"--monitor-start {s.monitor_start} leaves no epoch to monitor in a run of {epochs} epochs")
-        if s.sl_end >= epochs:
-            raise LthError(f"--sl-end {s.sl_end} (the cap) is not within the run's {epochs} epochs; "
-                           f"set it to at most {epochs - 1}")
+        last = epochs - 1 if s.cap_rule == "at" else epochs - 2   # the cap fires at sl_end or sl_end + 1
+        if s.sl_end > last:
+            raise LthError(f"--sl-end {s.sl_end} (the cap, --cap-rule {s.cap_rule}) is not within the run's {epochs} "
+                           f"epochs; set it to at most {last}")

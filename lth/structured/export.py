@@ -21,6 +21,7 @@ from torch import nn
 
 from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
+from lth.knobs import number
 from lth.pruning.channels import count, shrink
 from lth.runs.store import load_tensors, save_tensors
 
@@ -100,15 +101,19 @@ def latency(nets: Dict[str, nn.Module], shape: Sequence[int], batches: Sequence[
     return out
 
 
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m lth.structured.export", description="re-measure a finished run's export")
+    p.add_argument("run_dir")
+    p.add_argument("--batches", type=number(int, "batches", ge=1), nargs="+", default=[1, 64],
+                   help="batch sizes [default: 1 64; >= 1]")
+    p.add_argument("--repeats", type=number(int, "repeats", ge=1), default=30,
+                   help="timed passes per batch size [default: 30; >= 1]")
+    return p
+
+
 def main(argv=None) -> int:
     from lth.structured.store import StructuredStore
-    parser = OneLineParser(prog="python -m lth.structured.export", description="re-measure a finished run's export")
-    parser.add_argument("run_dir")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="batch sizes [default: 1 64]")
-    parser.add_argument("--repeats", type=int, default=30, help="timed passes per batch size [default: 30]")
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or min(args.batches) < 1:
-        raise LthError("--repeats and --batches must be positive")
+    args = parser().parse_args(argv)
     store = StructuredStore(args.run_dir)
     meta = store.meta()
     net = load(store.export_path)

@@ -28,6 +28,7 @@ from lth.structured.ocspruner import OcsPruner
 from lth.structured.scheduled import Scheduled
 from lth.structured.store import StructuredStore
 from lth.training.callbacks import Callback, Progress
+from lth.training.divergence import Divergence
 from lth.training.loop import Loop, make_loaders, total_steps, train
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ class _Run(Callback):
 
     def go(self) -> None:
         job = self.job
-        train(self.loop, [self, Progress(job.cfg.structured.method, self.progress, log_epochs=False)])
+        train(self.loop, [Divergence("structured run"), self,
+                          Progress(job.cfg.structured.method, self.progress, log_epochs=False)])
         if self.active:
             final = job.method.final_selection()
             if final is not None:

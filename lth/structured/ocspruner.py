@@ -15,8 +15,10 @@ one training cycle, the sub-network found while training.
 
 --prune-at E (an epoch) or 'end' replaces the trigger: the paper's "prune at epoch e" ablation.
 E = 0 prunes the initial weights by saliency; 'end' prunes after the last epoch (no fine-tuning).
-Choices where the description is silent: regularization starts at t_sl-start itself (the CIFAR
-code starts two epochs later), and lambda at t_sl-start is --reg (not --reg + --reg-delta).
+With a fixed t_sl-start the first regularized epoch is t_sl-start + 2 and its lambda is already
+--reg + --reg-delta, as in the CIFAR code (--reg-timing start: from t_sl-start at --reg), and the
+cap fires at the first epoch > --sl-end, as that code's `epoch > sl_end` (--cap-rule at: at
+--sl-end itself). 'auto' starts at the detected epoch with lambda --reg (the ImageNet code).
 """
 import logging
 from typing import List, Optional
@@ -39,6 +41,9 @@ class OcsPruner(Method):
         self.candidate: Optional[List[torch.Tensor]] = None   # channels to prune, per group
         self.candidate_rr: Optional[float] = None
         self.reg_start: Optional[int] = None if settings.sl_start == "auto" else int(settings.sl_start)
+        # CIFAR code: regularization from epoch > sl_start + 1, lambda incremented before its first use
+        self.reg_offset, self.reg_first = ((2, settings.reg_delta) if settings.sl_start != "auto"
+                                           and settings.reg_timing == "code" else (0, 0.0))
         self.fixed_epoch: Optional[int] = int(settings.prune_at) if settings.prune_at.isdigit() else None
         self.lam, self.shrink = 0.0, None
         self.stable_epoch: Optional[int] = None
@@ -58,7 +63,8 @@ class OcsPruner(Method):
             log.info("automatic t_sl-start = %d (psi %.4f)", epoch, psi)
         self.lam = 0.0
         if self.candidate is not None:
-            self.lam = reg_lambda(epoch, self.reg_start, self.s.reg, self.s.reg_delta, self.s.reg_interval)
+            start = None if self.reg_start is None else self.reg_start + self.reg_offset
+            self.lam = reg_lambda(epoch, start, self.s.reg + self.reg_first, self.s.reg_delta, self.s.reg_interval)
         self.shrink = TargetedShrink(self.ctx.groups, self.candidate) if self.lam > 0 else None
         record = {"J": self.tracker.raw[-1], "psi": psi, "lambda": self.lam}
         if self.candidate is not None:
@@ -75,7 +81,8 @@ class OcsPruner(Method):
         if self.s.prune_at != "stable" or self.pending or self.candidate is None:
             return {}
         psi = self.tracker.psi[-1]
-        if psi >= self.s.tau or epoch >= self.s.sl_end:
+        capped = epoch > self.s.sl_end if self.s.cap_rule == "after" else epoch >= self.s.sl_end
+        if psi >= self.s.tau or capped:
             self.trigger = "tau" if psi >= self.s.tau else "cap"
             self.stable_epoch, self.pending = epoch, True
             log.info("epoch %d: psi %.4f %s tau %.4f: removing the candidate's channels next", epoch, psi,

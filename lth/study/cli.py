@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
+from lth.knobs import number
 from lth.study import analyses, analysis_spec, cells as cells_mod, plan as plan_mod, report, spec as spec_mod
 from lth.study.state import StudyState
 
@@ -29,17 +30,19 @@ def parser() -> OneLineParser:
     p.add_argument("--scale", default=None, help="the study's scale, e.g. cpu or paper [default: the study's own]")
     p.add_argument("--dry-run", action="store_true", help="list the cells, what is done, and estimated device-hours")
     p.add_argument("--executor", default="local", choices=("local", "ray"), help="where tasks run [default: local]")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="local: worker processes (default: one per GPU, else 1); ray: CPUs of the local cluster")
+    p.add_argument("--jobs", type=number(int, "jobs", ge=1), default=None,
+                   help="local: worker processes (default: one per GPU, else 1); ray: CPUs of the local cluster "
+                        "(>= 1)")
     p.add_argument("--address", default=None, help="ray: the cluster to join ('auto': this node's) [default: start one]")
-    p.add_argument("--cpus-per-task", type=int, default=1, help="ray: CPUs (and torch threads) per task [default: 1]")
+    p.add_argument("--cpus-per-task", type=number(int, "cpus_per_task", ge=1), default=1,
+                   help="ray: CPUs (and torch threads) per task [default: 1; >= 1]")
     p.add_argument("--runs-root", default="runs", help="where run directories live (shared by studies) [default: runs]")
     p.add_argument("--study-dir", default=None, help="state, logs, tables [default: studies/<name>-<scale>]")
     p.add_argument("--data-dir", default=None, help="the datasets' folder for every cell [default: the study's]")
     p.add_argument("--device", default="auto", help="local: cpu, cuda, cuda:N or auto [default: auto]")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or per-task lines")
-    p.add_argument("--assume-tflops", type=float, default=100.0,
-                   help="--dry-run on cuda without a measured figure: assumed sustained TFLOP/s [default: 100]")
+    p.add_argument("--assume-tflops", type=number(float, "assume_tflops", gt=0), default=100.0,
+                   help="--dry-run on cuda without a measured figure: assumed sustained TFLOP/s [default: 100; > 0]")
     p.add_argument("--estimate-for", default=None, choices=("cpu", "cuda"),
                    help="--dry-run: the device kind to estimate for [default: cuda at --scale paper or with "
                         "CUDA here, else cpu]")

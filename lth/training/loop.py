@@ -10,7 +10,10 @@ IMP rounds (lth.lottery.imp), ticket copies (analysis), the dense phase of late 
 
 Each step: callbacks' before_step (the mask update when the schedule's target has risen) ->
 forward under autocast -> backward -> zero pruned gradients -> optimizer step -> zero pruned
-weights (where the optimizer could move them) -> callbacks' after_step. The mask is updated
+weights (only under an optimizer that could move a zero weight: `enforces_after_step`; the
+others keep pruned weights zero by their arithmetic, checked once an epoch) -> callbacks'
+after_step. A non-finite loss or weight stops the run before that epoch is saved
+(lth.training.divergence). The mask is updated
 before step k with t = k / total, and once more after the last step with t = 1, so a round
 always ends at exactly its final sparsity (one-shot with start=1.0 is classic IMP: train, then
 prune). Statistics stay on the device and are read once an epoch: no host sync per step.
@@ -36,6 +39,7 @@ from lth.pruning.masks import Masks
 from lth.training.optimizers import OPTIMIZERS
 from lth.training import callbacks as cbs
 from lth.training.callbacks import Callback
+from lth.training.divergence import Divergence
 from lth.training.retrain_lr import LrContext
 
 log = logging.getLogger(__name__)
@@ -320,7 +324,8 @@ def fit(loop: Loop, *, pruning=None, resume: Optional[dict] = None,
     """
     stateful = ([cbs.Pruning(pruning)] if pruning is not None else []) + \
         ([cbs.LrContextState(loop.lr_context)] if loop.lr_context is not None else [])
-    chain = [*stateful, cbs.PrunedStayZero(), cbs.EpochEval(), cbs.Progress(desc, progress), *callbacks]
+    chain = [Divergence(desc), *stateful, cbs.PrunedStayZero(), cbs.EpochEval(), cbs.Progress(desc, progress),
+             *callbacks]
     if save_checkpoint is not None:
         chain.append(cbs.Checkpoint(save_checkpoint, stateful))
     if resume is not None:
@@ -339,4 +344,5 @@ def fit(loop: Loop, *, pruning=None, resume: Optional[dict] = None,
             "train_loss": trained[-1]["train_loss"] if trained else None, "steps": loop.step, "epochs": loop.epoch,
             "steps_per_epoch": len(loop.train_loader), "wall_time_s": wall,
             "images_per_s": sum(m["images_per_s"] for m in trained) / max(len(trained), 1),
+            "loader": loop.train_loader.state_dict(position=True),   # where a next phase continues the data stream
             "metrics": metrics}

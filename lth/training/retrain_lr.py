@@ -17,8 +17,8 @@ driver builds for each phase of a `--restart continue` run and that `lth.trainin
 to every schedule whose entry declares the trait `needs_context`. eta_max is the largest LR of
 the dense run, eta_min its last LR, T its budget in epochs (all from its config through lth.training.loop.lr_at, step by step).
 Every schedule steps per optimizer step (u = step / total). The warm-up is 10 % of the phase
-(`--retrain-warmup`), linear by default; `--warmup-shape cosine` is the half-cosine ramp of
-the official code. Formulas: docs/DESIGN.md §10.
+(`--retrain-warmup`), a half-cosine ramp by default as in the official code (its
+CosineAnnealingLR from 0); `--warmup-shape linear` is a straight ramp. Formulas: docs/DESIGN.md §10.
 """
 import math
 from dataclasses import dataclass
@@ -47,6 +47,7 @@ class DenseHistory:
     steps_per_epoch: int
     eta_max: float                 # the largest LR of the run (after its warm-up)
     eta_min: float                 # the LR of its last step (FT's constant)
+    peak_at: float = 0.0           # progress where the run first reaches eta_max (the end of its warm-up)
 
     @property
     def epochs(self) -> float:
@@ -105,7 +106,7 @@ def allr_eta0(ctx: LrContext) -> float:
 class RetrainWarmupParams:
     retrain_warmup: float = knob(0.1, "fraction of the retraining phase spent warming the LR up from 0 "
                                       "(Zimmer et al.: 0.1)", ge=0, lt=1)
-    warmup_shape: str = knob("linear", "warm-up ramp: linear, or cosine (the half-cosine of the official code)",
+    warmup_shape: str = knob("cosine", "warm-up ramp: cosine (the half-cosine of Zimmer et al.'s code), or linear",
                              choices=("linear", "cosine"))
 
 
@@ -139,14 +140,18 @@ def lrw(t: float, lr: float, ctx: LrContext) -> float:
 
 
 @LR_SCHEDULES.register("slr", RetrainWarmupParams, needs_context=DENSE)
-def slr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
-    """SLR (Le & Hua): warm-up to eta_max, then the whole dense schedule compressed."""
+def slr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "cosine") -> float:
+    """SLR (Le & Hua): warm-up to eta_max, then the whole dense schedule compressed. The dense
+    run's own warm-up is not replayed after this one: it reads as eta_max (Zimmer et al.'s code)."""
     warm = _warmup(t, ctx.dense.eta_max, retrain_warmup, warmup_shape)
-    return warm if warm is not None else ctx.dense.lr(_after(t, retrain_warmup))
+    if warm is not None:
+        return warm
+    p = _after(t, retrain_warmup)
+    return ctx.dense.eta_max if p < ctx.dense.peak_at else ctx.dense.lr(p)
 
 
 @LR_SCHEDULES.register("clr", RetrainWarmupParams, needs_context=DENSE)
-def clr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
+def clr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "cosine") -> float:
     """CLR (Le & Hua): warm-up to eta_max, then cosine from eta_max down to eta_min."""
     hi, lo = ctx.dense.eta_max, ctx.dense.eta_min
     warm = _warmup(t, hi, retrain_warmup, warmup_shape)
@@ -159,12 +164,12 @@ def _linear_from(t: float, peak: float, w: float, shape: str) -> float:
 
 
 @LR_SCHEDULES.register("llr", RetrainWarmupParams, needs_context=DENSE)
-def llr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
+def llr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "cosine") -> float:
     """LLR (Zimmer et al.): warm-up to eta_max, then linear down to 0."""
     return _linear_from(t, ctx.dense.eta_max, retrain_warmup, warmup_shape)
 
 
 @LR_SCHEDULES.register("allr", RetrainWarmupParams, needs_context=PRUNING)
-def allr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "linear") -> float:
+def allr(t: float, lr: float, ctx: LrContext, retrain_warmup: float = 0.1, warmup_shape: str = "cosine") -> float:
     """ALLR (Zimmer et al.): LLR with the peak eta_0 set by this phase's pruning (allr_eta0)."""
     return _linear_from(t, allr_eta0(ctx), retrain_warmup, warmup_shape)
