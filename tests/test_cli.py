@@ -54,8 +54,10 @@ def test_a_command_is_its_alias(tmp_path):
     assert via_lth.stdout == via_module.stdout
 
 
-def test_a_command_error_keeps_its_one_line(tmp_path):
-    assert cli_main(cli.main, ["run", "--epochs", "-1"]) == EXIT_USAGE
+def test_a_command_error_keeps_its_one_line():
+    out = lth("run", "--epochs", "-1")
+    assert out.returncode == EXIT_USAGE and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "--epochs" in out.stderr
 
 
 def test_a_closed_pipe_is_not_a_traceback():
