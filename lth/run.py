@@ -16,6 +16,7 @@ from lth import config as config_mod
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
 from lth.lottery.execution import execute
 from lth.runs.store import open_run, run_name
+from lth.training import distributed
 
 
 def parser():
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     cfg, run_dir = resolve_config(argv)
     try:
         result = execute(cfg, run_dir=run_dir, device=cfg.runtime.device, progress=cfg.runtime.progress)
+        if not distributed.is_main():  # issue 22: under torchrun rank 0 alone reports
+            return 0
     except KeyboardInterrupt:
         finished = len(open_run(run_dir).finished_rounds()) if (run_dir / "config.json").exists() else 0
         print(f"interrupted: {finished} of {cfg.prune.rounds} rounds kept in {run_dir}; "
@@ -61,4 +64,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    try:
+        code = cli_main(main)
+    finally:
+        distributed.shutdown()  # torchrun: leave the process group cleanly
+    sys.exit(code)

@@ -25,6 +25,7 @@ from lth.data.datasets import Dataset
 from lth.pruning.masks import Masks
 from lth.training.retrain_lr import LrContext
 from lth.runs.store import RunStore
+from lth.training import distributed
 from lth.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     assemble.check_budget(cfg, dataset)
     dataset = dataset.to(device)
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    model = distributed.prepare_model(model, cfg.runtime.sync_bn, device)  # issue 22: --sync-bn under torchrun
     masks = assemble.make_masks(cfg, model)
     if store.init_path.exists():
         model.load_state_dict(store.load_init())
@@ -62,6 +64,7 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     forward = torch.compile(model) if cfg.train.compile else model  # compiled once, reused every round
     rewinding.ensure_rewind_point(cfg, store, dataset, model, assemble.image_size(cfg, dataset), device,
                                   assemble.restart_policy(cfg).dense_steps, forward)
+    distributed.barrier()  # issue 22: init.pt and rewind.pt (rank 0's) exist before any rank reads them
     targets = sparsity_targets(cfg, masks)
     history = assemble.dense_history(cfg)  # the dense run's LR history (continue runs), read once
     summaries = []
@@ -98,7 +101,8 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
                    augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
                    start_step=restart.start_step, start_loader=restart.start_loader(store),
-                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
+                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}",
+                   callbacks=distributed.callbacks())
     report = masks.report()
     metrics = result.pop("metrics")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
@@ -108,6 +112,7 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     if context is not None:
         summary["lr_context"] = context.summary()
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
+    distributed.barrier()  # issue 22: the next round reads this round's mask from rank 0's files
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary

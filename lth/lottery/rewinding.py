@@ -24,6 +24,7 @@ from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.lottery.restart import REWIND_FORMAT
 from lth.runs.store import RunStore
+from lth.training import distributed
 from lth.training.loop import lr_at, make_loaders, make_optimizer, momentum_at, total_steps, train_step
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def dense_phase(cfg: RunConfig, model: nn.Module, dataset: Dataset, device, imag
     """Train `model` (W0, dense) in place for steps 0..k-1 of the round budget, exactly as lth.training.loop
     would with an all-ones mask; returns the training loader's position after step k."""
     device = torch.device(device)
-    forward = forward or model
+    forward = distributed.data_parallel(model, forward)  # issue 22: DDP under torchrun, else forward or model
     total = total_steps(cfg.train, len(dataset.train_y))
     loader, _ = make_loaders(dataset, cfg.train, device, image_size, cfg.data.augment, cfg.seeds.order_seed,
                              cfg.seeds.augment_seed)

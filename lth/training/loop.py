@@ -17,7 +17,8 @@ import logging
 import math
 import sys
 import time
-from typing import Callable, Dict, Optional
+from types import SimpleNamespace
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,8 @@ from lth.config import TrainConfig
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
 from lth.errors import LthError
+from lth.training import distributed  # issue 22: data-parallel ranks
+from lth.training.callbacks import Callback
 from lth.training.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.pruning.masks import Masks
 from lth.training.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
@@ -163,7 +166,8 @@ def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, au
     channels_last = cfg.channels_last
     train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
                                 augment=augment, image_size=image_size, order_seed=order_seed,
-                                augment_seed=augment_seed, channels_last=channels_last)
+                                augment_seed=augment_seed, channels_last=channels_last,
+                                shard=distributed.shard())  # issue 22: this rank's slice of each global batch
     test_loader = DeviceLoader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
                                image_size=image_size, channels_last=channels_last)
     return train_loader, test_loader
@@ -179,7 +183,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
           start_step: int = 0, start_loader: Optional[dict] = None,
-          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train") -> dict:
+          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train",
+          callbacks: Sequence[Callback] = ()) -> dict:
     """Train `model` in place under `masks` (cfg resolved; None: dense, no masks at all, the
     baseline lth.bench prune compares against). Returns the summary and metrics.
 
@@ -193,9 +198,11 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
     data order (ticket copies with their own seeds).
     lr_context: what a retraining LR schedule reads (lth.training.retrain_lr); checkpointed with the rest.
+    callbacks: lth.training.callbacks.Callback hooks (the data-parallel checks, lth.training.distributed).
     """
     device = torch.device(device)
     forward = forward or model
+    step_forward = distributed.data_parallel(model, forward)  # issue 22: DDP under torchrun, else forward
     train_loader, test_loader = make_loaders(dataset, cfg, device, image_size, augment, order_seed, augment_seed)
     total = total_steps(cfg, len(dataset.train_y))
     steps_per_epoch = len(train_loader)
@@ -224,6 +231,14 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     model.train()
     if masks is not None:
         masks.enforce()
+    # issue 22: the callbacks' view of the loop (the one loop's Loop object will replace it)
+    loop = SimpleNamespace(model=model, optimizer=optimizer, masks=masks, step=step, epoch=epoch, total=total,
+                           start_step=start_step, train_loader=train_loader, device=device, metrics=metrics,
+                           cfg=cfg, pruning=pruning)
+    for cb in callbacks:
+        if cb.key is not None and resume is not None and cb.key in resume:
+            cb.load_state_dict(resume[cb.key])
+        cb.on_train_start(loop)
     # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers), checked each epoch.
     enforce_each_step = enforces_after_step(cfg)
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
@@ -239,18 +254,25 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
                 break
             if pruning is not None and pruning.due(step - start_step):
                 pruning.update((step - start_step) / window, optimizer)
+            loop.step = step
+            for cb in callbacks:
+                cb.before_step(loop)
             lr = lr_at(step, total, cfg, lr_context)
             lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
-            loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
+            loss, logits = train_step(step_forward, optimizer, masks, x, y, lr, device, cfg.bf16,
                                       momentum_at(step, total, cfg), enforce=enforce_each_step)
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             step += 1
             bar.update(1)
+            loop.step = step
+            for cb in callbacks:
+                cb.after_step(loop, loss)
             if after_step is not None:
                 after_step(step, model, masks)
         epoch += 1
+        loop.epoch = epoch
         if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
                            "lth.training.optimizers.KEEPS_PRUNED_ZERO must not list it")
@@ -261,6 +283,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
         last = step >= total
         if not last and cfg.eval_every and epoch % cfg.eval_every == 0:
             line.update(evaluate(forward, model, test_loader, cfg.bf16))
+        for cb in callbacks:
+            cb.on_epoch_end(loop, line)
         metrics.append(line)
         bar.set_postfix(loss=f"{line['train_loss']:.3f}", acc=f"{line.get('test_acc', line['train_acc']):.3f}",
                         sparsity=f"{line['sparsity']:.3f}", img_s=f"{line['images_per_s']:.0f}")
@@ -276,10 +300,13 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
                      **(pruning.state_dict() if pruning is not None else {"pruned_target": -1.0})}
             if lr_context is not None:
                 state["lr_context"] = lr_context.state_dict()
+            state.update({cb.key: cb.state_dict() for cb in callbacks if cb.key is not None})
             save_checkpoint(state)
     bar.close()
     if pruning is not None:
         pruning.update(1.0, optimizer)
+    for cb in callbacks:
+        cb.on_train_end(loop)
     final = evaluate(forward, model, test_loader, cfg.bf16)
     metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": sparsity(masks), **final})
     # The best accuracy counts only evaluations at the round's final sparsity (the same mask
