@@ -51,7 +51,7 @@ def load(args):
     analysis = analyses.parse(spec.analysis, spec.where)
     runtime = {"data_dir": args.data_dir} if args.data_dir else {}
     cells = cells_mod.expand(spec, runtime)
-    plan = plan_mod.build(cells, Path(args.runs_root), analysis.stability, args.data_dir)
+    plan = plan_mod.build(cells, Path(args.runs_root), analysis.stability, args.data_dir, spec.gpus)
     study_dir = Path(args.study_dir or Path("studies") / spec.folder_name)
     return spec, analysis, plan, study_dir
 
@@ -111,6 +111,11 @@ def run(args, spec, analysis, plan, study_dir) -> int:
                        f"wait for it or stop it")
     executor = EXECUTORS[args.executor](jobs=args.jobs, device=args.device, address=args.address,
                                         cpus_per_task=args.cpus_per_task)
+    try:
+        executor.check([t.payload for t in plan.tasks.values() if not plan.is_done(t)])  # issue 22: G fits
+    except LthError:
+        executor.close()
+        raise
     study_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _terminated)  # a scheduler's stop (or kill) ends like Ctrl-C
     try:
