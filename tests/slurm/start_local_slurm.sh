@@ -16,7 +16,6 @@ HOST=$(hostname -s)
 ready() {
   scontrol ping 2>/dev/null | grep -q UP && sinfo -h -p "$PARTITION" -o '%T' 2>/dev/null | grep -qE 'idle|mixed|alloc'
 }
-if ready; then exit 0; fi
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   if [ -n "${LTH_SLURM_NO_INSTALL:-}" ] || [ "$(id -u)" != 0 ]; then
@@ -42,7 +41,7 @@ fi
 # slurm.conf: this host as controller and as the one node, with its real CPUs and memory.
 NODE=$(slurmd -C | head -1 | sed "s/^NodeName=[^ ]*/NodeName=$HOST/")
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-cat > /etc/slurm/slurm.conf <<CONF
+cat > /tmp/lth-slurm.conf.$$ <<CONF
 # written by lth tests/slurm/start_local_slurm.sh: a single-node cluster for tests
 ClusterName=lth-local
 SlurmctldHost=$HOST
@@ -57,6 +56,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 JobRequeue=1
 MinJobAge=3600
+# seconds between SIGTERM and SIGKILL when a job is requeued or cancelled (Slurm's default: 30):
+# short, so that the requeue test's job is really stopped mid-run
+KillWait=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -69,6 +71,9 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 $NODE State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
+if cmp -s /tmp/lth-slurm.conf.$$ /etc/slurm/slurm.conf && ready; then rm -f /tmp/lth-slurm.conf.$$; exit 0; fi
+mv /tmp/lth-slurm.conf.$$ /etc/slurm/slurm.conf
+if ready; then scontrol reconfigure; fi   # running with an older config: take this one
 
 pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
 pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
