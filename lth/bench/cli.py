@@ -42,8 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m lth.bench", description=bench.__doc__.split("\n\n")[0],
                 epilog="examples:\n" + bench.__doc__.split("\n\n")[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS),
-                   help="what to measure [default: all]")
+    p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS) + ["ddp"],
+                   help="what to measure [default: all]; ddp: data-parallel scaling over --ranks (lth.bench.ddp)")
+    p.add_argument("--ranks", type=int, nargs="+", default=None, metavar="N",
+                   help="ddp: the world sizes to measure [default: 1 2]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
     p.add_argument("--size", choices=sorted(SIZES), default=None,
                    help="how big (lth.bench.common.SIZES) [default: full on CUDA, small on CPU]")
@@ -120,6 +122,12 @@ def header(command: str, hw: dict) -> str:
 def run(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = print) -> dict:
     """Run a command; print its tables through `out`; return (and with --json write) the results."""
     args = parser().parse_args(argv)
+    if args.command == "ddp":  # issue 22: separate processes per world size (lth.bench.ddp)
+        from lth.bench import ddp
+        report = {"command": "ddp", "results": {"ddp": ddp.run(args, out)}}
+        if args.json:
+            _write_json(args.json, report)
+        return report
     bench = setup(args)
     hw = hardware(bench)
     out(header(args.command, hw))
@@ -134,13 +142,17 @@ def run(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = print
         out(render(section, results[section]))
     report = {"command": args.command, "hardware": hw, "size": dataclasses.asdict(bench.size), "results": results}
     if args.json:
-        try:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=1)
-        except OSError as e:
-            raise LthError(f"cannot write {args.json}: {e.strerror}") from None
-        log.info("results written to %s", args.json)
+        _write_json(args.json, report)
     return report
+
+
+def _write_json(path: str, report: dict) -> None:
+    try:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)
+    except OSError as e:
+        raise LthError(f"cannot write {path}: {e.strerror}") from None
+    log.info("results written to %s", path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
