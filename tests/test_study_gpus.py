@@ -148,3 +148,44 @@ def test_study_of_two_rank_runs_on_the_cpu_matches_the_one_rank_study(tmp_path):
         a, b = RunStore(tmp_path / "runs1" / name), RunStore(tmp_path / "runs2" / name)
         assert a.load_mask(1).keys() == b.load_mask(1).keys()
         assert abs(a.load_summary(1)["test_acc"] - b.load_summary(1)["test_acc"]) <= 2 / 360
+
+
+TWO_RANKS = """
+name = "ranks"
+preset = "quick"
+gpus = 2
+[base]
+rounds = 1
+steps = 30
+batch_size = 32
+[grid]
+schedule = ["ocp"]
+"""
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_a_two_rank_task(tmp_path):
+    """--executor ray on a local 2-CPU cluster: the run task holds 2 slots (2 CPUs) and launches 2 ranks."""
+    pytest.importorskip("ray")
+    from lth.study.cli import main as study_main
+    path = studyhelpers.spec_file(tmp_path, TWO_RANKS)
+    code = study_main([str(path), "--executor", "ray", "--jobs", "2", "--runs-root", str(tmp_path / "runs"),
+                       "--study-dir", str(tmp_path / "st"), "--no-progress"])
+    assert code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert RunStore(run_dir).config()["world_size"] == 2 and RunStore(run_dir).round_done(1)
+    log = next((tmp_path / "st" / "logs").glob("run_*.log")).read_text()
+    assert "masks identical on all 2 ranks" in log
+
+
+@pytest.mark.slow
+def test_ray_refuses_a_task_larger_than_the_cluster(tmp_path, capsys):
+    pytest.importorskip("ray")
+    from lth.errors import cli_main
+    from lth.study.cli import main as study_main
+    path = studyhelpers.spec_file(tmp_path, TWO_RANKS.replace("gpus = 2", "gpus = 3"))
+    code = cli_main(study_main, [str(path), "--executor", "ray", "--jobs", "2", "--runs-root", str(tmp_path / "runs"),
+                                 "--study-dir", str(tmp_path / "st"), "--no-progress"])
+    assert code == 2
+    assert "asks for 3 CPU slots per task but the Ray cluster offers 2" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

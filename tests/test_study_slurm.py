@@ -57,6 +57,7 @@ schedule = ["ocp"]
 
 @pytest.fixture(scope="module")
 def slurm():
+    pytest.importorskip("submitit", reason="--executor slurm needs the [slurm] extra (submitit)")
     r = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900)
     if r.returncode == 3:
         pytest.skip(f"no local Slurm: {r.stderr.strip()}")
@@ -184,3 +185,18 @@ def test_start_script_is_idempotent(slurm):
     assert r.returncode == 0
     assert shutil.which("sinfo") and PARTITION in subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True,
                                                                  text=True).stdout
+
+
+@pytest.mark.slow
+def test_two_rank_run_task_through_slurm(slurm, tmp_path):
+    """gpus = 2 on a CPU partition: the job asks for 2 CPUs and runs 2 gloo ranks (lth.study.ranks)."""
+    text = MINI.replace("seeds = 2\n", "gpus = 2\n").replace('schedule = ["one_shot", "ocp"]', 'schedule = ["ocp"]')
+    path = studyhelpers.spec_file(tmp_path, text)
+    code = study_main(study(path, "--executor", "slurm", "--partition", slurm, "--runs-root", str(tmp_path / "runs"),
+                            "--study-dir", str(tmp_path / "st")))
+    assert code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert RunStore(run_dir).config()["world_size"] == 2 and RunStore(run_dir).round_done(1)
+    (job,) = json.loads((tmp_path / "st" / "slurm" / "jobs.json").read_text()).values()
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+    assert "NumCPUs=2" in shown
