@@ -203,3 +203,16 @@ def test_ranks_started_with_different_configs_fail_cleanly(tmp_path):
         assert len(lines) == 1 and "were started with different settings (config hash, run directory" in lines[0]
         assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_late_rewinding_dense_phase_runs_data_parallel(tmp_path):
+    """--rewind-step k: the dense phase trains under DDP too; W_k agrees with one process's to rounding."""
+    code, out = torchrun(tmp_path / "two", "--rewind-step", "10", "--rounds", "1")
+    assert code == 0, out
+    r = subprocess.run([sys.executable, "-m", "lth.run", *RUN, "--rewind-step", "10", "--rounds", "1", "--run-dir",
+                        str(tmp_path / "one")], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    one, two = RunStore(tmp_path / "one"), RunStore(tmp_path / "two")
+    w1, w2 = one.load_rewind()["model"], two.load_rewind()["model"]
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+    assert all(torch.equal(one.load_mask(1)[k], two.load_mask(1)[k]) for k in w1 if k in one.load_mask(1))

@@ -61,10 +61,11 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
         model.load_state_dict(store.load_init())
     else:
         store.save_init(model.state_dict())
+    distributed.barrier()  # issue 22: rank 0's init.pt exists before the dense phase (any rank) reads it
     forward = torch.compile(model) if cfg.train.compile else model  # compiled once, reused every round
     rewinding.ensure_rewind_point(cfg, store, dataset, model, assemble.image_size(cfg, dataset), device,
                                   assemble.restart_policy(cfg).dense_steps, forward)
-    distributed.barrier()  # issue 22: init.pt and rewind.pt (rank 0's) exist before any rank reads them
+    distributed.barrier()  # issue 22: rank 0's rewind.pt exists before the rounds (any rank) read it
     targets = sparsity_targets(cfg, masks)
     history = assemble.dense_history(cfg)  # the dense run's LR history (continue runs), read once
     summaries = []
