@@ -67,12 +67,17 @@ class RayExecutor(Executor):
         self.slots = max(1, min(slots_by_cpu, int(resources["GPU"])) if self.gpus else slots_by_cpu)
         if jobs is not None and address is not None:
             self.slots = min(self.slots, jobs)
-        self.remote = ray.remote(_perform_on_ray).options(num_cpus=cpus_per_task, num_gpus=self.gpus,
-                                                          max_retries=max_retries, retry_exceptions=False)
+        self.remote_fn, self.max_retries = ray.remote(_perform_on_ray), max_retries
+        self.remote = self._options(1)
         self.in_flight: Dict[object, str] = {}
         self.held: Dict[str, int] = {}   # task id -> slots it holds (a G-GPU run: G)
         log.info("ray executor: %d task slot(s) of %d CPU%s on %s", self.slots, cpus_per_task,
                  " + 1 GPU" if self.gpus else "", address or "a local cluster")
+
+    def _options(self, g: int):
+        """The remote function asking for g slots: g GPUs (g x --cpus-per-task CPUs without GPUs)."""
+        return self.remote_fn.options(num_cpus=self.cpus * (1 if self.gpus else g), num_gpus=g * self.gpus,
+                                      max_retries=self.max_retries, retry_exceptions=False)
 
     def free_slots(self) -> int:
         return self.slots - sum(self.held.values())
@@ -88,7 +93,7 @@ class RayExecutor(Executor):
 
     def submit(self, task_id: str, payload: dict, log_file: str) -> None:
         g = wanted(payload)
-        remote = self.remote if g == 1 else self.remote.options(num_gpus=g * self.gpus, num_cpus=g * self.cpus)
+        remote = self.remote if g == 1 else self._options(g)
         ref = remote.remote(payload, self.cpus, log_file)
         self.in_flight[ref] = task_id
         self.held[task_id] = g
