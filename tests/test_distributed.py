@@ -132,3 +132,18 @@ def test_follower_store_writes_nothing(tmp_path):
         store.discard_checkpoint(1)
     assert not (tmp_path / "run").exists()
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--nproc-per-node", "2", "--batch-size", "63"], "--batch-size 63 does not split over 2 ranks"),
+    (["--nproc-per-node", "0"], "--nproc-per-node must be a whole number of ranks >= 1, got '0'"),
+    (["--nproc-per-node=x"], "--nproc-per-node must be a whole number of ranks >= 1, got 'x'"),
+    (["--nproc-per-node", "3", "--lr", "-1"], "lr"),
+])
+def test_launcher_checks_before_any_rank_starts(tmp_path, capsys, argv, message):
+    from lth import run
+    from lth.errors import cli_main
+    code = cli_main(run.main, ["--preset", "quick", "--device", "cpu", "--run-dir", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "r").exists()

@@ -95,10 +95,23 @@ def single(run_dir: Path):
     return r.returncode, r.stdout + r.stderr
 
 
+def children(parent: int) -> list:
+    """Pids whose parent is `parent` (any of its threads may have started them)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def rank_pids(torchrun_pid: int) -> dict:
     """{rank: pid} of torchrun's worker processes (their RANK environment variable)."""
     out = {}
-    for pid in Path(f"/proc/{torchrun_pid}/task/{torchrun_pid}/children").read_text().split():
+    for pid in children(torchrun_pid):
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -216,3 +229,26 @@ def test_late_rewinding_dense_phase_runs_data_parallel(tmp_path):
     w1, w2 = one.load_rewind()["model"], two.load_rewind()["model"]
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
     assert all(torch.equal(one.load_mask(1)[k], two.load_mask(1)[k]) for k in w1 if k in one.load_mask(1))
+
+
+def test_lth_launcher_turns_a_killed_rank_into_one_line_and_the_rerun_resumes(unkilled, tmp_path):
+    """python -m lth.run --nproc-per-node 2: SIGKILL of rank 1 mid-run ends in one line (no
+    torchrun report), exit 1; the same command again finishes the run, equal to the unkilled one."""
+    cmd = [sys.executable, "-m", "lth.run", "--nproc-per-node", "2", *RUN, "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (tmp_path / "run" / "round_02" / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors[-1] == ("error: rank 1 was killed by signal 9; the other ranks were stopped; finished rounds and "
+                          "the last epoch checkpoint are kept: run the same command again to resume")
+    # rank 0, if its collective failed before the launcher stopped it, says so in one line too
+    assert all(e.startswith("error: rank 0 stopped: a collective failed") for e in errors[:-1]), errors
+    assert len(errors) <= 2 and "Traceback" not in err and "ChildFailedError" not in err
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert_identical(artefacts(unkilled[0]), artefacts(tmp_path / "run"))

@@ -109,15 +109,26 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def lost_peer(e: BaseException) -> bool:
+    """Whether `e` is a collective failing because another rank died or hung (gloo's "Connection
+    reset by peer", NCCL's errors, torch.distributed's own error types), in a data-parallel run."""
+    if not active():
+        return False
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed"))
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in a single process): after rank 0 wrote what others read."""
     if active():
         dist.barrier()
 
 
-def check_batch(batch_size: int) -> None:
-    """The global batch must split into equal slices: one per rank."""
-    n = world_size() if active() else int(os.environ.get("WORLD_SIZE", "1"))
+def check_batch(batch_size: int, ranks: Optional[int] = None) -> None:
+    """The global batch must split into equal slices: one per rank (`ranks`: a world about to start)."""
+    n = ranks or (world_size() if active() else int(os.environ.get("WORLD_SIZE", "1")))
     if batch_size % n:
         raise LthError(f"--batch-size {batch_size} does not split over {n} ranks: the global batch must be a "
                        f"multiple of the world size (e.g. {batch_size - batch_size % n or n})")
