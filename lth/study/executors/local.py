@@ -129,8 +129,12 @@ class LocalExecutor(Executor):
 
     def check(self, payloads) -> None:
         """Refuse, before anything runs, a task asking for more devices than this node has."""
+        gpus = len({d for d in self.slot_devices if d.startswith("cuda")})
         for payload in payloads:
             self.packer.check(wanted(payload), payload["id"])
+            if gpus and wanted(payload) > gpus:  # --jobs above the GPU count: slots share GPUs, ranks cannot
+                raise LthError(f"{payload['id']} asks for {wanted(payload)} GPUs per task but this node has {gpus}; "
+                               f"lower gpus in the study spec")
 
     def free_slots(self) -> int:
         return min(len(self.packer.free), sum(w.task is None for w in self.workers))
