@@ -4,6 +4,7 @@
     python -m lth.run --preset quick --schedule ocp --rounds 14  # offline, seconds on a CPU
     python -m lth.run --rounds 1 --final-sparsity 0.9            # Experiment A: prune in one run
     python -m lth.run --resume runs/<name>                       # continue a killed run
+    python -m lth.run --nproc-per-node 2 --preset quick          # 2 data-parallel ranks (docs/distributed.md)
 
 Running the same command again resumes: finished rounds are skipped, an unfinished round
 continues from its last epoch checkpoint. `--help` lists every flag with its default and range.
@@ -13,9 +14,12 @@ import sys
 from pathlib import Path
 
 from lth import config as config_mod
+from lth.training import launch
 from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
+from lth.knobs import number
 from lth.lottery.execution import execute
 from lth.runs.store import open_run, run_name
+from lth.training import distributed
 
 
 def parser():
@@ -23,6 +27,8 @@ def parser():
     p.add_argument("--run-dir", default=None, help="use this run directory instead of RUNS_ROOT/<name>")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR with its saved config (only runtime flags may change)")
+    p.add_argument("--nproc-per-node", type=number(int, "nproc_per_node", ge=1), default=None, metavar="N",
+                   help="train with N data-parallel ranks on this node (torchrun's launcher; lth.training.launch)")
     return p
 
 
@@ -42,9 +48,22 @@ def resolve_config(argv):
 
 
 def main(argv=None) -> int:
-    cfg, run_dir = resolve_config(argv)
+    nproc, rest = launch.split(list(sys.argv[1:] if argv is None else argv))
+    cfg, run_dir = resolve_config(rest)
+    if nproc is not None and not distributed.launched():  # issue 22: start the ranks (lth.training.launch)
+        distributed.check_batch(cfg.train.batch_size, nproc)
+        return launch.launch(nproc, rest)
     try:
         result = execute(cfg, run_dir=run_dir, device=cfg.runtime.device, progress=cfg.runtime.progress)
+        if not distributed.is_main():  # issue 22: under torchrun rank 0 alone reports
+            return 0
+    except RuntimeError as e:
+        if not distributed.lost_peer(e):
+            raise
+        first = " ".join(str(e).split())[:160]
+        raise LthError(f"rank {distributed.rank()} stopped: a collective failed ({first}); another rank probably "
+                       f"died; finished rounds and the last epoch checkpoint are kept: run the same command again "
+                       f"to resume") from None
     except KeyboardInterrupt:
         finished = len(open_run(run_dir).finished_rounds()) if (run_dir / "config.json").exists() else 0
         print(f"interrupted: {finished} of {cfg.prune.rounds} rounds kept in {run_dir}; "
@@ -60,4 +79,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    try:
+        code = cli_main(main)
+    finally:
+        distributed.shutdown()  # torchrun: leave the process group cleanly
+    sys.exit(code)

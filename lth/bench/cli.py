@@ -5,6 +5,7 @@
     python -m lth.bench loader             # lth's DeviceLoader vs torchvision's DataLoader
     python -m lth.bench train              # img/s and peak memory table, interpolation sweep, mask update
     python -m lth.bench prune              # a round's time per schedule against a dense round, trajectory gap
+    python -m lth.bench ddp --ranks 1 2    # data-parallel img/s per rank, scaling efficiency (torchrun)
     python -m lth.bench train --device cuda --json bench.json   # real sizes, compiled, bf16
     python -m lth.bench --help             # every flag
 
@@ -13,7 +14,7 @@ From Python: `lth.bench.run(["masks", "--size", "tiny"])` returns the same resul
 
 Modules: engine (what is measured: data, lth's training step, the naive alternatives), common
 (how: sizes, timers, memory, tables), masking (masks), loading (loader), throughput (train and
-interpolation), pruning (prune), cli (flags and output).
+interpolation), pruning (prune), ddp (data-parallel scaling), cli (flags and output).
 """
 import argparse
 import dataclasses
@@ -58,8 +59,10 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m lth.bench", description=__doc__.split("\n\n")[0],
                 epilog="examples:\n" + __doc__.split("\n\n")[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS),
-                   help="what to measure [default: all]")
+    p.add_argument("command", nargs="?", default="all", choices=sorted(COMMANDS) + ["ddp"],
+                   help="what to measure [default: all]; ddp: data-parallel scaling over --ranks (lth.bench.ddp)")
+    p.add_argument("--ranks", type=number(int, "ranks", ge=1), nargs="+", default=None, metavar="N",
+                   help="ddp: the world sizes to measure [default: 1 2]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
     p.add_argument("--size", choices=sorted(SIZES), default=None,
                    help="how big (lth.bench.common.SIZES) [default: full on CUDA, small on CPU]")
@@ -135,6 +138,12 @@ def header(command: str, hw: dict) -> str:
 def run(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = print) -> dict:
     """Run a command; print its tables through `out`; return (and with --json write) the results."""
     args = parser().parse_args(argv)
+    if args.command == "ddp":  # issue 22: separate processes per world size (lth.bench.ddp)
+        from lth.bench import ddp
+        report = {"command": "ddp", "results": {"ddp": ddp.run(args, out)}}
+        if args.json:
+            _write_json(args.json, report)
+        return report
     bench = setup(args)
     hw = hardware(bench)
     out(header(args.command, hw))
@@ -149,13 +158,17 @@ def run(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = print
         out(render(section, results[section]))
     report = {"command": args.command, "hardware": hw, "size": dataclasses.asdict(bench.size), "results": results}
     if args.json:
-        try:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=1)
-        except OSError as e:
-            raise LthError(f"cannot write {args.json}: {e.strerror}") from None
-        log.info("results written to %s", args.json)
+        _write_json(args.json, report)
     return report
+
+
+def _write_json(path: str, report: dict) -> None:
+    try:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)
+    except OSError as e:
+        raise LthError(f"cannot write {path}: {e.strerror}") from None
+    log.info("results written to %s", path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -136,6 +136,9 @@ class RuntimeConfig:
     # MNIST preset under load). Studies running N CPU workers set it per worker.
     threads: int = knob(1, "CPU threads of this process (torch.set_num_threads); 0: torch's default, "
                            "one per core", runtime=True, ge=0)
+    # Issue 22 (lth.training.distributed): under torchrun, BatchNorm statistics over the global batch
+    # instead of each rank's slice. Runtime like the world size: N ranks train the same run.
+    sync_bn: bool = knob(False, "torchrun: SyncBatchNorm (batch statistics over all ranks; CUDA only)", runtime=True)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,

@@ -8,9 +8,14 @@
 
 The data order and the augmentation draw from two private generators, so two copies of a
 ticket can differ in exactly those two sources of SGD noise (analysis.stability).
+
+Data-parallel ranks (issue 22, lth.training.distributed) pass `shard=(rank, world)`: every rank
+draws the same global order and the augmentation of the whole global batch, and yields only
+its slice of batch_size / world images, so the batches and augmentations the ranks see
+together are exactly those of one process, whatever the world size.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +38,8 @@ class DeviceLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, dataset: Dataset, batch_size: int, device,
                  train: bool, augment: str = "none", image_size: Optional[int] = None,
-                 order_seed: int = 0, augment_seed: int = 0, channels_last: bool = False):
+                 order_seed: int = 0, augment_seed: int = 0, channels_last: bool = False,
+                 shard: Optional[Tuple[int, int]] = None):
         if augment not in AUGMENTATIONS:
             raise LthError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
         if batch_size < 1:
@@ -46,6 +52,10 @@ class DeviceLoader:
         self.batch_size, self.train, self.augment = batch_size, train, augment if train else "none"
         self.image_size = image_size or dataset.native_size
         self.channels_last = channels_last
+        # (rank, world): yield this rank's slice of every training batch (None: the whole batch)
+        self.shard = shard if train and shard is not None and shard[1] > 1 else None
+        if self.shard is not None and (batch_size % self.shard[1] or not 0 <= self.shard[0] < self.shard[1]):
+            raise LthError(f"batch size {batch_size} does not split into {self.shard[1]} equal slices")
         self.mean = dataset.mean.to(self.device).view(1, -1, 1, 1)
         self.std = dataset.std.to(self.device).view(1, -1, 1, 1)
         self.order_generator = torch.Generator(device=self.device).manual_seed(order_seed)
@@ -69,42 +79,59 @@ class DeviceLoader:
         first, self.skip = self.skip, 0  # skipped batches are neither augmented nor yielded
         for i in range(first, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            batch = self.transform(self.x[index]), self.y[index]
+            if self.shard is None:
+                batch = self.transform(self.x[index]), self.y[index]
+            else:  # draw the global batch's augmentation, keep this rank's slice of it
+                part = self.slice_of(len(index))
+                batch = self.transform(self.x[index[part]], part, len(index)), self.y[index[part]]
             self.consumed = i + 1
             yield batch
 
-    def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> augmented, resized, normalised float batch."""
+    def slice_of(self, n: int) -> slice:
+        """This rank's part of a global batch of n images."""
+        rank, world = self.shard
+        size = n // world
+        return slice(rank * size, (rank + 1) * size)
+
+    def transform(self, images: torch.Tensor, part: Optional[slice] = None, drawn: int = 0) -> torch.Tensor:
+        """uint8 batch -> augmented, resized, normalised float batch. part, drawn: the images are
+        `part` of a global batch of `drawn`, whose random draws are all made (data-parallel ranks)."""
         x = images.float().div_(255.0)
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         if self.augment == "crop_flip":
-            x = self._crop_flip(x)
+            x = self._crop_flip(x, part, drawn)
         elif self.augment == "fastai":
-            x = self._fastai(x)
+            x = self._fastai(x, part, drawn)
         x = (x - self.mean) / self.std
         # The crop gather leaves channels-last strides: make the layout explicit either way
         # (a channels-last batch into an NCHW model cost resnet20 on CPU 0.76x, lth.bench).
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+    def _crop_flip(self, x: torch.Tensor, part: Optional[slice] = None, drawn: int = 0) -> torch.Tensor:
         """Random crop after zero padding, then random horizontal flip: batched gathers."""
         b, _, h, w = x.shape
         p = CROP_PADDING
         padded = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b,), generator=self.augment_generator, device=self.device)
-        dx = torch.randint(0, 2 * p + 1, (b,), generator=self.augment_generator, device=self.device)
-        flip = torch.rand(b, generator=self.augment_generator, device=self.device) < 0.5
+        n = drawn or b
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=self.augment_generator, device=self.device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=self.augment_generator, device=self.device)
+        flip = torch.rand(n, generator=self.augment_generator, device=self.device) < 0.5
+        if part is not None:
+            dy, dx, flip = dy[part], dx[part], flip[part]
         rows = dy[:, None] + torch.arange(h, device=self.device)                      # (b, h)
         cols = dx[:, None] + torch.arange(w, device=self.device)                      # (b, w)
         cols = torch.where(flip[:, None], cols.flip(1), cols)
         batch = torch.arange(b, device=self.device)[:, None, None]
         return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
-    def _fastai(self, x: torch.Tensor) -> torch.Tensor:
+    def _fastai(self, x: torch.Tensor, part: Optional[slice] = None, drawn: int = 0) -> torch.Tensor:
         """fastai's aug_transforms() defaults (lth.data.augment): flip, then rotation, zoom and warp
         each with probability 0.75 in one resampling, then brightness and contrast (each 0.75)."""
-        return augment.apply(x, augment.draw(len(x), self.augment_generator, self.device))
+        params = augment.draw(drawn or len(x), self.augment_generator, self.device)
+        if part is not None:
+            params = {k: v[part] for k, v in params.items()}
+        return augment.apply(x, params)
 
     # ---- resuming -----------------------------------------------------------------------
     def state_dict(self, position: bool = False) -> Dict[str, torch.Tensor]:

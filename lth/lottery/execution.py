@@ -24,8 +24,10 @@ from lth.lottery import imp
 from lth.lottery import assemble
 from lth.config import RunConfig, differing_fields, resolve
 from lth.errors import LthError
+from lth.runs.follower import FollowerStore
 from lth.runs.store import RunStore, run_name
-from lth.training.loop import pick_device, set_threads
+from lth.training import distributed
+from lth.training.loop import set_threads
 
 log = logging.getLogger("lth.lottery.execution")
 
@@ -39,10 +41,13 @@ class RunResult:
 def run_metadata(cfg: RunConfig, device: torch.device, prov: Optional[provenance.Provenance] = None) -> dict:
     """config.json: the resolved config, its hash and name, versions, git state, device."""
     prov = prov or provenance.collect()
-    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, "device": str(device),
+    meta = {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if distributed.active():  # issue 22: how many ranks trained it (not hashed: N ranks train the same run)
+        meta["world_size"] = distributed.world_size()
+    return meta
 
 
 def check_same_config(store: RunStore, cfg: RunConfig) -> None:
@@ -64,12 +69,15 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
     cfg = resolve(cfg)   # a no-op for a ResolvedConfig (the command line resolved it)
     set_threads(cfg.runtime.threads)  # before any torch work (cfg.runtime.threads: README "Performance")
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root or cfg.runtime.runs_root) / run_name(cfg)
-    torch_device = pick_device(device)
+    torch_device = distributed.setup(device)  # issue 22: under torchrun, this rank's device and the process group
+    distributed.check_batch(cfg.train.batch_size)
+    distributed.check_same({"config hash": cfg.hash(), "run directory": str(run_dir.resolve()),
+                            "sync_bn": cfg.runtime.sync_bn, "device type": torch_device.type})
     dataset = assemble.load_data(cfg)
     assemble.check_budget(cfg, dataset)
     assemble.check_model_fits(cfg, dataset)
     assemble.check_restart(cfg, dataset)
-    store = RunStore(run_dir)
+    store = RunStore(run_dir) if distributed.is_main() else FollowerStore(run_dir)  # only rank 0 writes
     check_same_config(store, cfg)  # refuse before touching anything (not even the lock file)
     store.make_root()
     with store.lock():
@@ -79,6 +87,7 @@ def execute(cfg: RunConfig, runs_root: Optional[str] = None, run_dir: Optional[s
             store.create(run_metadata(cfg, torch_device, prov), provenance_diff=prov.diff)
         for path in store.remove_stale_temp_files():
             log.info("removed %s, left by a writer that was killed mid-write", path)
+        distributed.barrier()  # the other ranks read config.json and the rounds only after rank 0's cleanup
         log.info("run %s: %s on %s, %d of %d rounds done", run_dir, cfg.prune.schedule, torch_device,
                  len(store.finished_rounds()), cfg.prune.rounds)
         summaries = imp.run(cfg, store, dataset, torch_device, progress=progress)

@@ -26,6 +26,7 @@ from lth.data.datasets import Dataset
 from lth.pruning.masks import Masks
 from lth.training.retrain_lr import DenseHistory, LrContext
 from lth.runs.store import RunStore
+from lth.training import distributed
 from lth.training.loop import fit
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,18 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     assemble.check_budget(cfg, dataset)
     dataset = dataset.to(device)
     model = assemble.build_model(cfg, dataset, cfg.seeds.init_seed, device)
+    model = distributed.prepare_model(model, cfg.runtime.sync_bn, device)  # issue 22: --sync-bn under torchrun
     masks = assemble.make_masks(cfg, model)
     if store.init_path.exists():
         model.load_state_dict(store.load_init())
     else:
         store.save_init(model.state_dict())
+    distributed.barrier()  # issue 22: rank 0's init.pt exists before the dense phase (any rank) reads it
     forward = torch.compile(model) if cfg.train.compile else model
     rounds = Rounds(cfg, store, dataset, device, model, forward, masks, sparsity_targets(cfg, masks),
                     assemble.dense_history(cfg), progress, on_round_start)
     rewinding.ensure_rewind_point(cfg, store, dataset, model, device, rounds.restart.dense_steps, forward)
+    distributed.barrier()  # issue 22: rank 0's rewind.pt exists before the rounds (any rank) read it
     summaries = []
     for r in range(1, cfg.prune.rounds + 1):
         if store.round_done(r):
@@ -115,7 +119,8 @@ def _run_round(run: Rounds, r: int) -> dict:
     loop = assemble.loop(cfg, run.dataset, run.device, model, masks, run.forward, start_step=restart.start_step,
                          start_loader=restart.start_loader(store, r), lr_context=context)
     result = fit(loop, pruning=updater, resume=resume, save_checkpoint=lambda state: store.save_checkpoint(r, state),
-                 progress=run.progress, desc=f"round {r}/{cfg.prune.rounds}")
+                 progress=run.progress, desc=f"round {r}/{cfg.prune.rounds}",
+                 callbacks=distributed.callbacks())
     report = masks.report()
     metrics = result.pop("metrics")
     loader = result.pop("loader")

@@ -103,11 +103,20 @@ def _reason(e: OSError) -> str:
     return "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
 
 
+def _check_writer(path: Path) -> None:
+    """Issue 22: only rank 0 of a data-parallel run writes (lth.runs.follower.FollowerStore for the
+    others); a write from another rank is a bug, refused before it can race rank 0's."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        raise LthError(f"rank {dist.get_rank()} tried to write {path}: only rank 0 writes a data-parallel run")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the
     folder. An OSError (full disk, no permission) becomes an LthError naming the path, and the
     old file, if any, is left as it was."""
     path = Path(path)
+    _check_writer(path)
     tmp = temp_name(path)
     try:
         make_dirs(path.parent)

@@ -123,7 +123,7 @@ class _Run(Callback):
         self.active = False
         self.loop.masks = None
         self.loop.rebuild_optimizer()              # momentum reset, as OCSPruner
-        self.loop.forward = self._compiled()
+        self.loop.set_forward(self._compiled())
 
     def remove(self, pruned) -> None:
         """Remove the channels physically and continue with a fresh optimizer."""

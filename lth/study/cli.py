@@ -29,13 +29,21 @@ def parser() -> OneLineParser:
                    help="run the study (default) or print its status")
     p.add_argument("--scale", default=None, help="the study's scale, e.g. cpu or paper [default: the study's own]")
     p.add_argument("--dry-run", action="store_true", help="list the cells, what is done, and estimated device-hours")
-    p.add_argument("--executor", default="local", choices=("local", "ray"), help="where tasks run [default: local]")
+    p.add_argument("--executor", default="local", choices=("local", "ray", "slurm"),
+                   help="where tasks run [default: local]")
     p.add_argument("--jobs", type=number(int, "jobs", ge=1), default=None,
-                   help="local: worker processes (default: one per GPU, else 1); ray: CPUs of the local cluster "
-                        "(>= 1)")
+                   help="local: worker processes (default: one per GPU, else 1); ray: CPUs of the local cluster; "
+                        "slurm: jobs queued at once (default 256)")
     p.add_argument("--address", default=None, help="ray: the cluster to join ('auto': this node's) [default: start one]")
     p.add_argument("--cpus-per-task", type=number(int, "cpus_per_task", ge=1), default=1,
-                   help="ray: CPUs (and torch threads) per task [default: 1; >= 1]")
+                   help="ray, slurm: CPUs (and torch threads) per task [default: 1]")
+    # issue 22: the Slurm executor (lth.study.executors.slurm)
+    p.add_argument("--partition", default=None, help="slurm: the partition jobs go to [default: Slurm's default]")
+    p.add_argument("--gpus-per-task", type=number(int, "gpus_per_task", ge=1), default=None,
+                   help="slurm: GPUs per task (a run with gpus = G asks for G times this) [default: none, CPU jobs]")
+    p.add_argument("--time-min", type=number(int, "time_min", ge=1), default=24 * 60,
+                   help="slurm: each job's time limit in minutes; near it the job is requeued and resumes "
+                        "[default: 1440]")
     p.add_argument("--runs-root", default="runs", help="where run directories live (shared by studies) [default: runs]")
     p.add_argument("--study-dir", default=None, help="state, logs, tables [default: studies/<name>-<scale>]")
     p.add_argument("--data-dir", default=None, help="the datasets' folder for every cell [default: the study's]")
@@ -54,7 +62,7 @@ def load(args):
     analysis = analysis_spec.parse(spec.analysis, spec.where)
     runtime = {"data_dir": args.data_dir} if args.data_dir else {}
     cells = cells_mod.expand(spec, runtime)
-    plan = plan_mod.build(cells, Path(args.runs_root), analysis.stability, args.data_dir)
+    plan = plan_mod.build(cells, Path(args.runs_root), analysis.stability, args.data_dir, spec.gpus)
     study_dir = Path(args.study_dir or Path("studies") / spec.folder_name)
     return spec, analysis, plan, study_dir
 
@@ -113,7 +121,14 @@ def run(args, spec, analysis, plan, study_dir) -> int:
         raise LthError(f"{study_dir} has a live driver (pid {state.driver['pid']} on {state.driver['host']}); "
                        f"wait for it or stop it")
     executor = EXECUTORS[args.executor](jobs=args.jobs, device=args.device, address=args.address,
-                                        cpus_per_task=args.cpus_per_task)
+                                        cpus_per_task=args.cpus_per_task, partition=args.partition,
+                                        gpus_per_task=args.gpus_per_task, time_min=args.time_min,
+                                        study_dir=str(study_dir))
+    try:
+        executor.check([t.payload for t in plan.tasks.values() if not plan.is_done(t)])  # issue 22: G fits
+    except LthError:
+        executor.close()
+        raise
     study_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _terminated)  # a scheduler's stop (or kill) ends like Ctrl-C
     try:
@@ -170,6 +185,9 @@ def main(argv=None) -> int:
     spec, analysis, plan, study_dir = load(args)
     if args.command == "status":
         report.print_status(plan, StudyState.load(study_dir), spec, study_dir)
+        from lth.study.executors.slurm import status_lines  # issue 22: Slurm's state of the tasks' jobs
+        for line in status_lines(study_dir, [t for t, task in plan.tasks.items() if not plan.is_done(task)]):
+            print(line)
         return 0
     if args.dry_run:
         dry_run(args, spec, plan)

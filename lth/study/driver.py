@@ -54,7 +54,11 @@ def drive(plan: Plan, executor: Executor, state: StudyState, study_dir: Path, pr
     try:
         while pending or running:
             _block(plan, pending, running, result, finished)
-            for task in _ready(plan, pending, running, finished)[:executor.free_slots()]:
+            for task in _ready(plan, pending, running, finished):
+                if executor.free_slots() < 1:
+                    break
+                if not executor.fits(task.payload):  # issue 22: first fit of multi-GPU tasks
+                    continue
                 executor.submit(task.id, task.payload, str(study_dir / "logs" / task.log_name()))
                 running[task.id] = time.time()
                 state.submitted(task.id)

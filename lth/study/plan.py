@@ -41,13 +41,16 @@ class Plan:
 
 
 def build(cells: List[cells_mod.Cell], runs_root: Path, stability: Optional[analysis_spec.Stability],
-          data_dir: Optional[str] = None) -> Plan:
+          data_dir: Optional[str] = None, gpus: int = 1) -> Plan:
+    """gpus: devices of each run task (data-parallel ranks, issue 22); copies and
+    interpolations take one."""
     tasks: Dict[str, Task] = {}
     for cell in cells:
         run_dir = str(cell.run_dir(runs_root))
         run_id = run_task_id(cell.name)
         tasks[run_id] = Task(run_id, "run", run_dir, {"id": run_id, "kind": "run", "config": cell.cfg.to_dict(),
-                                                      "runs_root": str(runs_root), "run_dir": run_dir},
+                                                      "runs_root": str(runs_root), "run_dir": run_dir,
+                                                      "gpus": gpus},
                              labels=cell.labels)
         if stability is None:
             continue

@@ -15,6 +15,8 @@ TOML (the standard library's tomllib) or taken from the built-in studies by name
     multiples = [1, 2, 4]
     [analysis]                       # what is computed from the runs (lth.study.analyses)
     table = "table2"
+    gpus = 8                         # optional: GPUs (data-parallel ranks) per run task, default 1
+                                     # (issue 22: torchrun ranks; on a CPU executor, gloo ranks)
     [scales.cpu]                     # --scale cpu: its base/grid/analysis keys are merged over
     preset = "quick"                 # the top level's; every other key replaces the top level's
 
@@ -36,8 +38,8 @@ else:  # Python 3.10: the same parser, from PyPI (setup.cfg)
     import tomli as tomllib
 
 TOP_KEYS = ("name", "description", "preset", "seeds", "base", "grid", "zip", "budget", "analysis", "scales",
-            "default_scale")
-SCALE_KEYS = ("description", "preset", "seeds", "base", "grid", "zip", "budget", "analysis")
+            "default_scale", "gpus")
+SCALE_KEYS = ("description", "preset", "seeds", "base", "grid", "zip", "budget", "analysis", "gpus")
 MERGED = ("base", "grid", "analysis")  # a scale merges these key by key; it replaces the others
 SEED_FIELDS = ("init_seed", "order_seed", "augment_seed", "prune_seed")
 SEED_STRIDE = 10  # seed s: order/augment/prune seeds 1/2/3 + 10 s (seed 0 = the config defaults)
@@ -58,6 +60,7 @@ class Spec:
     seeds: Optional[List[int]] = None   # None: the base's seeds, one cell per point
     budget: Optional[Dict[str, Any]] = None
     analysis: Dict[str, Any] = field(default_factory=dict)
+    gpus: int = 1                       # devices (data-parallel ranks) of each run task (issue 22)
 
     @property
     def folder_name(self) -> str:
@@ -148,6 +151,9 @@ def _build(raw: dict, where: str, scale: str) -> Spec:
     if spec.budget is not None and not isinstance(spec.budget, dict):
         raise LthError(f"{where}: budget must be a table")
     spec.analysis = _table(raw, "analysis", where)
+    spec.gpus = raw.get("gpus", 1)
+    if not isinstance(spec.gpus, int) or isinstance(spec.gpus, bool) or not 1 <= spec.gpus <= 1024:
+        raise LthError(f"{where}: gpus must be a whole number of GPUs per run, 1 to 1024, got {spec.gpus!r}")
     _check_axes_disjoint(spec)
     return spec
 

@@ -69,7 +69,7 @@ def perform(payload: dict, device: str, threads: int, log_file: Optional[str] = 
     log.info("task %s started on %s pid %d (device %s, %d threads)", payload["id"], where["host"], where["pid"],
              device, threads)
     try:
-        result = _dispatch(payload, device)
+        result = _dispatch(payload, device, threads, log_file)
         out = {"ok": True, "result": result}
         log.info("task %s finished in %.1f s", payload["id"], time.perf_counter() - began)
     except BaseException as e:  # noqa: BLE001 - any failure of one task must not stop the others
@@ -83,10 +83,13 @@ def perform(payload: dict, device: str, threads: int, log_file: Optional[str] = 
     return {**out, **where, "seconds": time.perf_counter() - began}
 
 
-def _dispatch(payload: dict, device: str) -> dict:
+def _dispatch(payload: dict, device: str, threads: int = 1, log_file: Optional[str] = None) -> dict:
     from lth.config import RunConfig
     from lth.study import analyses, analysis_spec, cells
     kind = payload["kind"]
+    if kind == "run" and payload.get("gpus", 1) > 1:  # issue 22: data-parallel ranks (lth.study.ranks)
+        from lth.study.ranks import run_with_ranks
+        return run_with_ranks(payload, payload["gpus"], device, log_file, threads, payload.get("visible_devices"))
     if kind == "run":
         cfg = RunConfig.from_dict(payload["config"], where=payload["id"])
         return cells.execute_cell(cfg, payload["runs_root"], device, Path(payload["run_dir"]))

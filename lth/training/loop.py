@@ -34,6 +34,7 @@ from lth.config import TrainConfig
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
 from lth.errors import LthError
+from lth.training import distributed  # issue 22: data-parallel ranks
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import Masks
 from lth.training.optimizers import OPTIMIZERS
@@ -172,7 +173,8 @@ def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, au
     channels_last = cfg.channels_last
     train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
                                 augment=augment, image_size=image_size, order_seed=order_seed,
-                                augment_seed=augment_seed, channels_last=channels_last)
+                                augment_seed=augment_seed, channels_last=channels_last,
+                                shard=distributed.shard())  # issue 22: this rank's slice of each global batch
     test_loader = DeviceLoader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
                                image_size=image_size, channels_last=channels_last)
     return train_loader, test_loader
@@ -209,11 +211,12 @@ class Loop:
     # False: a callback checks the zeros each epoch (PrunedStayZero).
     enforce: Optional[bool] = None          # None: enforces_after_step(cfg)
     total: Optional[int] = None             # the budget in steps; None: total_steps(cfg, training images)
+    pruning: Optional[object] = None        # the run's MaskUpdater, if it prunes while training (fit sets it)
 
     def __post_init__(self):
         self.device = self.train_loader.device if self.train_loader is not None else \
             next(self.model.parameters()).device
-        self.forward = self.forward or self.model
+        self.set_forward(self.forward or self.model)
         if self.total is None:
             self.total = total_steps(self.cfg, len(self.train_loader.y))
         self.stop_step = self.total if self.stop_step is None else self.stop_step
@@ -233,11 +236,17 @@ class Loop:
         """t: the fraction of this call's steps done (the in-round schedule spans them)."""
         return (self.step - self.start_step) / (self.total - self.start_step)
 
+    def set_forward(self, forward: Callable) -> None:
+        """The forward pass (the model or its compile); steps run it under DistributedDataParallel
+        when this process is one rank of several (lth.training.distributed), evaluation as it is."""
+        self.forward = forward
+        self.step_forward = distributed.data_parallel(self.model, forward)
+
     def optimizer_step(self, x: torch.Tensor, y: torch.Tensor):
         """Step `self.step` on the batch (x, y), the LR and momentum from the schedule; returns the
         detached loss and logits (no host sync). lth.bench times exactly this."""
         self.lr = lr_at(self.step, self.total, self.cfg, self.lr_context)
-        out = train_step(self.forward, self.optimizer, self.masks, x, y, self.lr, self.device, self.cfg.bf16,
+        out = train_step(self.step_forward, self.optimizer, self.masks, x, y, self.lr, self.device, self.cfg.bf16,
                          momentum_at(self.step, self.total, self.cfg), enforce=self.enforce)
         self.step += 1
         return out
@@ -328,6 +337,7 @@ def fit(loop: Loop, *, pruning=None, resume: Optional[dict] = None,
              *callbacks]
     if save_checkpoint is not None:
         chain.append(cbs.Checkpoint(save_checkpoint, stateful))
+    loop.pruning = pruning
     if resume is not None:
         loop.load_state_dict(resume, stateful)
     run_start = time.perf_counter()

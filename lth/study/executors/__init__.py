@@ -2,6 +2,7 @@
 
     local   worker processes on this machine: one per GPU, or --jobs N on a CPU (the default)
     ray     Ray tasks on a Ray cluster (--address auto) or a local one the command starts
+    slurm   one Slurm job per task through submitit (--partition, --gpus-per-task; issue 22)
 
 `EXECUTORS` maps the --executor names to their factories; Ray is imported only when chosen.
 """
@@ -18,4 +19,9 @@ def _ray(**options):
     return RayExecutor(**options)
 
 
-EXECUTORS = {"local": _local, "ray": _ray}
+def _slurm(**options):
+    from lth.study.executors.slurm import SlurmExecutor
+    return SlurmExecutor(**options)
+
+
+EXECUTORS = {"local": _local, "ray": _ray, "slurm": _slurm}

@@ -29,6 +29,13 @@ class Executor:
         """How many more tasks may be submitted now."""
         raise NotImplementedError
 
+    def fits(self, payload: dict) -> bool:
+        """Whether this task fits the free resources now (a task asking for G GPUs, issue 22)."""
+        return True
+
+    def check(self, payloads) -> None:
+        """Refuse, before anything runs, tasks this executor can never run (one line)."""
+
     def submit(self, task_id: str, payload: dict, log_file: str) -> None:
         raise NotImplementedError
 

@@ -12,7 +12,9 @@ once, only after its dependencies. A task whose worker or node is lost is retrie
 import lth from the same folder as the driver (PYTHONPATH set in the task's runtime env).
 
 Resources: on a cluster with GPUs a task asks for 1 GPU and --cpus-per-task CPUs (default 1);
-without GPUs, --cpus-per-task CPUs, and runs torch with that many threads.
+without GPUs, --cpus-per-task CPUs, and runs torch with that many threads. A run task of a
+study with `gpus = G` (issue 22) asks for G GPUs (G x --cpus-per-task CPUs without GPUs) on one
+node and launches G torchrun ranks there (lth.study.ranks); Ray's CUDA_VISIBLE_DEVICES names them.
 """
 import logging
 import os
@@ -22,6 +24,7 @@ from typing import Dict, List, Optional
 
 from lth.errors import LthError
 from lth.study.executors.base import Executor, Outcome
+from lth.study.executors.local import wanted
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +67,36 @@ class RayExecutor(Executor):
         self.slots = max(1, min(slots_by_cpu, int(resources["GPU"])) if self.gpus else slots_by_cpu)
         if jobs is not None and address is not None:
             self.slots = min(self.slots, jobs)
-        self.remote = ray.remote(_perform_on_ray).options(num_cpus=cpus_per_task, num_gpus=self.gpus,
-                                                          max_retries=max_retries, retry_exceptions=False)
+        self.remote_fn, self.max_retries = ray.remote(_perform_on_ray), max_retries
+        self.remote = self._options(1)
         self.in_flight: Dict[object, str] = {}
+        self.held: Dict[str, int] = {}   # task id -> slots it holds (a G-GPU run: G)
         log.info("ray executor: %d task slot(s) of %d CPU%s on %s", self.slots, cpus_per_task,
                  " + 1 GPU" if self.gpus else "", address or "a local cluster")
 
+    def _options(self, g: int):
+        """The remote function asking for g slots: g GPUs (g x --cpus-per-task CPUs without GPUs)."""
+        return self.remote_fn.options(num_cpus=self.cpus * (1 if self.gpus else g), num_gpus=g * self.gpus,
+                                      max_retries=self.max_retries, retry_exceptions=False)
+
     def free_slots(self) -> int:
-        return self.slots - len(self.in_flight)
+        return self.slots - sum(self.held.values())
+
+    def fits(self, payload: dict) -> bool:
+        return wanted(payload) <= self.free_slots()
+
+    def check(self, payloads) -> None:
+        for payload in payloads:
+            if wanted(payload) > self.slots:
+                raise LthError(f"{payload['id']} asks for {wanted(payload)} {'GPUs' if self.gpus else 'CPU slots'} "
+                               f"per task but the Ray cluster offers {self.slots}; lower gpus in the study spec")
 
     def submit(self, task_id: str, payload: dict, log_file: str) -> None:
-        ref = self.remote.remote(payload, self.cpus, log_file)
+        g = wanted(payload)
+        remote = self.remote if g == 1 else self._options(g)
+        ref = remote.remote(payload, self.cpus, log_file)
         self.in_flight[ref] = task_id
+        self.held[task_id] = g
 
     def poll(self, timeout: float) -> List[Outcome]:
         if not self.in_flight:
@@ -88,6 +109,7 @@ class RayExecutor(Executor):
         out = []
         for ref in ready:
             task_id = self.in_flight.pop(ref)
+            self.held.pop(task_id, None)
             try:
                 r = self.ray.get(ref)
             except Exception as e:  # noqa: BLE001 - lost after all retries, cancelled, object lost
@@ -105,4 +127,5 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
                 pass
         self.in_flight.clear()
+        self.held.clear()
         self.ray.shutdown()
