@@ -34,7 +34,7 @@ from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
 from lth.knobs import number
 from lth.runs.store import RunStore
-from lth.training.loop import pick_device, set_threads
+from lth.training.device import pick_device, set_threads
 
 log = logging.getLogger("analysis.stability")
 

@@ -43,6 +43,8 @@ def cli_main(main, argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside the places that say more (lth.run's rounds)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as e:  # argparse's --help (0) and its one-line usage errors (2), for in-process callers
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     except BrokenPipeError:  # the reader went away (`lth runs list | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return EXIT_BROKEN_PIPE

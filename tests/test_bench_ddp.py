@@ -14,7 +14,7 @@ TINY = ["ddp", "--device", "cpu", "--synthetic", "--models", "lenet300_100", "--
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--ranks", "0"], "--ranks must be at least 1 each"),
+    (["--ranks", "0"], "--ranks must be >= 1, got 0"),
     (["--ranks", "1", "3"], "--batch-size 8 does not split over 3 ranks"),
 ])
 def test_bad_ranks_are_one_line(capsys, extra, message):

@@ -12,7 +12,7 @@ import pytest
 
 from lth.errors import LthError
 from lth.runs.store import RunStore
-from lth.study import analyses, cells, driver, plan as plan_mod, spec
+from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.executors.base import Executor, Outcome
 from lth.study.executors.local import placement, wanted
 from lth.study.executors.packing import Packer
@@ -47,7 +47,7 @@ def test_spec_gpus_default_scale_override_and_bad_values():
 
 def test_plan_gives_run_tasks_the_gpus_and_analyses_one(tmp_path):
     s = spec.parse(GRID, "packed.toml")
-    plan = plan_mod.build(cells.expand(s), tmp_path / "runs", analyses.parse(s.analysis, s.where).stability,
+    plan = plan_mod.build(cells.expand(s), tmp_path / "runs", analysis_spec.parse(s.analysis, s.where).stability,
                           gpus=s.gpus)
     for task in plan.tasks.values():
         assert wanted(task.payload) == (2 if task.kind == "run" else 1)

@@ -28,7 +28,7 @@ from lth import models, plugins
 from lth.knobs import number
 from lth.bench import loading, masking, pruning, throughput
 from lth.bench.common import SIZES, Bench, device_name, hardware, peak_for
-from lth.training.loop import pick_device
+from lth.training.device import pick_device
 from lth.bench.engine import load_data
 from lth.errors import LthError, OneLineParser
 

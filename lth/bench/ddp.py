@@ -121,7 +121,7 @@ def measure(ranks: int, model: str, batch: int, steps: int, device: str, threads
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> dict:
     """The `ddp` command of lth.bench: measure each N of --ranks, print the table."""
-    from lth.training.loop import pick_device
+    from lth.training.device import pick_device
     device = pick_device(args.device)
     ranks: List[int] = args.ranks or [1, 2]
     if any(n < 1 for n in ranks):

@@ -27,7 +27,7 @@ from lth.errors import LthError
 from lth.runs.follower import FollowerStore
 from lth.runs.store import RunStore, run_name
 from lth.training import distributed
-from lth.training.loop import set_threads
+from lth.training.device import set_threads
 
 log = logging.getLogger("lth.lottery.execution")
 

@@ -24,7 +24,7 @@ from lth.runs import provenance
 from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.structured import config, loop
 from lth.structured.store import StructuredStore
-from lth.training.loop import pick_device
+from lth.training.device import pick_device
 
 log = logging.getLogger("lth.structured")
 

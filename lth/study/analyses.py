@@ -35,7 +35,7 @@ def _workspace(run_dir: Path, s: Stability, device: str, data_dir: Optional[str]
     from analysis.copies import copy_config, make_workspace
     from lth.data import datasets
     from lth.runs.store import open_run
-    from lth.training.loop import pick_device
+    from lth.training.device import pick_device
     store = open_run(run_dir)
     cfg = copy_config(cli.run_config(store), _settings(s)[0])
     dataset = datasets.load(cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)

@@ -73,8 +73,8 @@ def shard() -> Optional[Tuple[int, int]]:
 
 def setup(device: str) -> torch.device:
     """Start the process group from torchrun's environment (once per process) and return this
-    rank's device; in a single process, the device `device` names (lth.training.loop.pick_device)."""
-    from lth.training.loop import pick_device
+    rank's device; in a single process, the device `device` names (lth.training.device.pick_device)."""
+    from lth.training.device import pick_device
     if not launched():
         return pick_device(device)
     for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
