@@ -57,7 +57,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = knob("resnet18", "model name (resnet18, vgg16, resnet20, lenet300_100, conv2, conv4, conv6)")
+    model: str = knob("resnet18", "model name (resnet18, vgg16, resnet20, lenet300_100, conv2, conv4, conv6) or "
+                      "a spec: torchvision:NAME, timm:NAME, hf:TYPE[,key=value...], hf:CONFIG.json, MODULE:FACTORY "
+                      "(docs/your-model-your-data.md)")
     init: Optional[str] = knob(None, "initialisation scheme (lth.models.init: torchvision_resnet, torchvision_vgg, "
                                "openlth, glorot, pytorch); unset: the model's reference implementation's")
 
@@ -219,6 +221,9 @@ class RunConfig:
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
             if kept:
                 out[section] = kept
+        if ":" in self.model.model:   # issue 21: an external model's library version (and config file) too
+            from lth.models import external
+            out["model"]["identity"] = external.identity(self.model.model)
         return json.loads(json.dumps(out))
 
     def hash(self) -> str:
@@ -530,8 +535,11 @@ def validate(cfg: RunConfig) -> None:
         check_bounds(getattr(cfg, section))
     if cfg.data.dataset not in DATASETS:
         raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
-    if cfg.model.model not in models.MODELS:
-        raise LthError(f"unknown model {cfg.model.model!r}; choose one of {', '.join(models.names())}")
+    if models.external.is_spec(cfg.model.model):   # issue 21: torchvision:, timm:, hf:, MODULE:FACTORY
+        models.external.check(cfg.model.model)
+    elif cfg.model.model not in models.MODELS:
+        raise LthError(f"unknown model {cfg.model.model!r}; choose one of {', '.join(models.names())}, "
+                       f"or a spec: torchvision:NAME, timm:NAME, hf:TYPE, MODULE:FACTORY")
     from lth.models.init import INITS
     if cfg.model.init is not None and cfg.model.init not in INITS:
         raise LthError(f"unknown initialisation {cfg.model.init!r}; choose one of {', '.join(sorted(INITS))}")

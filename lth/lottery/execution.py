@@ -39,7 +39,12 @@ class RunResult:
 def run_metadata(cfg: RunConfig, device: torch.device, prov: Optional[provenance.Provenance] = None) -> dict:
     """config.json: the resolved config, its hash and name, versions, git state, device."""
     prov = prov or provenance.collect()
-    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, "device": str(device),
+    extra = {}
+    if ":" in cfg.model.model:   # issue 21: an external model's library, and a factory's source file hash
+        from lth.models import external
+        extra["model_source"] = external.provenance(cfg.model.model)
+    return {"config": cfg.to_dict(), "hash": cfg.hash(), "name": run_name(cfg), **prov.meta, **extra,
+            "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
