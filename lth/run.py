@@ -21,6 +21,8 @@ from lth.runs.store import open_run, run_name
 def parser():
     p = config_mod.build_parser("python -m lth.run", __doc__.split("\n\n")[0])
     p.add_argument("--run-dir", default=None, help="use this run directory instead of RUNS_ROOT/<name>")
+    p.add_argument("--layers-list", action="store_true",
+                   help="print the model's prunable layers (kind, shape, output layer, pruned by --layers/--exclude) and exit")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR with its saved config (only runtime flags may change)")
     return p
@@ -44,6 +46,9 @@ def resolve_config(argv):
 
 def main(argv=None) -> int:
     cfg, run_dir = resolve_config(argv)
+    if "--layers-list" in (sys.argv[1:] if argv is None else argv):   # issue 21: inspect, write nothing
+        from lth.pruning.layer_list import print_layers
+        return print_layers(cfg)
     try:
         result = execute(cfg, run_dir=run_dir, device=cfg.runtime.device, progress=cfg.runtime.progress)
     except KeyboardInterrupt:

@@ -21,7 +21,8 @@ from lth.errors import LthError
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import MaskUpdater
-from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
+from lth.pruning.layers import check_output
+from lth.pruning.targets import OUTPUT, Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.lottery.restart import policy
 from lth.training.retrain_lr import DenseHistory, LrContext, context_needs
 from lth.training.loop import lr_at, total_steps
@@ -82,6 +83,8 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     p = cfg.prune
     model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
     names = list(prunable_weights(model, p.exclude, p.layers))
+    if p.layers == "all_but_output" or any(rule.startswith(OUTPUT + "=") for rule in p.layer_rate):
+        check_output(model, dataset.num_classes, cfg.model.model)   # issue 21: the head must be found to be named
     if p.schedule != "dense":
         layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
