@@ -47,7 +47,7 @@ def resolve_config(argv):
 def main(argv=None) -> int:
     cfg, run_dir = resolve_config(argv)
     if "--layers-list" in (sys.argv[1:] if argv is None else argv):   # issue 21: inspect, write nothing
-        from lth.pruning.layer_list import print_layers
+        from lth.lottery.layer_list import print_layers
         return print_layers(cfg)
     try:
         result = execute(cfg, run_dir=run_dir, device=cfg.runtime.device, progress=cfg.runtime.progress)

@@ -47,12 +47,22 @@ def params_of(registry: Registry, help: str):
 
 @dataclass
 class DataConfig:
-    dataset: str = knob("cifar10", "dataset name (cifar10, cifar100, mnist, caltech101, digits: built in, offline)")
+    dataset: str = knob("cifar10", "dataset name (cifar10, cifar100, mnist, caltech101, digits: built in, offline), "
+                        "imagenet (ILSVRC layout under --data-dir), imagefolder:DIR, or MODULE:FUNCTION returning "
+                        "torch Datasets (docs/your-model-your-data.md)")
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
     augment: str = knob("fastai", "training augmentation", choices=("none", "crop_flip", "fastai"))
     split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one")
+    # Issue 21 (lth.data.sources): image folders and ImageNet in memory or streamed; both give the
+    # same batches for the same seeds, so these are runtime fields (not hashed).
+    loader: str = knob("auto", "image folders, imagenet, MODULE:FUNCTION datasets: decode into memory, or stream "
+                       "from disk with DataLoader workers (auto: stream when they do not fit in device memory)",
+                       runtime=True, choices=("auto", "memory", "stream"))
+    workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
+    bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
+                           runtime=True, choices=("fail", "skip"))
 
 
 @dataclass
@@ -533,8 +543,9 @@ def validate(cfg: RunConfig) -> None:
     from lth.data.datasets import DATASETS
     for section in SECTIONS:
         check_bounds(getattr(cfg, section))
-    if cfg.data.dataset not in DATASETS:
-        raise LthError(f"unknown dataset {cfg.data.dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
+    if cfg.data.dataset not in DATASETS:   # issue 21: imagenet, imagefolder:DIR, MODULE:FUNCTION
+        from lth.data import sources
+        sources.check(cfg.data.dataset)
     if models.external.is_spec(cfg.model.model):   # issue 21: torchvision:, timm:, hf:, MODULE:FACTORY
         models.external.check(cfg.model.model)
     elif cfg.model.model not in models.MODELS:

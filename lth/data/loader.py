@@ -74,7 +74,9 @@ class DeviceLoader:
             yield batch
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> augmented, resized, normalised float batch."""
+        """uint8 batch -> augmented, resized, normalised float batch; token ids pass unchanged (issue 21: text)."""
+        if images.dtype != torch.uint8:
+            return images
         x = images.float().div_(255.0)
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from lth.data import datasets
+from lth.data import sources
 from lth import models
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
@@ -29,7 +29,8 @@ from lth.training.loop import lr_at, total_steps
 
 
 def load_data(cfg: RunConfig) -> Dataset:
-    return datasets.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+    """The built-in datasets, image folders, ImageNet and factories (lth.data.sources; issue 21)."""
+    return sources.load_config(cfg)
 
 
 def image_size(cfg: RunConfig, dataset: Dataset) -> int:
@@ -88,9 +89,11 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     if p.schedule != "dense":
         layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
+    example = (dataset.train_x[:1] if torch.is_tensor(dataset.train_x) and dataset.train_x.dim() == 2  # token ids
+               else torch.zeros(1, dataset.in_channels, size, size))
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, dataset.in_channels, size, size))
+            model(example)
     except RuntimeError as e:
         raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
                        f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lth.config import TrainConfig
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
+from lth.data.streaming import make_loader
 from lth.errors import LthError
 from lth.training.lr_schedules import LR_SCHEDULES, MOMENTUM_SCHEDULES
 from lth.pruning.masks import Masks
@@ -161,11 +162,12 @@ def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bo
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, augment: str,
                  order_seed: int, augment_seed: int):
     channels_last = cfg.channels_last
-    train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
-                                augment=augment, image_size=image_size, order_seed=order_seed,
-                                augment_seed=augment_seed, channels_last=channels_last)
-    test_loader = DeviceLoader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
-                               image_size=image_size, channels_last=channels_last)
+    # make_loader: a DeviceLoader, or the streaming loader for data on disk (issue 21, lth.data.streaming)
+    train_loader = make_loader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
+                               augment=augment, image_size=image_size, order_seed=order_seed,
+                               augment_seed=augment_seed, channels_last=channels_last)
+    test_loader = make_loader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
+                              image_size=image_size, channels_last=channels_last)
     return train_loader, test_loader
 
 
