@@ -219,8 +219,8 @@ class RunConfig:
             cfg.seeds.prune_seed = None    # only random pruning draws from it
         if cfg.data.augment == "none":
             cfg.seeds.augment_seed = None  # no augmentation, no draws
-        if cfg.data.dataset not in SEEDED_SPLIT:
-            cfg.data.split_seed = None     # the dataset's official split is used
+        if cfg.data.dataset not in SEEDED_SPLIT and not cfg.data.dataset.startswith("imagefolder:"):
+            cfg.data.split_seed = None     # the dataset's official split is used (a folder may be split: issue 21)
         return cfg
 
     def experiment_dict(self) -> dict:
