@@ -91,6 +91,21 @@ def load_config(cfg, data_dir=None, device=None):
     return _from_factory(d.dataset, str(Path(data_dir).expanduser()), d.image_size, loader, workers, device)
 
 
+def facts(cfg) -> Tuple[int, int, int, int, int]:
+    """(train images, test images, classes, channels, image size) without decoding any image:
+    a folder or ImageNet is scanned, a factory's datasets are built (what a --dry-run reads)."""
+    d = cfg.data
+    if d.dataset.startswith("imagefolder:") or d.dataset == "imagenet":
+        if d.dataset == "imagenet":
+            train, test, classes = folders.scan_imagenet(Path(d.data_dir).expanduser())
+        else:
+            train, test, classes = folders.scan_imagefolder(Path(d.dataset.partition(":")[2]).expanduser(),
+                                                            d.split_seed or 0)
+        return len(train), len(test), len(classes), 3, d.image_size
+    ds = load_config(cfg)
+    return len(ds.train_y), len(ds.test_y), ds.num_classes, ds.in_channels, ds.native_size
+
+
 # ---- memory or stream ---------------------------------------------------------------------
 
 def memory_budget(device) -> int:
