@@ -23,6 +23,10 @@ def parser():
     p.add_argument("--run-dir", default=None, help="use this run directory instead of RUNS_ROOT/<name>")
     p.add_argument("--layers-list", action="store_true",
                    help="print the model's prunable layers (kind, shape, output layer, pruned by --layers/--exclude) and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the run would train, the preset's source and the estimated device-hours; write nothing")
+    p.add_argument("--assume-tflops", type=float, default=100.0,
+                   help="--dry-run on CUDA: sustained training TFLOP/s assumed [default: 100]")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR with its saved config (only runtime flags may change)")
     return p
@@ -46,9 +50,20 @@ def resolve_config(argv):
 
 def main(argv=None) -> int:
     cfg, run_dir = resolve_config(argv)
-    if "--layers-list" in (sys.argv[1:] if argv is None else argv):   # issue 21: inspect, write nothing
+    given = sys.argv[1:] if argv is None else list(argv)
+    if "--layers-list" in given:   # issue 21: inspect, write nothing
         from lth.lottery.layer_list import print_layers
         return print_layers(cfg)
+    if "--dry-run" in given:       # issue 21: what it would cost, write nothing
+        from lth.lottery.dry_run import estimate_lines
+        args = parser().parse_args(given)
+        device = cfg.runtime.device
+        kind = "cpu" if device == "cpu" else "cuda"   # auto: the estimate is for a GPU (paper scale)
+        if args.assume_tflops <= 0:
+            raise LthError(f"--assume-tflops must be > 0, got {args.assume_tflops}")
+        for line in estimate_lines(cfg, args.preset, kind, args.assume_tflops):
+            print(line)
+        return 0
     try:
         result = execute(cfg, run_dir=run_dir, device=cfg.runtime.device, progress=cfg.runtime.progress)
     except KeyboardInterrupt:

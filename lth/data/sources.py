@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from lth.data import datasets, folders
 from lth.data.datasets import Dataset
-from lth.data.streaming import StreamDataset, default_workers
+from lth.data.streaming import StreamDataset, default_workers, usable_workers
 from lth.errors import LthError
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def _decode_all(images: folders.ImageFiles, bad: str, workers: int, size: int):
     if len(images) == 0:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
     workers = min(workers or default_workers(), max(1, len(images) // DECODE_BATCH))
-    loader = DataLoader(images, batch_size=DECODE_BATCH, num_workers=workers if workers > 1 else 0,
+    loader = DataLoader(images, batch_size=DECODE_BATCH, num_workers=usable_workers(workers if workers > 1 else 0),
                         collate_fn=list)
     items = [item for batch in loader for item in batch]
     good = [not isinstance(image, str) for image, _ in items]

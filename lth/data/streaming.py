@@ -34,6 +34,13 @@ PREFETCH_BATCHES = 4    # batches each worker decodes ahead (DataLoader's prefet
 STATS_IMAGES = 256      # training images (evenly spaced) the normalisation statistics are computed from
 
 
+def usable_workers(workers: int) -> int:
+    """`workers`, or 0 inside a daemonic process (a study's local worker): those may not start
+    DataLoader worker processes, so the images are decoded in the process itself."""
+    import multiprocessing
+    return 0 if multiprocessing.current_process().daemon else workers
+
+
 def default_workers() -> int:
     """DataLoader workers when --workers is 0: one per core this process may use, at most 8."""
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
@@ -127,7 +134,7 @@ class StreamingLoader(DeviceLoader):
         batches = [order_cpu[i * self.batch_size:(i + 1) * self.batch_size].tolist() for i in range(first, len(self))]
         if not batches:
             return
-        workers = min(self.workers, len(batches))
+        workers = usable_workers(min(self.workers, len(batches)))
         loader = DataLoader(self.images, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
                             pin_memory=self.device.type == "cuda",
                             prefetch_factor=PREFETCH_BATCHES if workers > 0 else None)
