@@ -22,6 +22,7 @@ from torch import nn
 from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.pruning.channels import count, shrink
+from lth.pruning import heads as heads_mod
 from lth.runs.store import load_tensors, save_tensors
 
 FORMAT = "lth-structured/1"
@@ -53,7 +54,8 @@ def load(path, device="cpu") -> nn.Module:
     pruned = {}
     for name, g in p["groups"].items():
         try:
-            size = _out_channels(model.get_submodule(name))
+            block = heads_mod.block_of(model, name)   # issue 21: a group of attention heads counts heads
+            size = block.heads if block is not None else _out_channels(model.get_submodule(name))
         except AttributeError:
             raise LthError(f"{path}: model {p['model']} has no layer {name!r}") from None
         if size != g["size"]:
