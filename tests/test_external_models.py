@@ -129,3 +129,20 @@ def test_hash_covers_spec_and_library_version(monkeypatch):
     from lth.runs.store import run_name
     name = run_name(cfg)
     assert name.startswith("digits-timm_vit_tiny_patch16_224,depth=1,") and ":" not in name and "/" not in name
+
+
+def test_config_json_records_the_factory_source(tmp_path, factory_module):
+    from lth import execute
+    (factory_module.parent / "mlp.py").write_text(
+        "import torch.nn as nn\n"
+        "def make(num_classes, in_channels, image_size):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, 16), nn.ReLU(),\n"
+        "                         nn.Linear(16, num_classes))\n")
+    cfg = config.from_overrides({"model": "mlp:make", "steps": 2, "rounds": 1, "eval_every": 0}, preset="quick")
+    result = execute(cfg, runs_root=str(tmp_path), device="cpu")
+    meta = json.loads((result.run_dir / "config.json").read_text())
+    source = meta["model_source"]
+    assert source["spec"] == "mlp:make" and source["library"] == "mlp unversioned"
+    assert source["source_sha256"] == hashlib.sha256((factory_module.parent / "mlp.py").read_bytes()).hexdigest()
+    assert result.run_dir.name.startswith("digits-mlp_make-ocp-")
+    assert result.summaries[0]["layers"][-1]["name"] == "3.weight"      # the output layer, pruned at half rate
