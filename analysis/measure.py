@@ -28,7 +28,8 @@ from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpo
                                result_path)
 from analysis.tickets import StartingPoint, starting_point
 from lth.lottery import assemble
-from lth.data.loader import DeviceLoader
+from lth.data.loader import DeviceLoader  # noqa: F401  (the loaders' interface)
+from lth.data.streaming import make_loader
 from lth.runs.store import RunStore, read_json, write_json
 
 log = logging.getLogger("analysis.stability")
@@ -82,11 +83,12 @@ def interpolation_result(store: RunStore, ws: Workspace, r: int, kind: str, star
         log.info("%s has no BatchNorm: --bn %s changes nothing (recorded as bn_mode none)",
                  ws.cfg.model.model, probe.bn)
     size, channels_last = assemble.image_size(ws.cfg, ws.dataset), ws.cfg.train.channels_last
-    test_loader = DeviceLoader(ws.dataset.test_x, ws.dataset.test_y, ws.dataset, probe.eval_batch_size, ws.device,
-                               train=False, image_size=size, channels_last=channels_last)
+    # make_loader: a DeviceLoader, or the streaming loader for images on disk (issue 21)
+    test_loader = make_loader(ws.dataset.test_x, ws.dataset.test_y, ws.dataset, probe.eval_batch_size, ws.device,
+                              train=False, image_size=size, channels_last=channels_last)
     # BatchNorm statistics come from the first training images, unaugmented, in a fixed order.
-    bn_loader = DeviceLoader(ws.dataset.train_x, ws.dataset.train_y, ws.dataset, ws.cfg.train.batch_size,
-                             ws.device, train=False, image_size=size, channels_last=channels_last)
+    bn_loader = make_loader(ws.dataset.train_x, ws.dataset.train_y, ws.dataset, ws.cfg.train.batch_size,
+                            ws.device, train=False, image_size=size, channels_last=channels_last)
     points = curve(ws.model, ws.forward, trained["a"]["model"], trained["b"]["model"], probe.grid(), mode,
                    test_loader, bn_loader, probe.bn_batches, ws.cfg.train.bf16)
     cfg = ws.cfg

@@ -28,7 +28,7 @@ from analysis.copies import Workspace, check_copy_budget, copy_config, make_work
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import CONTROLS
-from lth.data import datasets
+from lth.data import datasets, sources
 from lth.lottery import assemble
 from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
@@ -89,9 +89,9 @@ def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, prob
 
 def run_data(cfg: RunConfig, data_dir, cache: Dict[tuple, datasets.Dataset]) -> datasets.Dataset:
     """The run's dataset, loaded once per (name, folder, split) in this process."""
-    key = (cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.split_seed)
-    if key not in cache:
-        cache[key] = datasets.load(key[0], key[1], cfg.data.download, key[2])
+    key = (cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.split_seed, cfg.data.image_size)
+    if key not in cache:   # lth.data.sources: built-in datasets, image folders, imagenet, factories (issue 21)
+        cache[key] = sources.load_config(cfg, data_dir=key[1])
     return cache[key]
 
 

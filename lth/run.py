@@ -25,6 +25,12 @@ from lth.training import distributed
 def parser():
     p = config_mod.build_parser("python -m lth.run", __doc__.split("\n\n")[0])
     p.add_argument("--run-dir", default=None, help="use this run directory instead of RUNS_ROOT/<name>")
+    p.add_argument("--layers-list", action="store_true",
+                   help="print the model's prunable layers (kind, shape, output layer, pruned by --layers/--exclude) and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the run would train, the preset's source and the estimated device-hours; write nothing")
+    p.add_argument("--assume-tflops", type=number(float, "assume_tflops", gt=0), default=100.0,
+                   help="--dry-run on CUDA: sustained training TFLOP/s assumed [default: 100]")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR with its saved config (only runtime flags may change)")
     p.add_argument("--nproc-per-node", type=number(int, "nproc_per_node", ge=1), default=None, metavar="N",
@@ -50,6 +56,16 @@ def resolve_config(argv):
 def main(argv=None) -> int:
     nproc, rest = launch.split(list(sys.argv[1:] if argv is None else argv))
     cfg, run_dir = resolve_config(rest)
+    args = parser().parse_args(rest)   # the flags resolve_config read: what to do with the config
+    if args.layers_list:   # issue 21: inspect, write nothing
+        from lth.lottery.layer_list import print_layers
+        return print_layers(cfg)
+    if args.dry_run:       # issue 21: what it would cost, write nothing
+        from lth.lottery.dry_run import estimate_lines
+        kind = "cpu" if cfg.runtime.device == "cpu" else "cuda"   # auto: the estimate is for a GPU (paper scale)
+        for line in estimate_lines(cfg, args.preset, kind, args.assume_tflops):
+            print(line)
+        return 0
     if nproc is not None and not distributed.launched():  # issue 22: start the ranks (lth.training.launch)
         distributed.check_batch(cfg.train.batch_size, nproc)
         return launch.launch(nproc, rest)

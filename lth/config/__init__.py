@@ -29,7 +29,7 @@ from lth import plugins
 from lth.data.datasets import DATASETS
 from lth.errors import LthError, OneLineParser
 from lth.knobs import SEED_BOUNDS, check_bounds, flag, knob, number
-from lth.models import MODELS
+from lth.models import MODELS, check as check_model
 from lth.models.init import INITS
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import LAYER_SETS
@@ -54,20 +54,32 @@ def params_of(registry: Registry, help: str):
 
 @dataclass
 class DataConfig:
-    dataset: str = knob("cifar10", "dataset (lth.data.datasets; digits is built in, offline)", choices=DATASETS)
+    dataset: str = knob("cifar10", "dataset: a registered name (lth.data.datasets: cifar10, cifar100, mnist, caltech101, "
+                        "digits: built in, offline; plugins add more), imagenet (ILSVRC layout under --data-dir), "
+                        "imagefolder:DIR, or MODULE:FUNCTION returning torch Datasets (docs/your-model-your-data.md)")
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
     augment: str = knob("fastai", "training augmentation", choices=("none", "crop_flip", "fastai"))
     split_seed: Optional[int] = knob(0, "seed of the train/test split for datasets without an official one",
                                      **SEED_BOUNDS)
+    # Issue 21 (lth.data.sources): image folders and ImageNet in memory or streamed; both give the
+    # same batches for the same seeds, so these are runtime fields (not hashed).
+    loader: str = knob("auto", "image folders, imagenet, MODULE:FUNCTION datasets: decode into memory, or stream "
+                       "from disk with DataLoader workers (auto: stream when they do not fit in device memory)",
+                       runtime=True, choices=("auto", "memory", "stream"))
+    workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
+    bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
+                           runtime=True, choices=("fail", "skip"))
 
 
 @dataclass
 class ModelConfig:
-    model: str = knob("resnet18", "model (lth.models)", choices=MODELS)
+    model: str = knob("resnet18", "model: a registered name (lth.models: resnet18, vgg16, resnet20, lenet300_100, "
+                      "conv2, conv4, conv6; plugins add more) or a spec: torchvision:NAME, timm:NAME, "
+                      "hf:TYPE[,key=value...], hf:CONFIG.json, MODULE:FACTORY (docs/your-model-your-data.md)")
     init: Optional[str] = knob(None, "initialisation scheme (lth.models.init); unset: the model's reference "
-                               "implementation's", choices=INITS)
+                               "implementation's (a spec: its library's own)", choices=INITS)
 
 
 @dataclass
@@ -204,7 +216,10 @@ class RunConfig:
             cfg.seeds.prune_seed = None    # only a seeded criterion (random pruning) draws from it
         if cfg.data.augment == "none":
             cfg.seeds.augment_seed = None  # no augmentation, no draws
-        if DATASETS.get(cfg.data.dataset).traits["official_split"]:
+        dataset = cfg.data.dataset
+        official = (DATASETS.get(dataset).traits["official_split"] if dataset in DATASETS
+                    else not dataset.startswith("imagefolder:"))   # a folder without val/ is split (issue 21)
+        if official:
             cfg.data.split_seed = None     # the dataset's official split is used
         return cfg
 
@@ -216,6 +231,9 @@ class RunConfig:
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
             if kept:
                 out[section] = kept
+        if ":" in self.model.model:   # issue 21: an external model's library version (and config file) too
+            from lth.models import external
+            out["model"]["identity"] = external.identity(self.model.model)
         return json.loads(json.dumps(out))
 
     def hash(self) -> str:
@@ -434,6 +452,48 @@ PRESETS = {
     "quick": {"dataset": "digits", "model": "lenet300_100", "image_size": 0, "augment": "none",
               "lr": 3e-3, "epochs": 10.0, "batch_size": 64, "eval_every": 5, "layers": "all",
               "layer_rate": ("@output=0.5",)},
+    # ---- the field's flagship settings (issue 21); PRESET_SOURCES says where each comes from ----
+    "imagenet_resnet50": {
+        "dataset": "imagenet", "model": "torchvision:resnet50", "image_size": 224, "augment": "fastai",
+        "recipe": "openlth", "lr": 0.4, "batch_size": 1024, "epochs": 90.0, "weight_decay": 1e-4,
+        "warmup": 5 / 90, "milestones": (30 / 90, 60 / 90, 80 / 90), "gamma": 0.1, "eval_every": 5,
+        "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.2,
+        "restart": "rewind", "rewind_step": 6 * (1281167 // 1024)},   # k = 6 epochs of 1,251 steps
+    "vit": {
+        "dataset": "imagenet", "model": "timm:deit_small_patch16_224", "image_size": 224, "augment": "fastai",
+        "recipe": "paper", "optimizer": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+        "weight_decay": 0.05, "decay_bn_bias": False, "lr_schedule": "one_cycle", "warmup": 5 / 300,
+        "div": 1000.0, "div_final": 100.0, "moms": (), "batch_size": 1024, "epochs": 300.0, "eval_every": 10,
+        "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.2},
+    "bert": {
+        "model": "hf:bert", "augment": "none", "recipe": "paper", "optimizer": "adamw", "lr": 2e-5,
+        "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "decay_bn_bias": False,
+        "lr_schedule": "linear", "warmup": 0.0, "batch_size": 32, "epochs": 3.0,
+        "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.1, "restart": "rewind"},
+}
+
+# Where each flagship preset comes from, and what of its source lth does not reproduce
+# (printed by `python -m lth.run --preset NAME --dry-run`).
+PRESET_SOURCES = {
+    "imagenet_resnet50": (
+        "Frankle et al. 2020, 'Linear Mode Connectivity and the Lottery Ticket Hypothesis', and OpenLTH's "
+        "imagenet_resnet_50 defaults: ResNet-50, 90 epochs, batch 1024, SGD lr 0.4 momentum 0.9, wd 1e-4, 5 warm-up "
+        "epochs, x0.1 at epochs 30/60/80; IMP with global magnitude pruning of 20% a round, the fc layer dense, "
+        "late rewinding to epoch k = 6 (vary --rewind-step: the k at which tickets become stable is what that "
+        "paper measures). Not reproduced: RandomResizedCrop (lth's batched fastai augmentation stands in); "
+        "the dataset is the ILSVRC layout under --data-dir"),
+    "vit": (
+        "Touvron et al. 2021, 'Training data-efficient image transformers' (DeiT-S): 300 epochs, batch 1024, "
+        "AdamW lr 5e-4 x batch/512, wd 0.05, 5 warm-up epochs from 1e-6, cosine to 1e-5; IMP as OpenLTH "
+        "(global, 20% a round, head dense). Not reproduced: RandAugment, Mixup/CutMix, label smoothing, "
+        "random erasing, stochastic depth (lth's fastai augmentation stands in)"),
+    "bert": (
+        "Chen et al. 2020, 'The Lottery Ticket Hypothesis for Pre-trained BERT Networks': BERT-base, fine-tuned "
+        "3 epochs, batch 32, AdamW lr 2e-5 with linear decay; IMP pruning 10% a round, globally, of the encoder "
+        "(embeddings and the classifier dense), every round rewound to the pre-trained weights. lth never "
+        "downloads weights: hf:bert is BERT-base's architecture at random init; for rewinding to pre-trained "
+        "weights give a MODULE:FACTORY that loads them from disk (W0 is then the pre-trained network). Give the "
+        "task with --dataset MODULE:FUNCTION returning token-id datasets (docs/your-model-your-data.md)"),
 }
 
 
@@ -561,8 +621,12 @@ def validate(cfg: RunConfig) -> None:
     """Every declared range (lth.knobs), then what needs the registries of data and models.
     Raises an LthError naming the value and what is allowed; nothing has been written yet."""
     plugins.load()
-    DATASETS.get(cfg.data.dataset)   # "unknown dataset 'x'; choose one of ..." before the ranges
-    MODELS.get(cfg.model.model)
+    # "unknown dataset 'x'; choose one of ..." before the ranges: a registered name, or (issue 21)
+    # imagenet, imagefolder:DIR, MODULE:FUNCTION; a registered model, or a spec
+    if cfg.data.dataset not in DATASETS:
+        from lth.data import sources
+        sources.check(cfg.data.dataset)
+    check_model(cfg.model.model)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)
     for section in SECTIONS:

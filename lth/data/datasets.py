@@ -62,6 +62,8 @@ class Dataset:
     def stats(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of the training images in [0, 1], computed once: each
         computation makes a float copy of the whole training set (CIFAR-10: 600 MB)."""
+        if self.train_x.dim() == 2:   # token ids (issue 21: text datasets): nothing to normalise
+            return torch.zeros(1), torch.ones(1)
         x = self.train_x.float()
         return x.mean(dim=(0, 2, 3)) / 255.0, (x.std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
 

@@ -94,8 +94,11 @@ class DeviceLoader:
         return slice(rank * size, (rank + 1) * size)
 
     def transform(self, images: torch.Tensor, part: Optional[slice] = None, drawn: int = 0) -> torch.Tensor:
-        """uint8 batch -> augmented, resized, normalised float batch. part, drawn: the images are
-        `part` of a global batch of `drawn`, whose random draws are all made (data-parallel ranks)."""
+        """uint8 batch -> augmented, resized, normalised float batch; token ids pass unchanged
+        (issue 21: text). part, drawn: the images are `part` of a global batch of `drawn`, whose
+        random draws are all made (data-parallel ranks)."""
+        if images.dtype != torch.uint8:
+            return images
         x = images.float().div_(255.0)
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)

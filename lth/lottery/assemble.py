@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from lth.data import datasets
+from lth.data import sources
 from lth import models
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
@@ -22,8 +22,9 @@ from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import Masks, prunable_weights
 from lth.pruning import MaskUpdater
 from lth.pruning.criteria import CRITERIA
+from lth.pruning.layers import check_output
 from lth.pruning.schedules import SCHEDULES
-from lth.pruning.targets import Target, in_round_target, layer_rates, round_rate, round_targets
+from lth.pruning.targets import OUTPUT, Target, in_round_target, layer_rates, round_rate, round_targets
 from lth.lottery.restart import policy
 from lth.runs.store import open_run
 from lth.training.retrain_lr import DenseHistory, LrContext, context_needs
@@ -31,7 +32,8 @@ from lth.training.loop import Loop, lr_at, make_loaders, total_steps
 
 
 def load_data(cfg: RunConfig) -> Dataset:
-    return datasets.load(cfg.data.dataset, cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+    """The built-in datasets, image folders, ImageNet and factories (lth.data.sources; issue 21)."""
+    return sources.load_config(cfg)
 
 
 def image_size(cfg: RunConfig, dataset: Dataset) -> int:
@@ -86,12 +88,16 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     p = cfg.prune
     model = build_model(cfg, dataset, cfg.seeds.init_seed, "cpu").eval()
     names = list(prunable_weights(model, p.exclude, p.layers))
+    if p.layers == "all_but_output" or any(rule.startswith(OUTPUT + "=") for rule in p.layer_rate):
+        check_output(model, dataset.num_classes, cfg.model.model)   # issue 21: the head must be found to be named
     if SCHEDULES.get(p.schedule).traits["prunes"]:
         layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
+    example = (dataset.train_x[:1] if torch.is_tensor(dataset.train_x) and dataset.train_x.dim() == 2  # token ids
+               else torch.zeros(1, dataset.in_channels, size, size))
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, dataset.in_channels, size, size))
+            model(example)
     except RuntimeError as e:
         raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
                        f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None

@@ -45,6 +45,9 @@ def run_metadata(cfg: RunConfig, device: torch.device, prov: Optional[provenance
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if ":" in cfg.model.model:   # issue 21: an external model's library, and a factory's source file hash
+        from lth.models import external
+        meta["model_source"] = external.provenance(cfg.model.model)
     if distributed.active():  # issue 22: how many ranks trained it (not hashed: N ranks train the same run)
         meta["world_size"] = distributed.world_size()
     return meta

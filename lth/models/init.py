@@ -21,6 +21,8 @@ lth.models.reference` compares the per-layer statistics):
   glorot              Frankle & Carbin (2019)'s original code: Glorot normal weights
                       (std sqrt(2 / (fan_in + fan_out))), biases 0, BatchNorm 1 and 0.
   pytorch             PyTorch's layer defaults untouched (what lth did before issue 10).
+  library             the constructor's own initialisation, untouched: the default of models
+                      named by a spec (torchvision:, timm:, hf:, MODULE:FACTORY; issue 21).
 """
 from typing import Callable
 
@@ -100,3 +102,9 @@ def glorot(model: nn.Module) -> None:
 @register("pytorch")
 def pytorch(model: nn.Module) -> None:
     """Leave every layer as PyTorch's constructors initialised it."""
+
+
+@register("library")
+def library(model: nn.Module) -> None:
+    """Leave the model as its library's constructor initialised it (timm, Hugging Face and
+    torchvision apply their own schemes)."""

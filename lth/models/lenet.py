@@ -7,7 +7,7 @@ after each pair) and a 256-256 fully connected head.
 from torch import nn
 
 from lth.errors import LthError
-from lth.models import register
+from lth.models.registry import register
 
 
 def _mlp(sizes, num_classes):

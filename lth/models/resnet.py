@@ -6,7 +6,7 @@ the paper's 224x224 setting.
 """
 from torch import nn
 
-from lth.models import register
+from lth.models.registry import register
 
 IMAGENET_STEM_MIN_SIZE = 128  # images at least this large get the 7x7/stride-2 stem
 

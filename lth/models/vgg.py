@@ -6,7 +6,7 @@ serves 32x32 and 224x224 inputs.
 """
 from torch import nn
 
-from lth.models import register
+from lth.models.registry import register
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 

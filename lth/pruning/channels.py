@@ -17,6 +17,7 @@ rewinding and compiled graphs stay valid; the BatchNorm output of a masked chann
 beta = 0, so removing the channel afterwards changes no output (tests/test_structured_channels.py).
 """
 import copy
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -25,7 +26,10 @@ import torch_pruning as tp
 from torch import nn
 
 from lth.errors import LthError
+from lth.pruning import heads as heads_mod
 from lth.pruning.masks import Masks
+
+log = logging.getLogger(__name__)
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -67,10 +71,13 @@ def _member(name: str, module: nn.Module, out: bool, idxs, root_idxs) -> Optiona
     """The Member for one DepGraph item, None for parameter-free ops (ReLU, add, flatten)."""
     if not any(True for _ in module.parameters(recurse=False)):
         return None
-    if isinstance(module, WEIGHTED[:3]) and module.groups != 1:
-        raise LthError(f"layer {name} is a grouped convolution (groups={module.groups}); "
-                       f"channel pruning supports plain Conv, Linear and BatchNorm layers")
-    if isinstance(module, WEIGHTED):
+    depthwise = isinstance(module, WEIGHTED[:3]) and module.groups == module.in_channels == module.out_channels
+    if isinstance(module, WEIGHTED[:3]) and module.groups != 1 and not depthwise:
+        raise LthError(f"layer {name} is a grouped convolution (groups={module.groups}); channel pruning supports "
+                       f"plain and depthwise Conv, Linear and BatchNorm layers")
+    if depthwise:   # issue 21 (MobileNet): channel i of a depthwise conv is its filter i, input or output side
+        dim = 0
+    elif isinstance(module, WEIGHTED):
         dim = 0 if out else 1
     elif isinstance(module, NORMS) and out:
         dim = 0
@@ -93,7 +100,16 @@ class ChannelGroups:
         graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
         model.train(was_training)
         self.groups: List[Group] = []
+        heads = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
         for g in graph.get_all_groups(ignored_layers=ignored):
+            root = g[0].dep.target.module
+            if root in names and names[root] in heads:
+                self.groups.append(heads_mod.head_group(names[root], heads[names[root]]))
+                continue
+            if heads_mod.is_residual_stream(g, names):
+                # A transformer's width (LayerNorm, token and position embeddings): it stays.
+                log.info("channel group of %s left dense: a transformer's residual stream", names.get(root, "?"))
+                continue
             members = []
             for item in g:
                 module = item.dep.target.module
@@ -106,7 +122,6 @@ class ChannelGroups:
                                  item.idxs, item.root_idxs)
                 if member is not None:
                     members.append(member)
-            root = g[0].dep.target.module
             self.groups.append(Group(names[root], len(g[0].idxs), members))
         if not self.groups:
             raise LthError("the model has no prunable channel group (only the classifier?)")
@@ -236,6 +251,10 @@ def shrink(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: to
             module = model.get_submodule(name)
         except AttributeError:
             raise LthError(f"no layer named {name!r} in the model: the kept channels belong to another model") from None
+        block = heads_mod.block_of(model, name)
+        if block is not None:   # issue 21: whole attention heads (the group's indices are heads)
+            heads_mod.remove_heads(graph, block, list(idxs))
+            continue
         pruner = graph.get_pruner_of_module(module)
         if pruner is None or max(idxs) >= pruner.get_out_channels(module) or len(idxs) >= pruner.get_out_channels(module):
             raise LthError(f"cannot remove channels {idxs[:5]}... of layer {name}: it has "

@@ -17,36 +17,32 @@ import torch
 from torch import nn
 
 from lth.errors import LthError
+from lth.pruning import layers as layers_mod
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Which layers are candidates before --exclude. fasterai's sparsifier prunes nn.Conv2d only (so the
-# paper's classifier stayed dense); OpenLTH prunes every layer but the output layer.
-LAYER_SETS = ("all", "conv", "all_but_output")
+# paper's classifier stayed dense); OpenLTH prunes every layer but the output layer. Issue 21:
+# by module type for any model (lth.pruning.layers: linear, attention, all_with_embeddings too).
+LAYER_SETS = layers_mod.LAYER_SETS
 
 
 def prunable_weights(model: nn.Module, exclude: Sequence[str] = (), layers: str = "all") -> Dict[str, nn.Parameter]:
-    """Conv and linear weights by parameter name (`layers`: all of them, convolutions only, or
-    all but the output layer, i.e. the last linear or conv layer), minus names matching an
-    `exclude` glob. A glob that matches no layer is an error listing the layer names."""
-    candidates = {}
-    for module_name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES):
-            candidates[f"{module_name}.weight" if module_name else "weight"] = module
-    all_names = list(candidates)
-    if layers == "conv":
-        candidates = {n: m for n, m in candidates.items() if isinstance(m, CONV_TYPES)}
-    elif layers == "all_but_output":
-        candidates = dict(list(candidates.items())[:-1])
-    elif layers != "all":
-        raise LthError(f"unknown layer set {layers!r}; choose one of {', '.join(LAYER_SETS)}")
+    """The weights of layer set `layers` by parameter name (lth.pruning.layers: conv, linear and
+    attention weights by module type; all but the output layer; embeddings only when asked),
+    the output layer last, minus names matching an `exclude` glob. A glob that matches no
+    layer is an error listing the layer names."""
+    picked = layers_mod.select(model, layers)
+    all_names = [c.name for c in layers_mod.candidates(model)]
     for pattern in exclude:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in all_names):
             raise LthError(f"--exclude {pattern!r} matches no layer; the prunable weights are {', '.join(all_names)}")
-    found = {name: module.weight for name, module in candidates.items()
+    found = {name: c.param for name, c in picked.items()
              if not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)}
     if not found:
-        raise LthError(f"no prunable weights left after excluding {list(exclude)} (layers: {layers})")
+        kinds = sorted({c.kind for c in layers_mod.candidates(model)})
+        raise LthError(f"no prunable weights left after excluding {list(exclude)} (layers: {layers}; this model has "
+                       f"{', '.join(kinds) or 'no prunable'} layers: pick --layers accordingly, see --layers-list)")
     return found
 
 

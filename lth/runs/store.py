@@ -481,7 +481,22 @@ class RunStore:
 
 def run_name(cfg: RunConfig) -> str:
     """The run directory's name: <dataset>-<model>-<schedule>-<hash8 of the normalised config>."""
-    return f"{cfg.data.dataset}-{cfg.model.model}-{cfg.prune.schedule}-{cfg.hash()}"
+    return f"{name_part(cfg.data.dataset)}-{name_part(cfg.model.model)}-{cfg.prune.schedule}-{cfg.hash()}"
+
+
+NAME_PART_LIMIT = 48   # characters of a spec kept in a run name (the hash keeps names unique)
+
+
+def name_part(text: str) -> str:
+    """A dataset or model name as a path component (issue 21): a spec's folder or file keeps
+    only its last part (imagefolder:/data/birds -> imagefolder_birds), ':' and anything not
+    [A-Za-z0-9_.,=+] becomes '_'. Built-in names pass unchanged."""
+    if ":" not in text and "/" not in text:
+        return text
+    prefix, _, rest = text.rpartition(":") if text.count(":") == 1 else ("", "", text)
+    rest = rest.rstrip("/").rsplit("/", 1)[-1]
+    joined = f"{prefix}_{rest}" if prefix else rest
+    return re.sub(r"[^A-Za-z0-9_.,=+]", "_", joined)[:NAME_PART_LIMIT]
 
 
 def open_run(path) -> RunStore:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from lth.data import datasets
+from lth.data import sources
 from lth.runs import provenance
 from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.structured import config, loop
@@ -62,8 +62,7 @@ def main(argv=None) -> int:
             _table(store.summary(), run_dir)
             return 0
     device = pick_device(cfg.base.runtime.device)
-    dataset = datasets.load(cfg.base.data.dataset, cfg.base.data.data_dir, cfg.base.data.download,
-                        cfg.base.data.split_seed)
+    dataset = sources.load_config(cfg.base)   # issue 21: folders, imagenet, factories too
     job = loop.prepare(cfg, dataset, device)    # every check before the first write
     prov = provenance.collect()
     store.create({"config": cfg.to_dict(), "hash": cfg.hash(), "name": cfg.run_name(),

@@ -125,7 +125,8 @@ class StructuredRun:
         return hashlib.sha256(json.dumps(self.experiment_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self) -> str:
-        return f"{self.base.data.dataset}-{self.base.model.model}-ch-{self.structured.method}-{self.hash()}"
+        from lth.runs.store import name_part   # issue 21: specs (torchvision:NAME, imagefolder:DIR) as path parts
+        return f"{name_part(self.base.data.dataset)}-{name_part(self.base.model.model)}-ch-{self.structured.method}-{self.hash()}"
 
 
 # ---- flags ------------------------------------------------------------------------------

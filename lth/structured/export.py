@@ -23,6 +23,7 @@ from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.knobs import number
 from lth.pruning.channels import count, shrink
+from lth.pruning import heads as heads_mod
 from lth.runs.store import load_tensors, save_tensors
 
 FORMAT = "lth-structured/1"
@@ -54,7 +55,8 @@ def load(path, device="cpu") -> nn.Module:
     pruned = {}
     for name, g in p["groups"].items():
         try:
-            size = _out_channels(model.get_submodule(name))
+            block = heads_mod.block_of(model, name)   # issue 21: a group of attention heads counts heads
+            size = block.heads if block is not None else _out_channels(model.get_submodule(name))
         except AttributeError:
             raise LthError(f"{path}: model {p['model']} has no layer {name!r}") from None
         if size != g["size"]:

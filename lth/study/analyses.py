@@ -33,12 +33,12 @@ def measured(run_dir: Path, r: int, kind: str, s: Stability) -> bool:
 def _workspace(run_dir: Path, s: Stability, device: str, data_dir: Optional[str]):
     from analysis import cli
     from analysis.copies import copy_config, make_workspace
-    from lth.data import datasets
+    from lth.data import sources
     from lth.runs.store import open_run
     from lth.training.device import pick_device
     store = open_run(run_dir)
     cfg = copy_config(cli.run_config(store), _settings(s)[0])
-    dataset = datasets.load(cfg.data.dataset, data_dir or cfg.data.data_dir, cfg.data.download, cfg.data.split_seed)
+    dataset = sources.load_config(cfg, data_dir=data_dir)   # issue 21: folders, imagenet, factories too
     return store, make_workspace(cfg, dataset, pick_device(device))
 
 

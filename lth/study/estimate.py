@@ -36,7 +36,8 @@ EVAL_SPEEDUP = 3.0   # a forward pass costs about a third of a training step (fo
 # that is not on this machine. Caltech-101: 8,677 images without BACKGROUND_Google, lth's 80/20 split.
 OFFICIAL = {"cifar10": (50000, 10000, 10, 3, 32), "cifar100": (50000, 10000, 100, 3, 32),
             "caltech101": (6942, 1735, 101, 3, 224), "mnist": (60000, 10000, 10, 1, 28),
-            "digits": (1438, 359, 10, 1, 8)}
+            "digits": (1438, 359, 10, 1, 8),
+            "imagenet": (1281167, 50000, 1000, 3, 224)}   # ILSVRC-2012 classification (issue 21)
 TIMED_SECONDS = 0.5   # time training steps for at least this long per key (after one untimed step)
 TIMED_MAX_FLOP = 2e11  # the timed batch is cut to stay under this many FLOP a step (a few s on a CPU)
 
@@ -66,11 +67,14 @@ class Estimator:
     def dataset(self, cfg: RunConfig) -> Facts:
         key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed)
         if key not in self.facts:
-            from lth.data import datasets
+            from lth.data import datasets, sources
             try:
-                d = datasets.load(*key[:2], False, key[2])
-                self.facts[key] = Facts(len(d.train_y), len(d.test_y), d.num_classes, d.in_channels, d.native_size,
-                                        f"{cfg.data.dataset} as found in {cfg.data.data_dir}")
+                if sources.is_source(cfg.data.dataset):   # issue 21: folders and ImageNet are scanned, not decoded
+                    self.facts[key] = Facts(*sources.facts(cfg), f"{cfg.data.dataset} as found")
+                else:
+                    d = datasets.load(*key[:2], False, key[2])
+                    self.facts[key] = Facts(len(d.train_y), len(d.test_y), d.num_classes, d.in_channels,
+                                            d.native_size, f"{cfg.data.dataset} as found in {cfg.data.data_dir}")
             except LthError:
                 if cfg.data.dataset not in OFFICIAL:
                     raise

@@ -33,6 +33,7 @@ from torch import nn
 from lth.config import TrainConfig
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
+from lth.data.streaming import make_loader
 from lth.errors import LthError
 from lth.training import distributed  # issue 22: data-parallel ranks
 from lth.training.lr_schedules import LR_SCHEDULES
@@ -146,12 +147,13 @@ def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bo
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, augment: str,
                  order_seed: int, augment_seed: int):
     channels_last = cfg.channels_last
-    train_loader = DeviceLoader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
-                                augment=augment, image_size=image_size, order_seed=order_seed,
-                                augment_seed=augment_seed, channels_last=channels_last,
-                                shard=distributed.shard())  # issue 22: this rank's slice of each global batch
-    test_loader = DeviceLoader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
-                               image_size=image_size, channels_last=channels_last)
+    # make_loader: a DeviceLoader, or the streaming loader for data on disk (issue 21, lth.data.streaming)
+    train_loader = make_loader(dataset.train_x, dataset.train_y, dataset, cfg.batch_size, device, train=True,
+                               augment=augment, image_size=image_size, order_seed=order_seed,
+                               augment_seed=augment_seed, channels_last=channels_last,
+                               shard=distributed.shard())  # issue 22: this rank's slice of each global batch
+    test_loader = make_loader(dataset.test_x, dataset.test_y, dataset, cfg.eval_batch_size, device, train=False,
+                              image_size=image_size, channels_last=channels_last)
     return train_loader, test_loader
 
 
