@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         from lth.lottery.layer_list import print_layers
         return print_layers(cfg)
     if args.dry_run:       # issue 21: what it would cost, write nothing
-        from lth.lottery.dry_run import estimate_lines
+        from lth.study.dry_run import estimate_lines
         kind = "cpu" if cfg.runtime.device == "cpu" else "cuda"   # auto: the estimate is for a GPU (paper scale)
         for line in estimate_lines(cfg, args.preset, kind, args.assume_tflops):
             print(line)

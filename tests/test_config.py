@@ -81,6 +81,9 @@ def _other_value(f):
         return value, [flag(f) if value else "--no-" + flag(f)[2:]]
     if f.name == "moms":
         return (0.9, 0.8, 0.9), [flag(f), "0.9", "0.8", "0.9"]  # three values or none
+    if f.name in config.NAMED_BY_SPEC:   # a registered name or a spec: another registered one
+        other = {"model": "conv2", "dataset": "mnist"}[f.name]
+        return other, [flag(f), other]
     if f.name == "from_run":
         return os.path.abspath("other_run"), [flag(f), "other_run"]  # a path is recorded absolute
     if is_tuple:

@@ -141,7 +141,7 @@ def test_lower_layers_do_not_reach_up():
         "lth.config": ("lth.data.loader", "lth.lottery.imp", "lth.lottery.execution", "lth.lottery.assemble",
                        "lth.lottery.rewinding", "lth.lottery.bimp", "lth.runs", "lth.training.loop",
                        "lth.training.callbacks", "lth.study", "lth.structured", "lth.bench", "lth.lmc", "lth.cli"),
-        "lth.data": ("lth.pruning", "lth.training", "lth.lottery", "lth.runs", "lth.study", "lth.structured"),
+        "lth.data": ("lth.pruning", "lth.training.loop", "lth.training.callbacks", "lth.lottery", "lth.runs", "lth.study", "lth.structured"),
         "lth.models": ("lth.pruning", "lth.training", "lth.lottery", "lth.runs", "lth.study", "lth.structured"),
         "lth.pruning": ("lth.training", "lth.lottery", "lth.config", "lth.run", "lth.runs", "lth.study",
                         "lth.structured"),

@@ -28,7 +28,7 @@ from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
 from lth.data.streaming import StreamDataset, StreamingLoader
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.training.loop import pick_device
+from lth.training.device import pick_device
 
 WARMUP_BATCHES = 2
 PASSES = 3

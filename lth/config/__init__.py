@@ -23,7 +23,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from lth import plugins
 from lth.data.datasets import DATASETS
@@ -513,6 +513,28 @@ def _flag_type(base, name, bounds=None):
     return parse
 
 
+def _check_dataset(name: str) -> None:
+    if name not in DATASETS:   # issue 21: imagenet, imagefolder:DIR, MODULE:FUNCTION
+        from lth.data import sources
+        sources.check(name)
+
+
+# Fields whose value is a registry name or a spec (issue 21): no choice list can hold them all,
+# so their flags check each value as it is parsed, with the one-line error a choice would give.
+NAMED_BY_SPEC = {"model": check_model, "dataset": _check_dataset}
+
+
+def _spec_type(name: str, check: Callable[[str], None]):
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except LthError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+    parse.__name__ = "str"
+    return parse
+
+
 def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
     base, _, is_tuple = _field_type(f)
     kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))  # argparse %-formats help
@@ -522,7 +544,10 @@ def _add_flag(parser, f: dataclasses.Field, text: str) -> None:
         choices = f.metadata.get("choices")
         if isinstance(choices, Registry):   # read now, not at import: a plugin's entries are choices too
             choices = choices.names()
-        parser.add_argument(flag(f.name), type=_flag_type(base, f.name, f.metadata.get("bounds")),
+        kind = _flag_type(base, f.name, f.metadata.get("bounds"))
+        if f.name in NAMED_BY_SPEC:   # a registered name or a spec: checked as it is parsed, like a choice
+            kind = _spec_type(f.name, NAMED_BY_SPEC[f.name])
+        parser.add_argument(flag(f.name), type=kind,
                             choices=choices, nargs="*" if is_tuple else None,
                             metavar=base.__name__.upper(), **kwargs)
 
@@ -623,9 +648,7 @@ def validate(cfg: RunConfig) -> None:
     plugins.load()
     # "unknown dataset 'x'; choose one of ..." before the ranges: a registered name, or (issue 21)
     # imagenet, imagefolder:DIR, MODULE:FUNCTION; a registered model, or a spec
-    if cfg.data.dataset not in DATASETS:
-        from lth.data import sources
-        sources.check(cfg.data.dataset)
+    _check_dataset(cfg.data.dataset)
     check_model(cfg.model.model)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)

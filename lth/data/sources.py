@@ -111,7 +111,7 @@ def facts(cfg) -> Tuple[int, int, int, int, int]:
 def memory_budget(device) -> int:
     """Bytes the decoded dataset may take on `device` (MEMORY_FRACTION of what is free)."""
     import os
-    from lth.training.loop import pick_device
+    from lth.training.device import pick_device
     device = pick_device(str(device))
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

@@ -58,6 +58,17 @@ class Group:
     members: List[Member]
 
 
+def head_group(qkv_name: str, block: heads_mod.Block) -> Group:
+    """The channel group whose channels are an attention block's heads (lth.pruning.heads)."""
+    d, heads = block.head_dim, list(range(block.heads))
+    rows = torch.tensor(heads_mod.head_rows(block, heads), dtype=torch.long)
+    row_heads = (rows % (block.heads * d)) // d
+    cols = torch.arange(block.heads * d, dtype=torch.long)
+    proj_name = f"{block.name}.proj" if block.name else "proj"
+    return Group(qkv_name, block.heads, [Member(qkv_name, block.qkv, True, 0, rows, row_heads),
+                                         Member(proj_name, block.proj, False, 1, cols, cols // d)])
+
+
 def classifier_layers(model: nn.Module, num_classes: int) -> List[nn.Module]:
     """The output layers: Linear/Conv with `num_classes` outputs (OCSPruner's rule)."""
     found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes
@@ -104,7 +115,7 @@ class ChannelGroups:
         for g in graph.get_all_groups(ignored_layers=ignored):
             root = g[0].dep.target.module
             if root in names and names[root] in heads:
-                self.groups.append(heads_mod.head_group(names[root], heads[names[root]]))
+                self.groups.append(head_group(names[root], heads[names[root]]))
                 continue
             if heads_mod.is_residual_stream(g, names):
                 # A transformer's width (LayerNorm, token and position embeddings): it stays.

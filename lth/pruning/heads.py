@@ -1,7 +1,7 @@
 """Attention heads as channel groups (issue 21): structured pruning of a ViT removes whole heads.
 
     blocks = attention_blocks(model)          # qkv layer name -> Block (timm's Attention layout)
-    group = head_group("blocks.0.attn.qkv", blocks["blocks.0.attn.qkv"])   # size = num_heads
+    group = channels.head_group("blocks.0.attn.qkv", blocks["blocks.0.attn.qkv"])   # size = num_heads
 
 A block is a module with a fused `qkv` Linear (3 x heads x head_dim outputs), a `proj` Linear
 reading heads x head_dim inputs and an integer `num_heads` (timm's ViT/DeiT Attention). Head h
@@ -62,21 +62,10 @@ def block_of(model: nn.Module, qkv_name: str) -> Optional[Block]:
         return None
 
 
-def _rows(block: Block, heads: List[int]) -> List[int]:
+def head_rows(block: Block, heads: List[int]) -> List[int]:
+    """The qkv rows of `heads` (query, key and value parts)."""
     e, d = block.heads * block.head_dim, block.head_dim
     return sorted(p * e + h * d + i for p in range(3) for h in heads for i in range(d))
-
-
-def head_group(qkv_name: str, block: Block):
-    """The channel group (lth.pruning.channels.Group) whose channels are the block's heads."""
-    from lth.pruning.channels import Group, Member
-    d, heads = block.head_dim, list(range(block.heads))
-    rows = torch.tensor(_rows(block, heads), dtype=torch.long)
-    row_heads = (rows % (block.heads * d)) // d
-    cols = torch.arange(block.heads * d, dtype=torch.long)
-    proj_name = f"{block.name}.proj" if block.name else "proj"
-    return Group(qkv_name, block.heads, [Member(qkv_name, block.qkv, True, 0, rows, row_heads),
-                                         Member(proj_name, block.proj, False, 1, cols, cols // d)])
 
 
 def is_residual_stream(group, names: Dict[nn.Module, str]) -> bool:
@@ -97,7 +86,7 @@ def remove_heads(graph, block: Block, heads: List[int]) -> None:
     norm = getattr(block.module, "norm", None)
     if norm is not None and not isinstance(norm, nn.Identity):
         raise LthError(f"cannot remove heads of {block.name}: it normalises the heads' output ({type(norm).__name__})")
-    graph.get_pruning_group(block.qkv, tp.prune_linear_out_channels, _rows(block, sorted(set(heads)))).prune()
+    graph.get_pruning_group(block.qkv, tp.prune_linear_out_channels, head_rows(block, sorted(set(heads)))).prune()
     block.module.num_heads = block.heads - len(set(heads))
     if hasattr(block.module, "attn_dim"):
         block.module.attn_dim = block.module.num_heads * block.head_dim
