@@ -41,3 +41,18 @@ def execute(cfg, **kwargs):
     `import lth` stays light)."""
     from lth.lottery.execution import execute as run_execute
     return run_execute(cfg, **kwargs)
+
+
+# Your own training loop (docs/your-own-loop.md): imported on first use, so `import lth` stays light.
+_LAZY = {"Pruner": ("lth.pruning.pruner", "Pruner"), "rewind": ("lth.lottery.rewind_api", "rewind"),
+         "snapshot": ("lth.lottery.rewind_api", "snapshot"), "RewindPoint": ("lth.lottery.rewind_api", "RewindPoint"),
+         "lmc": ("lth.lmc", None)}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lth' has no attribute {name!r}")
+    import importlib
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
