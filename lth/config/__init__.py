@@ -141,6 +141,9 @@ class RuntimeConfig:
     # MNIST preset under load). Studies running N CPU workers set it per worker.
     threads: int = knob(1, "CPU threads of this process (torch.set_num_threads); 0: torch's default, "
                            "one per core", runtime=True, ge=0)
+    # issue 23: watch a run (lth.training.loggers); written under RUN_DIR/logs, never hashed
+    log: str = knob("none", "log metrics to tensorboard, wandb (offline) or mlflow (local file store) under "
+                            "RUN_DIR/logs", runtime=True, choices=("none", "tensorboard", "wandb", "mlflow"))
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,

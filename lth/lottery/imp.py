@@ -25,7 +25,9 @@ from lth.data.datasets import Dataset
 from lth.pruning.masks import Masks
 from lth.training.retrain_lr import LrContext
 from lth.runs.store import RunStore
-from lth.training.loop import train
+from lth.training.loop import total_steps, train
+from lth.training.loggers import make_logger
+from lth.pruning.overlap import jaccard
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +67,26 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
     targets = sparsity_targets(cfg, masks)
     history = assemble.dense_history(cfg)  # the dense run's LR history (continue runs), read once
     summaries = []
-    for r in range(1, cfg.prune.rounds + 1):
-        if store.round_done(r):
-            store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
-            summaries.append(store.load_summary(r))
-            continue
-        summaries.append(_run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress,
-                                    on_round_start, history))
+    # --log (issue 23): one logger for the whole run, under RUN_DIR/logs; made only when a round is left
+    logger = None
+    if cfg.runtime.log != "none" and any(not store.round_done(r) for r in range(1, cfg.prune.rounds + 1)):
+        logger = make_logger(cfg.runtime.log, store.root / "logs", store.root.name, cfg.to_dict())
+    try:
+        for r in range(1, cfg.prune.rounds + 1):
+            if store.round_done(r):
+                store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
+                summaries.append(store.load_summary(r))
+                continue
+            summaries.append(_run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress,
+                                        on_round_start, history, logger))
+    finally:
+        if logger is not None:
+            logger.close()
     return summaries
 
 
 def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, progress, on_round_start,
-               history) -> dict:
+               history, logger=None) -> dict:
     s_i, s_f = targets[r - 1], targets[r]
     restart = assemble.restart_policy(cfg)
     # Restart, then apply m_{r-1} exactly (kept weights are multiplied by 1.0).
@@ -84,6 +94,7 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     masks.load_state_dict(store.load_mask(r - 1) if r > 1 else {n: torch.ones_like(t, dtype=torch.bool)
                                                                  for n, t in masks.state_dict().items()})
     masks.enforce()
+    previous_mask = masks.state_dict()  # m_{r-1}: the summary's mask overlap (issue 23)
     if on_round_start is not None:
         on_round_start(r, model, masks)
     resume = store.load_checkpoint(r)
@@ -93,12 +104,16 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
     updater = assemble.mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
+    budget = total_steps(cfg.train, len(dataset.train_y))
+    if logger is not None:
+        logger.start_round(r, budget)
     result = train(model, masks, dataset, cfg.train, device=device, image_size=assemble.image_size(cfg, dataset),
                    augment=cfg.data.augment, order_seed=cfg.seeds.order_seed,
                    augment_seed=cfg.seeds.augment_seed, pruning=updater, forward=forward, resume=resume,
                    save_checkpoint=lambda state: store.save_checkpoint(r, state),
                    start_step=restart.start_step, start_loader=restart.start_loader(store),
-                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}")
+                   lr_context=context, progress=progress, desc=f"round {r}/{cfg.prune.rounds}",
+                   callbacks=[logger] if logger is not None else [])
     report = masks.report()
     metrics = result.pop("metrics")
     summary = {"round": r, "schedule": cfg.prune.schedule, "start_step": restart.start_step,
@@ -107,6 +122,9 @@ def _run_round(cfg, store, dataset, device, model, forward, masks, r, targets, p
                "lr_schedule": cfg.train.lr_schedule, **result}
     if context is not None:
         summary["lr_context"] = context.summary()
+    summary["mask_overlap"] = jaccard(previous_mask, masks.state_dict())  # kept-weight Jaccard with m_{r-1}
+    if logger is not None:
+        logger.log_round(summary, budget)
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])

@@ -17,7 +17,8 @@ import logging
 import math
 import sys
 import time
-from typing import Callable, Dict, Optional
+from types import SimpleNamespace
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from lth.pruning.masks import Masks
 from lth.training.optimizers import KEEPS_PRUNED_ZERO, OPTIMIZERS
 from lth.pruning import MaskUpdater
 from lth.training.retrain_lr import LrContext, context_needs
+from lth.training.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +181,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
           save_checkpoint: Optional[Callable[[dict], None]] = None,
           after_step: Optional[Callable[[int, nn.Module, Masks], None]] = None,
           start_step: int = 0, start_loader: Optional[dict] = None,
-          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train") -> dict:
+          lr_context: Optional[LrContext] = None, progress: bool = True, desc: str = "train",
+          callbacks: Sequence[Callback] = ()) -> dict:
     """Train `model` in place under `masks` (cfg resolved; None: dense, no masks at all, the
     baseline lth.bench prune compares against). Returns the summary and metrics.
 
@@ -193,6 +196,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     of the dense run); None with start_step > 0: the loader seeks start_step batches into its own
     data order (ticket copies with their own seeds).
     lr_context: what a retraining LR schedule reads (lth.training.retrain_lr); checkpointed with the rest.
+    callbacks: lth.training.callbacks.Callback objects (loggers: lth.training.loggers), called with
+    the loop's state (`loop`: model, optimizer, masks, step, epoch, total, start_step, ...).
     """
     device = torch.device(device)
     forward = forward or model
@@ -224,6 +229,11 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     model.train()
     if masks is not None:
         masks.enforce()
+    # issue 23 (callbacks): the loop's state as the hooks see it; step and epoch kept current below
+    loop = SimpleNamespace(model=model, optimizer=optimizer, masks=masks, step=step, epoch=epoch, total=total,
+                           start_step=start_step, train_loader=train_loader, device=device, metrics=metrics, cfg=cfg)
+    for cb in callbacks:
+        cb.on_train_start(loop)
     # Weights stay zero by the optimizer's arithmetic where it can (lth.training.optimizers), checked each epoch.
     enforce_each_step = enforces_after_step(cfg)
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
@@ -240,6 +250,9 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             if pruning is not None and pruning.due(step - start_step):
                 pruning.update((step - start_step) / window, optimizer)
             lr = lr_at(step, total, cfg, lr_context)
+            loop.step, loop.lr = step, lr
+            for cb in callbacks:
+                cb.before_step(loop)
             lr_sum, lr_max, lr_steps = lr_sum + lr, max(lr_max, lr), lr_steps + 1
             loss, logits = train_step(forward, optimizer, masks, x, y, lr, device, cfg.bf16,
                                       momentum_at(step, total, cfg), enforce=enforce_each_step)
@@ -250,7 +263,11 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
             bar.update(1)
             if after_step is not None:
                 after_step(step, model, masks)
+            loop.step = step
+            for cb in callbacks:
+                cb.after_step(loop, loss)
         epoch += 1
+        loop.epoch = epoch
         if masks is not None and not enforce_each_step and not masks.pruned_are_zero():
             raise LthError(f"pruned weights moved off zero under optimizer {cfg.optimizer!r} in epoch {epoch}; "
                            "lth.training.optimizers.KEEPS_PRUNED_ZERO must not list it")
@@ -261,6 +278,8 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
         last = step >= total
         if not last and cfg.eval_every and epoch % cfg.eval_every == 0:
             line.update(evaluate(forward, model, test_loader, cfg.bf16))
+        for cb in callbacks:
+            cb.on_epoch_end(loop, line)
         metrics.append(line)
         bar.set_postfix(loss=f"{line['train_loss']:.3f}", acc=f"{line.get('test_acc', line['train_acc']):.3f}",
                         sparsity=f"{line['sparsity']:.3f}", img_s=f"{line['images_per_s']:.0f}")
@@ -280,6 +299,9 @@ def train(model: nn.Module, masks: Optional[Masks], dataset: Dataset, cfg: Train
     bar.close()
     if pruning is not None:
         pruning.update(1.0, optimizer)
+    loop.step = step
+    for cb in callbacks:
+        cb.on_train_end(loop)  # after the final mask update (t = 1), before the final evaluation
     final = evaluate(forward, model, test_loader, cfg.bf16)
     metrics.append({"epoch": epoch, "step": step, "final": True, "sparsity": sparsity(masks), **final})
     # The best accuracy counts only evaluations at the round's final sparsity (the same mask
