@@ -277,10 +277,10 @@ def test_hash_covers_hyperparameters_not_runtime_fields():
                  ["--prune-tolerance", "0"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() != base.hash(), argv
     for argv in (["--device", "cpu"], ["--data-dir", "/elsewhere"], ["--no-progress"], ["--runs-root", "x"],
-                 ["--download"], ["--compile"], ["--threads", "4"], ["--threads", "0"]):
+                 ["--download"], ["--compile"], ["--threads", "4"], ["--threads", "0"], ["--log", "tensorboard"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() == base.hash(), argv
     runtime = {f.name for _, f in ALL_FIELDS if f.metadata["runtime"]}
-    assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress", "threads"}
+    assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress", "threads", "log"}
     assert not any(name in runtime for section in base.experiment_dict().values() if isinstance(section, dict)
                    for name in section)
 
