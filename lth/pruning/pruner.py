@@ -51,7 +51,8 @@ class Pruner:
                  scope: str = DEFAULTS["scope"],
                  criterion: str = DEFAULTS["criterion"], interval: int = DEFAULTS["interval"],
                  tolerance: float = DEFAULTS["tolerance"], seed: int = 0,
-                 masks: Optional[Dict[str, torch.Tensor]] = None):
+                 masks: Optional[Dict[str, torch.Tensor]] = None, state: Optional[dict] = None,
+                 grad_hooks: bool = False):
         """final_sparsity: the fraction of the chosen layers' weights pruned after `total_steps`
         optimizer steps, from `initial_sparsity` (an IMP round: s_{r-1} -> s_r).
         schedule / schedule_params: lth.pruning.schedules (e.g. {"alpha": 14, "beta": 5} for ocp).
@@ -62,7 +63,11 @@ class Pruner:
         scope: local (every layer to the target) or global (one threshold over all layers).
         interval / tolerance: as --prune-interval / --prune-tolerance (0: the exact per-step trajectory).
         seed: the generator of the random criterion. masks: a mask to start from (lth's format,
-        e.g. the previous round's), whose sparsity should be initial_sparsity."""
+        e.g. the previous round's), whose sparsity should be initial_sparsity.
+        state: a state_dict() to continue from (resuming), applied instead of the step-0 update,
+        so no weight of the restored model is touched. grad_hooks: also mask each gradient as
+        backward produces it (tensor hooks), so that gradient clipping and accumulation see the
+        masked gradients (the Lightning and Hugging Face adapters turn it on)."""
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise LthError(f"Pruner needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
@@ -96,10 +101,16 @@ class Pruner:
             self.masks.load_state_dict(masks)
         self.step = 0          # optimizer steps taken under this pruner
         self.finished = False  # the t = 1 update has been applied
-        self.masks.enforce()
-        self._update_for(0)
+        if state is not None:
+            self.load_state_dict(state)
+        else:
+            self.masks.enforce()
+            self._update_for(0)
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
+        if grad_hooks:  # the mask tensors keep their identity (Masks), so the hooks see every update
+            self._handles += [p.register_hook(lambda grad, mask=m: grad * mask)
+                              for p, m in zip(self.masks.params, self.masks.tensors)]
 
     # ---- the hooks ------------------------------------------------------------------------------
     def _update_for(self, step: int) -> None:
