@@ -31,6 +31,12 @@ Modules, one idea each (docs/DESIGN.md has the map):
   study      `python -m lth.study`, studies: many runs and their analyses as one command
   structured `python -m lth.structured`: OCSPruner and the schedules at channel granularity, export
   errors     one-line user errors and the CLI wrapper
+
+Your own training loop (docs/your-own-loop.md), imported on first use:
+  lth.Pruner                  the schedules and masks on any model and optimizer (lth.pruning.pruner)
+  lth.rewind, lth.snapshot, lth.RewindPoint   rewinding to W0 or W_k (lth.lottery.rewind_api)
+  lth.lmc.interpolate         instability error and barrier of any two checkpoints (lth.lmc.curve)
+  lth.integrations            Lightning and Hugging Face Trainer callbacks
 """
 
 __version__ = "0.1.0"

@@ -235,3 +235,13 @@ def test_bad_input_is_one_line(kwargs, message):
     assert "\n" not in str(e.value)
     with pytest.raises(LthError, match="torch.optim.Optimizer"):
         lth.Pruner(model, object(), final_sparsity=0.5, total_steps=10)
+
+
+def test_import_lth_stays_light():
+    import subprocess
+    import sys
+    code = ("import sys, lth; assert 'torch' not in sys.modules; "
+            "lth.Pruner; lth.rewind; lth.lmc.interpolate; assert 'torch' in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    with pytest.raises(AttributeError, match="no attribute 'Prunr'"):
+        lth.Prunr
