@@ -225,6 +225,11 @@ def test_finish_applies_the_final_target_early():
     (dict(final_sparsity=0.5, exclude=["nope.*"]), "matches no layer"),
     (dict(final_sparsity=0.5, interval=0), "interval must be a positive int"),
     (dict(final_sparsity=0.5, tolerance=1.5), "tolerance"),
+    (dict(final_sparsity=0.5, tolerance="0"), "tolerance must be a number"),
+    (dict(final_sparsity=0.5, seed=1.5), "seed must be an int"),
+    (dict(final_sparsity=0.5, schedule_params=[1]), "schedule_params must be a dict"),
+    (dict(final_sparsity=0.5, masks=[1]), "masks must be a mask in lth's format"),
+    (dict(final_sparsity=0.5, exclude=[3]), "exclude takes a list"),
     (dict(final_sparsity=0.5, masks={"1.weight": torch.ones(2)}), "mask does not fit"),
 ])
 def test_bad_input_is_one_line(kwargs, message):

@@ -78,8 +78,16 @@ class Pruner:
             raise LthError(f"unknown layer set {layers!r}; choose one of {', '.join(LAYER_SETS)}")
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise LthError(f"interval must be a positive int, got {interval!r}")
-        if isinstance(exclude, str):
+        if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
             raise LthError("exclude takes a list of glob strings, not one string")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+            raise LthError(f"tolerance must be a number in [0, 1), got {tolerance!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise LthError(f"seed must be an int, got {seed!r}")
+        if schedule_params is not None and not isinstance(schedule_params, dict):
+            raise LthError(f"schedule_params must be a dict of the schedule's parameters, got {schedule_params!r}")
+        if masks is not None and not (isinstance(masks, dict) and all(torch.is_tensor(m) for m in masks.values())):
+            raise LthError("masks must be a mask in lth's format: a dict of weight name -> bool tensor")
         CRITERIA.get(criterion)  # a one-line error naming the criteria
         entry = schedules.SCHEDULES.get(schedule)
         unknown = set(schedule_params or {}) - set(entry.param_names())
