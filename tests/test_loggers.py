@@ -54,7 +54,7 @@ def test_sparsity_is_logged_exactly_when_the_mask_changes(scope):
           pruning=updater, progress=False, callbacks=[recorder],
           after_step=lambda step, model, masks: trained_under.append(masks.pruned_counts()))
     logged = [(step, values) for step, values in recorder.rows if "sparsity/total" in values]
-    # the expected log: the first step's mask, then each step whose mask differs from the step before, then t = 1
+    # the expected log: step 0's mask, then each step whose mask differs from the step before, then t = 1
     expected = [(0, trained_under[0])] + [(k, c) for k, c in enumerate(trained_under) if k and c != trained_under[k - 1]]
     expected.append((30, masks.pruned_counts()))
     sizes = [m.numel() for m in masks.tensors]

@@ -28,6 +28,7 @@ from lth.training.callbacks import Callback
 log = logging.getLogger(__name__)
 
 LOGGERS = ("none", "tensorboard", "wandb", "mlflow")
+BATCH = 1000  # MLflow's log_batch takes at most 1000 metrics
 
 
 def _require(module: str, extra: str, what: str):
@@ -58,9 +59,6 @@ class MetricLogger(Callback):
     def start_round(self, r: int, total: int) -> None:
         """Called by the IMP driver before round r's train(): the step axis continues."""
         self.round, self.offset, self._last, self._last_total = r, (r - 1) * total, None, None
-
-    def on_train_start(self, loop) -> None:
-        self._sparsity(loop, loop.step)
 
     def after_step(self, loop, loss) -> None:
         values = {"train/lr": loop.lr} if hasattr(loop, "lr") else {}
@@ -166,6 +164,7 @@ class MlflowLogger(MetricLogger):
         experiment_id = (experiment.experiment_id if experiment else
                          self.client.create_experiment("lth", artifact_location=(self.folder / "artifacts").as_uri()))
         self.run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
+        self._buffer: List = []  # metrics not yet written (flushed each epoch, round and at BATCH)
         if config is not None:
             for section, values in config.items():
                 if isinstance(values, dict):
@@ -177,10 +176,27 @@ class MlflowLogger(MetricLogger):
         import time
         now = int(time.time() * 1000)
         # MLflow keys allow alphanumerics, _ - . / and space: layer names are already that
-        metrics = [Metric(key, float(value), now, step) for key, value in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self._buffer.extend(Metric(key, float(value), now, step) for key, value in values.items())
+        if len(self._buffer) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """One store write per batch: a write per step cost ~50 ms each on SQLite (12x the
+        training time of the quick preset), an epoch's worth at once costs one."""
+        while self._buffer:
+            self.client.log_batch(self.run_id, metrics=self._buffer[:BATCH])
+            del self._buffer[:BATCH]
+
+    def on_epoch_end(self, loop, line: dict) -> None:
+        super().on_epoch_end(loop, line)
+        self.flush()
+
+    def log_round(self, summary: dict, total: int) -> None:
+        super().log_round(summary, total)
+        self.flush()
 
     def close(self) -> None:
+        self.flush()
         self.client.set_terminated(self.run_id)
 
 
