@@ -8,7 +8,8 @@ Left panel: the Jaccard index of the kept weights of round r's mask and round r-
 run. IMP masks are nested, so this is |m_r| / |m_{r-1}|: it shows how each layer's share of the
 pruning moves (global scope, --layer-rate). Right panel, with two or more runs of the same
 model: the Jaccard index between the first run's mask and each other run's at the same round
-(other schedules or seeds): whether they converge on the same ticket.
+(other schedules or seeds): whether they converge on the same ticket; the dashed line is what
+two independent random masks of that sparsity would share (k / (2 - k), k the kept fraction).
 Writes mask_overlap.png, .pdf and .csv into --out (atomically; nothing when an input is wrong).
 Reads only the runs' mask.pt files (checksums verified), so runs made before issue 23 draw too.
 """
@@ -54,6 +55,17 @@ def across(stores: Sequence[RunStore]) -> Dict[str, List[dict]]:
     return out
 
 
+def chance_level(store: RunStore) -> Dict[int, float]:
+    """Per round, the expected Jaccard of two independent random masks of this run's overall
+    sparsity s (kept fraction k = 1 - s): E|A & B| / E|A | B| = k^2 / (2k - k^2) = k / (2 - k)."""
+    out = {}
+    for r in store.finished_rounds():
+        mask = store.load_mask(r)
+        kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
+        out[r] = kept / (2 - kept)
+    return out
+
+
 def figure(stores: Sequence[RunStore], out: Path) -> Dict[Path, bytes]:
     runs = {store.root.name: consecutive(store) for store in stores}
     pairs = across(stores) if len(stores) > 1 else {}
@@ -77,8 +89,15 @@ def figure(stores: Sequence[RunStore], out: Path) -> Dict[Path, bytes]:
             for name, series in pairs.items():
                 axes[1].plot([row["round"] for row in series], [row["jaccard"] for row in series],
                              color=colours[name], lw=2, marker="o", ms=3, label=name)
-            axes[1].set(xlabel="round r", ylabel=f"Jaccard with {stores[0].root.name[:24]}", title="across runs")
+            # chance: two independent random masks keeping a fraction k each overlap by k / (2 - k)
+            chance = chance_level(stores[0])
+            axes[1].plot(list(chance), list(chance.values()), color="grey", ls="--", lw=1, label="random masks")
+            axes[1].set(xlabel="round r", ylabel="Jaccard with the first run",
+                        title=f"across runs (vs {stores[0].root.name})")
+            axes[1].title.set_fontsize(6)
             axes[1].legend(fontsize=5)
+        for ax in axes:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         files = render(fig, out / "mask_overlap")
     files[out / "mask_overlap.csv"] = csv_bytes(["run", "compared", "round", "layer", "jaccard"], rows)
     return files

@@ -48,3 +48,10 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
     assert cli_main(mask_overlap.main, [str(runs[0].run_dir), "--out", str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "not an lth run directory" in err[0] and "not a folder" in err[1]
+
+
+def test_chance_level_is_the_random_mask_overlap(runs):
+    store = RunStore(runs[0].run_dir)
+    for summary in runs[0].summaries:
+        kept = 1 - summary["sparsity"]
+        assert mask_overlap.chance_level(store)[summary["round"]] == pytest.approx(kept / (2 - kept), abs=1e-12)
