@@ -31,6 +31,12 @@ Modules, one idea each (docs/DESIGN.md has the map):
   study      `python -m lth.study`, studies: many runs and their analyses as one command
   structured `python -m lth.structured`: OCSPruner and the schedules at channel granularity, export
   errors     one-line user errors and the CLI wrapper
+
+Your own training loop (docs/your-own-loop.md), imported on first use:
+  lth.Pruner                  the schedules and masks on any model and optimizer (lth.pruning.pruner)
+  lth.rewind, lth.snapshot, lth.RewindPoint   rewinding to W0 or W_k (lth.lottery.rewind_api)
+  lth.lmc.interpolate         instability error and barrier of any two checkpoints (lth.lmc.curve)
+  lth.integrations            Lightning and Hugging Face Trainer callbacks
 """
 
 __version__ = "0.1.0"
@@ -41,3 +47,18 @@ def execute(cfg, **kwargs):
     `import lth` stays light)."""
     from lth.lottery.execution import execute as run_execute
     return run_execute(cfg, **kwargs)
+
+
+# Your own training loop (docs/your-own-loop.md): imported on first use, so `import lth` stays light.
+_LAZY = {"Pruner": ("lth.pruning.pruner", "Pruner"), "rewind": ("lth.lottery.rewind_api", "rewind"),
+         "snapshot": ("lth.lottery.rewind_api", "snapshot"), "RewindPoint": ("lth.lottery.rewind_api", "RewindPoint"),
+         "lmc": ("lth.lmc", None)}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lth' has no attribute {name!r}")
+    import importlib
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)

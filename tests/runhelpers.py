@@ -178,7 +178,7 @@ def flip_bytes(path: Path, count: int = 16, where: float = 0.5) -> None:
 def fit_model(model, masks, dataset, cfg, *, device="cpu", image_size: int, augment: str, order_seed: int,
               augment_seed: int, pruning=None, after_step: Optional[Callable] = None, forward=None, resume=None,
               save_checkpoint=None, start_step: int = 0, start_loader=None, lr_context=None,
-              progress: bool = False) -> dict:
+              progress: bool = False, callbacks=()) -> dict:
     """One lth.training.loop.fit run of `model` on `dataset` with its loaders built from the
     arguments (the tests' shorthand for Loop(...) + fit(...))."""
     from lth.training.callbacks import StepProbe
@@ -187,4 +187,5 @@ def fit_model(model, masks, dataset, cfg, *, device="cpu", image_size: int, augm
     loop = Loop(model, cfg, *loaders, masks=masks, forward=forward, lr_context=lr_context, start_step=start_step,
                 start_loader=start_loader)
     return fit(loop, pruning=pruning, resume=resume, save_checkpoint=save_checkpoint,
-               callbacks=[StepProbe(after_step)] if after_step is not None else [], progress=progress)
+               callbacks=[*callbacks, *([StepProbe(after_step)] if after_step is not None else [])],
+               progress=progress)

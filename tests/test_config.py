@@ -292,12 +292,13 @@ def test_hash_covers_hyperparameters_not_runtime_fields():
         assert parse(["--preset", "quick", *argv]).resolved().hash() != base.hash(), argv
     for argv in (["--device", "cpu"], ["--data-dir", "/elsewhere"], ["--no-progress"], ["--runs-root", "x"],
                  ["--download"], ["--compile"], ["--threads", "4"], ["--threads", "0"], ["--sync-bn"], ["--loader", "stream"],
-                 ["--workers", "3"], ["--bad-images", "skip"]):
+                 ["--workers", "3"], ["--bad-images", "skip"], ["--log", "tensorboard"]):
         assert parse(["--preset", "quick", *argv]).resolved().hash() == base.hash(), argv
     runtime = {f.name for _, f in ALL_FIELDS if f.metadata["runtime"]}
     assert runtime == {"data_dir", "download", "compile", "device", "runs_root", "progress", "threads",
                        "sync_bn",    # issue 22: N ranks (with or without SyncBatchNorm) train the same run
-                       "loader", "workers", "bad_images"}   # issue 21: memory or streamed give the same batches
+                       "loader", "workers", "bad_images",   # issue 21: memory or streamed give the same batches
+                       "log"}   # issue 23: watching a run changes nothing of it
     assert not any(name in runtime for section in base.experiment_dict().values() if isinstance(section, dict)
                    for name in section)
 

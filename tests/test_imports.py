@@ -86,6 +86,11 @@ def circles() -> List[List[str]]:
     return found
 
 
+def under(dep: str, modules) -> bool:
+    """Whether `dep` is one of `modules` or inside one (`lth.run` is the CLI module, not `lth.runs`)."""
+    return any(dep == m or dep.startswith(m + ".") for m in modules)
+
+
 def importers(target: str):
     return sorted(m for m, deps in EDGES.items() if any(d == target or d.startswith(target + ".") for d in deps))
 

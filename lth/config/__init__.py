@@ -151,6 +151,9 @@ class RuntimeConfig:
     # Issue 22 (lth.training.distributed): under torchrun, BatchNorm statistics over the global batch
     # instead of each rank's slice. Runtime like the world size: N ranks train the same run.
     sync_bn: bool = knob(False, "torchrun: SyncBatchNorm (batch statistics over all ranks; CUDA only)", runtime=True)
+    # issue 23: watch a run (lth.training.loggers); written under RUN_DIR/logs, never hashed
+    log: str = knob("none", "log metrics to tensorboard, wandb (offline) or mlflow (local file store) under "
+                            "RUN_DIR/logs", runtime=True, choices=("none", "tensorboard", "wandb", "mlflow"))
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,

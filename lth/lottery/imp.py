@@ -26,8 +26,10 @@ from lth.data.datasets import Dataset
 from lth.pruning.masks import Masks
 from lth.training.retrain_lr import DenseHistory, LrContext
 from lth.runs.store import RunStore
+from lth.pruning.overlap import jaccard
 from lth.training import distributed
-from lth.training.loop import fit
+from lth.training.loggers import make_logger
+from lth.training.loop import fit, total_steps
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Rounds:
     history: Optional[DenseHistory]   # the dense run's LR history (continue runs), read once
     progress: bool = True
     on_round_start: Optional[Callable[[int, nn.Module, Masks], None]] = None
+    logger: Optional[object] = None   # --log (issue 23): one logger for the run, under RUN_DIR/logs
 
     @property
     def restart(self):
@@ -88,13 +91,22 @@ def run(cfg: RunConfig, store: RunStore, dataset: Dataset, device, progress: boo
                     assemble.dense_history(cfg), progress, on_round_start)
     rewinding.ensure_rewind_point(cfg, store, dataset, model, device, rounds.restart.dense_steps, forward)
     distributed.barrier()  # issue 22: rank 0's rewind.pt exists before the rounds (any rank) read it
+    # --log (issue 23): one logger for the whole run, under RUN_DIR/logs, made only when a round is
+    # left to train, and only by the rank that writes (issue 22)
+    if cfg.runtime.log != "none" and distributed.is_main() and \
+            any(not store.round_done(r) for r in range(1, cfg.prune.rounds + 1)):
+        rounds.logger = make_logger(cfg.runtime.log, store.root / "logs", store.root.name, cfg.to_dict())
     summaries = []
-    for r in range(1, cfg.prune.rounds + 1):
-        if store.round_done(r):
-            store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
-            summaries.append(store.load_summary(r))
-            continue
-        summaries.append(_run_round(rounds, r))
+    try:
+        for r in range(1, cfg.prune.rounds + 1):
+            if store.round_done(r):
+                store.discard_checkpoint(r)  # left if a stop came between the summary and its removal
+                summaries.append(store.load_summary(r))
+                continue
+            summaries.append(_run_round(rounds, r))
+    finally:
+        if rounds.logger is not None:
+            rounds.logger.close()
     return summaries
 
 
@@ -107,6 +119,7 @@ def _run_round(run: Rounds, r: int) -> dict:
     masks.load_state_dict(store.load_mask(r - 1) if r > 1 else {n: torch.ones_like(t, dtype=torch.bool)
                                                                  for n, t in masks.state_dict().items()})
     masks.enforce()
+    previous_mask = masks.state_dict()  # m_{r-1} (new tensors): the summary's mask overlap (issue 23)
     if run.on_round_start is not None:
         run.on_round_start(r, model, masks)
     resume = store.load_checkpoint(r)
@@ -116,11 +129,14 @@ def _run_round(run: Rounds, r: int) -> dict:
     updater = assemble.mask_updater(cfg, masks, s_i, s_f, r, context_recorder(context, model) if context else None)
     final = s_f if isinstance(s_f, float) else masks_total(masks, s_f)
     log.info("round %d/%d: %s to sparsity %.4f", r, cfg.prune.rounds, cfg.prune.schedule, final)
+    budget = total_steps(cfg.train, len(run.dataset.train_y))
+    if run.logger is not None:
+        run.logger.start_round(r, budget)
     loop = assemble.loop(cfg, run.dataset, run.device, model, masks, run.forward, start_step=restart.start_step,
                          start_loader=restart.start_loader(store, r), lr_context=context)
     result = fit(loop, pruning=updater, resume=resume, save_checkpoint=lambda state: store.save_checkpoint(r, state),
                  progress=run.progress, desc=f"round {r}/{cfg.prune.rounds}",
-                 callbacks=distributed.callbacks())
+                 callbacks=[*distributed.callbacks(), *([run.logger] if run.logger is not None else [])])
     report = masks.report()
     metrics = result.pop("metrics")
     loader = result.pop("loader")
@@ -130,6 +146,9 @@ def _run_round(run: Rounds, r: int) -> dict:
                "lr_schedule": cfg.train.lr_schedule, **result}
     if context is not None:
         summary["lr_context"] = context.summary()
+    summary["mask_overlap"] = jaccard(previous_mask, masks.state_dict())  # kept-weight Jaccard with m_{r-1}
+    if run.logger is not None:
+        run.logger.log_round(summary, budget)
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary,
                      loader if restart.continues_data else None)
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
