@@ -67,8 +67,15 @@ def skip_reason(cmd: str) -> Optional[str]:
         return "not an lth command"
     if re.search(r"<[^>]*>|\bRUN(_DIR)?\b|RUN\.\.\.|\bFLAGS\b|\[|\$", cmd):
         return "a template (RUN_DIR, <name>, FLAGS, $var): the commands it stands for are the others"
+    if re.search(r"\bDIR\b|(^|[\s=:])/data\b|my_pkg|path/to|\bRUN_[A-Z]\b|tinytext:", cmd):
+        return "a template (a folder, package or runs of the user's: DIR, /data, my_pkg, path/to, RUN_A, tinytext)"
     if "--device cuda" in cmd:
         return "needs a GPU"
+    if "--nproc-per-node" in argv:
+        return "starts data-parallel ranks: tests/test_distributed.py runs 2-rank runs and kills one"
+    if re.search(r"--model (torchvision|timm|hf):", cmd) and "--dry-run" not in argv and "--layers-list" not in argv:
+        return ("an ImageNet-sized or text model (digits is 8 px, 1 channel): tests/test_external_models.py and "
+                "tests/test_layers.py build and train them on generated data")
     if "ray" in argv:
         return "needs a Ray cluster"
     if any(a.startswith("runs/") or "*" in a for a in argv[3:]):
@@ -110,7 +117,9 @@ def _on_digits(argv: List[str]) -> List[str]:
 def tiny(cmd: str) -> Tuple[str, List[str]]:
     """(module, argv) of the example at a tiny budget."""
     argv = shlex.split(cmd)
-    module, argv = argv[2], argv[3:]
+    module, argv = argv[2], [a for a in argv[3:] if a != "..."]   # "...": the rest of the example's flags
+    if module == "lth.run" and ("--dry-run" in argv or "--layers-list" in argv):
+        return module, argv   # writes nothing and trains nothing: run as written
     if module == "lth.run":
         argv = _on_digits(argv)
         if _value(argv, "--rounds"):
@@ -145,6 +154,8 @@ def is_slow(cmd: str) -> bool:
     if cmd in COVERED:
         return True
     if module == "lth.bench":
+        return True
+    if "--log" in argv:   # the quick run with a logger: tests/test_loggers.py reads each one back
         return True
     if module == "lth.structured":
         return "--dataset digits" not in cmd           # the CIFAR examples: five more 15 s runs

@@ -27,6 +27,7 @@ from lth.data import folders
 from lth.data.datasets import Dataset
 from lth.data.loader import DeviceLoader
 from lth.data.streaming import StreamDataset, StreamingLoader
+from lth.knobs import number
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.training.device import pick_device
 
@@ -99,18 +100,24 @@ def measure(root: Path, image_size: int, batch_size: int, workers: List[int], ba
     return rows
 
 
-def main(argv=None) -> int:
+def parser() -> OneLineParser:
     p = OneLineParser(prog="python -m lth.bench.folder_loader", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", help="an image folder (imagefolder:DIR's layout)")
-    p.add_argument("--image-size", type=int, default=32, help="decoded size S [default: 32]")
-    p.add_argument("--batch-size", type=int, default=64, help="[default: 64]")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try [default: 0 2]")
-    p.add_argument("--batches", type=int, default=10, help="timed batches per pass [default: 10]")
+    p.add_argument("--image-size", type=number(int, "image_size", ge=1), default=32,
+                   help="decoded size S [default: 32; >= 1]")
+    p.add_argument("--batch-size", type=number(int, "batch_size", ge=1), default=64, help="[default: 64; >= 1]")
+    p.add_argument("--workers", type=number(int, "workers", ge=0), nargs="+", default=[0, 2],
+                   help="DataLoader workers to try [default: 0 2; >= 0]")
+    p.add_argument("--batches", type=number(int, "batches", ge=1), default=10,
+                   help="timed batches per pass [default: 10; >= 1]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of the main process [default: 1]")
-    args = p.parse_args(argv)
-    if args.image_size < 1 or args.batch_size < 1 or args.batches < 1 or min(args.workers) < 0:
-        raise LthError("--image-size, --batch-size and --batches must be >= 1 and --workers >= 0")
+    p.add_argument("--threads", type=number(int, "threads", ge=1), default=1,
+                   help="intra-op threads of the main process [default: 1; >= 1]")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     device = pick_device(args.device)
     rows = measure(Path(args.folder).expanduser(), args.image_size, args.batch_size, args.workers, args.batches, device)

@@ -7,7 +7,7 @@ Your loop stays as it is; the pruner hooks the optimizer's step:
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(); loss.backward(); optimizer.step()
     pruner.masks.sparsity()                  # 0.9 after the T-th step
-    pruner.save_masks("mask.pt")             # lth's mask format (lth.runs.store.save_tensors)
+    pruner.save_masks("mask.pt")             # lth's mask format (lth.runs.files.save_tensors)
 
 It follows the schedule exactly as `lth run` does (docs/DESIGN.md §2, tests/test_pruner.py
 compares the per-step sparsity): the mask of step k is the MaskUpdater's update at
@@ -181,8 +181,8 @@ class Pruner:
 
     def save_masks(self, path) -> None:
         """The mask in lth's format (a round's mask.pt: bool tensors by weight name, checksummed,
-        written atomically); load it with lth.runs.store.load_tensors."""
-        from lth.runs.store import save_tensors  # the store pulls in the config; only when saving
+        written atomically); load it with lth.runs.files.load_tensors."""
+        from lth.runs.files import save_tensors
         save_tensors(Path(path), self.masks.state_dict())
 
     def state_dict(self) -> dict:
