@@ -129,12 +129,12 @@ def test_sigkill_when_a_file_appears_then_resume_more(tmp_path, reference, patte
     _kill_when(tmp_path, reference, pattern)
 
 
-# A real SIGKILL from inside an atomic write: lth.runs.store's os.fsync is wrapped so that the
+# A real SIGKILL from inside an atomic write: lth.runs.files' os.fsync is wrapped so that the
 # nth write whose temporary file matches a glob is torn (cut to half) and the process killed,
 # after the data went to the temporary file and before the rename.
 KILL_IN_WRITE = textwrap.dedent("""
     import fnmatch, os, runpy, signal, sys
-    import lth.runs.store
+    import lth.runs.files
     pattern, nth, sig = sys.argv[1], int(sys.argv[2]), getattr(signal, sys.argv[3])
     del sys.argv[1:4]
     seen = 0
@@ -153,7 +153,7 @@ KILL_IN_WRITE = textwrap.dedent("""
                     os.kill(os.getpid(), sig)
             os.fsync(fd)
 
-    lth.runs.store.os = Os()
+    lth.runs.files.os = Os()
     sys.argv[0] = "lth.run"
     runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
 """)
@@ -163,7 +163,7 @@ KILL_IN_WRITE = textwrap.dedent("""
 # checkpoint that lives a fraction of a second).
 SIGNAL_AFTER_RENAME = textwrap.dedent("""
     import fnmatch, os, runpy, signal, sys
-    import lth.runs.store
+    import lth.runs.files
     pattern, sig = sys.argv[1], getattr(signal, sys.argv[2])
     del sys.argv[1:3]
 
@@ -176,7 +176,7 @@ SIGNAL_AFTER_RENAME = textwrap.dedent("""
             if fnmatch.fnmatch(os.path.abspath(dst), pattern):
                 os.kill(os.getpid(), sig)
 
-    lth.runs.store.os = Os()
+    lth.runs.files.os = Os()
     sys.argv[0] = "lth.run"
     runpy.run_module("lth.run", run_name="__main__", alter_sys=True)
 """)

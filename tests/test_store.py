@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth.runs import store
+from lth.runs import files, store
 from lth.errors import LthError
 from lth.runs.store import RunStore, load_tensors, run_lock, save_tensors
 
@@ -47,7 +47,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monke
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(store.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(LthError) as e:
         store.write_json(target, {"new": True})
     assert str(target) in str(e.value) and "disk full" in str(e.value)
@@ -61,7 +61,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
 
     def ctrl_c(fd):
         raise KeyboardInterrupt
-    monkeypatch.setattr(store.os, "fsync", ctrl_c)
+    monkeypatch.setattr(files.os, "fsync", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         save_tensors(target, {"x": torch.zeros(2)})
     monkeypatch.undo()
@@ -89,8 +89,8 @@ def _record_fsyncs(monkeypatch):
     def replace(src, dst):
         real_replace(src, dst)
         events.append(("rename", str(dst)))
-    monkeypatch.setattr(store.os, "fsync", fsync)
-    monkeypatch.setattr(store.os, "replace", replace)
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
     return events
 
 
@@ -122,7 +122,7 @@ def _dir_fsync_fails(monkeypatch, code):
         if stat.S_ISDIR(os.fstat(fd).st_mode):
             raise OSError(code, os.strerror(code))
         return real(fd)
-    monkeypatch.setattr(store.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "fsync", fsync)
 
 
 def test_a_file_system_that_cannot_fsync_folders_is_accepted(tmp_path, monkeypatch):
@@ -155,19 +155,19 @@ def temp(folder: Path, name: str, pid: int, host=None) -> Path:
 
 
 def test_temp_names_carry_pid_and_a_sanitised_host(tmp_path, monkeypatch):
-    monkeypatch.setattr(store.socket, "gethostname", lambda: "node7.cluster.local")
+    monkeypatch.setattr(files.socket, "gethostname", lambda: "node7.cluster.local")
     name = store.temp_name(tmp_path / "final.pt").name
     assert name == f".final.pt.{os.getpid()}@node7-cluster-local.tmp"
-    assert store._temp_owner(Path(name)) == (os.getpid(), "node7-cluster-local")
-    assert store._temp_owner(Path(".final.pt.123.tmp")) == (123, None)        # the old format
+    assert files._temp_owner(Path(name)) == (os.getpid(), "node7-cluster-local")
+    assert files._temp_owner(Path(".final.pt.123.tmp")) == (123, None)        # the old format
     for foreign in (".notes.tmp", ".a.x@h.tmp", ".a.12@.tmp", "a.12@h.tmp", ".a.12@h.tmp.bak"):
-        assert store._temp_owner(Path(foreign)) is None
-    monkeypatch.setattr(store.socket, "gethostname", lambda: "")
+        assert files._temp_owner(Path(foreign)) is None
+    monkeypatch.setattr(files.socket, "gethostname", lambda: "")
     assert store.temp_name(tmp_path / "a").name.endswith("@unknown.tmp")
 
 
 def test_only_this_hosts_dead_writers_temp_files_are_removed(tmp_path):
-    host, dead = store._host(), dead_pid()
+    host, dead = files._host(), dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         removed = {temp(tmp_path / "round_01", "checkpoint.pt", dead, host),
@@ -191,7 +191,7 @@ def test_only_this_hosts_dead_writers_temp_files_are_removed(tmp_path):
 
 def test_a_stability_folder_is_cleaned_by_whoever_takes_its_lock(tmp_path):
     s = RunStore(tmp_path)
-    dead, host = dead_pid(), store._host()
+    dead, host = dead_pid(), files._host()
     stale = temp(s.stability_dir(3, "ticket") / "seed0", "copy_a.pt", dead, host)
     foreign = temp(s.stability_dir(3, "ticket") / "seed0", "copy_b.pt", dead, "other-host")
     elsewhere = temp(s.stability_dir(4, "ticket"), "x.json", dead, host)
@@ -354,8 +354,10 @@ def test_create_keeps_an_existing_config(tmp_path):
 
 
 def test_create_writes_the_provenance_diff_before_config_json(tmp_path, monkeypatch):
-    s, order, real = RunStore(tmp_path / "run"), [], store.atomic_write_bytes
-    monkeypatch.setattr(store, "atomic_write_bytes", lambda path, data: (order.append(path.name), real(path, data)))
+    s, order, real = RunStore(tmp_path / "run"), [], files.atomic_write_bytes
+    spy = lambda path, data: (order.append(path.name), real(path, data))  # noqa: E731
+    monkeypatch.setattr(store, "atomic_write_bytes", spy)   # the store's own writes
+    monkeypatch.setattr(files, "atomic_write_bytes", spy)   # and write_json's (lth.runs.files)
     s.create({"v": 1}, provenance_diff=b"diff --git a/x b/x\n")
     assert order == ["provenance.diff", "config.json"]
     assert s.provenance_path.read_bytes() == b"diff --git a/x b/x\n" and s.config() == {"v": 1}
@@ -423,7 +425,7 @@ def test_lock_of_a_live_process_refuses_and_of_a_killed_one_is_taken_over(tmp_pa
         holder.wait()
     runhelpers.record_fault("store: stale lock of a SIGKILLed holder", "taken over")
     assert (tmp_path / ".lock").read_text() == str(holder.pid)  # stale: the dead holder's pid remains
-    with caplog.at_level("INFO", logger="lth.runs.store"):
+    with caplog.at_level("INFO", logger="lth.runs.files"):
         with run_lock(tmp_path):
             assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert f"from pid {holder.pid}" in caplog.text
