@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
-from lth import __version__
+from lth import __version__, plugins
 from lth.errors import EXIT_USAGE, LthError, cli_main
 from lth.registry import Registry
 
@@ -77,6 +77,7 @@ def usage() -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    plugins.load()   # a plugin may add commands (RUNNERS) as well as entries
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else EXIT_USAGE

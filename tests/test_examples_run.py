@@ -118,8 +118,10 @@ def tiny(cmd: str) -> Tuple[str, List[str]]:
     """(module, argv) of the example at a tiny budget."""
     argv = shlex.split(cmd)
     module, argv = argv[2], [a for a in argv[3:] if a != "..."]   # "...": the rest of the example's flags
-    if module == "lth.run" and ("--dry-run" in argv or "--layers-list" in argv):
-        return module, argv   # writes nothing and trains nothing: run as written
+    if module == "lth.run" and "--dry-run" in argv:
+        return module, argv   # writes nothing, reads no data: run as written
+    if module == "lth.run" and "--layers-list" in argv:   # writes nothing; the model's classes from digits
+        return module, argv if "--dataset" in argv else [*argv, "--dataset", "digits"]
     if module == "lth.run":
         argv = _on_digits(argv)
         if _value(argv, "--rounds"):

@@ -136,7 +136,9 @@ def test_the_run_store_and_the_foundation_are_leaves():
     foundation = ("lth.errors", "lth.knobs", "lth.registry")
     for m in foundation:
         assert not [d for d in EDGES[m] if not under(d, *foundation)], m
-    assert not [d for d in EDGES["lth.runs.store"] if not under(d, "lth.config", *foundation)]
+    # the files layer (atomic writes, checksummed tensors, locks) is a leaf too
+    assert not [d for d in EDGES["lth.runs.files"] if not under(d, *foundation)]
+    assert not [d for d in EDGES["lth.runs.store"] if not under(d, "lth.config", "lth.runs.files", *foundation)]
 
 
 def test_lower_layers_do_not_reach_up():
@@ -148,7 +150,8 @@ def test_lower_layers_do_not_reach_up():
                        "lth.training.callbacks", "lth.study", "lth.structured", "lth.bench", "lth.lmc", "lth.cli"),
         "lth.data": ("lth.pruning", "lth.training.loop", "lth.training.callbacks", "lth.lottery", "lth.runs", "lth.study", "lth.structured"),
         "lth.models": ("lth.pruning", "lth.training", "lth.lottery", "lth.runs", "lth.study", "lth.structured"),
-        "lth.pruning": ("lth.training", "lth.lottery", "lth.config", "lth.run", "lth.runs", "lth.study",
+        "lth.pruning": ("lth.training", "lth.lottery", "lth.config", "lth.run", "lth.runs.store", "lth.runs.index",
+                        "lth.runs.provenance", "lth.study",
                         "lth.structured"),
         "lth.training": ("lth.lottery", "lth.runs", "lth.study", "lth.structured", "lth.bench"),
         "lth.runs": ("lth.lottery", "lth.training", "lth.study", "lth.structured", "lth.bench"),
