@@ -66,14 +66,3 @@ def curve(model: nn.Module, forward: Callable, state_a: dict, state_b: dict, alp
     bar.close()
     return points
 
-
-def summarise(points: List[dict]) -> dict:
-    """The curve's endpoints (alpha 1: copy a, alpha 0: copy b, as this probe evaluated them),
-    instability error and error barrier: all from the same evaluation."""
-    by_alpha = {p["alpha"]: p for p in points}
-    end_a, end_b, middle = by_alpha[1.0], by_alpha[0.0], by_alpha[0.5]
-    endpoint_mean = (end_a["error"] + end_b["error"]) / 2
-    return {"endpoints": {"a": {"acc": end_a["acc"], "error": end_a["error"]},
-                          "b": {"acc": end_b["acc"], "error": end_b["error"]}},
-            "instability_error": middle["error"],
-            "error_barrier": max(p["error"] for p in points) - endpoint_mean}

@@ -22,7 +22,8 @@ from typing import Callable
 
 from analysis import cli
 from analysis.copies import Workspace, budget, load_copy, train_copy
-from analysis.interpolate import curve, summarise
+from analysis.interpolate import curve
+from lth.lmc.curve import summarise
 from lth.lmc.probe import has_batchnorm
 from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpoint_path, copy_path, find_result,
                                result_path)

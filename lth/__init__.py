@@ -3,34 +3,23 @@
     from lth import config, execute
     result = execute(config.from_overrides({"schedule": "ocp"}, preset="quick"), device="cpu")
 
-Modules, one idea each (docs/DESIGN.md has the map):
-  registry   registries whose entries declare their parameters; knobs: fields with bounds
-  schedules  in-round sparsity schedules (one-shot, IMP, iterative, AGP, one-cycle)
-  lr_schedules, optimizers   the training recipe's registries
-  masks      mask storage and enforcement
-  pruning    the one home of pruning: criteria, scope, targets, the in-round mask updater;
-             channel groups (torch-pruning), saliency, FLOPs-targeted selection
-  restart    round restart policies (rewind to W0, or to the dense W_k at step k; continue:
-             prune-retrain from a dense run)
-  rewinding  late rewinding's dense phase: W_k and the loader position (rewind.pt)
-  retrain_lr retraining LR schedules FT, LRW, SLR, CLR, LLR, ALLR (Zimmer et al.) and their context
-  models     model registry (resnet18, vgg16, resnet20, lenet300_100, conv2/4/6), each initialised
-             as its reference implementation (models.init; `python -m lth.models.reference`)
-  data       datasets as tensors and the device-resident loader
-  augment    fastai's aug_transforms() defaults, batched on the device
-  train      one training run, pruning while training
-  interpolate  in-place interpolation between networks, BatchNorm recomputation
-  config     the dataclasses that describe a run and generate the CLI; the normalised hash
-  store      the run directory: layout, atomic writes, checksums, lock
-  assemble   model, data, masks and restart state from a config
-  imp        the IMP driver (rounds)
-  execution  lth.execute(cfg): a whole run as a library call
-  run        `python -m lth.run`, the main entry point; runs: `python -m lth.runs list`
-  bimp       `python -m lth.bimp`: budgeted IMP and pruning-during-training baselines at one budget
-  bench      `python -m lth.bench`, the benchmarks
-  study      `python -m lth.study`, studies: many runs and their analyses as one command
-  structured `python -m lth.structured`: OCSPruner and the schedules at channel granularity, export
-  errors     one-line user errors and the CLI wrapper
+Packages, a concept each, bottom up (docs/DESIGN.md §8 has the map; tests/test_imports.py
+keeps the imports pointing down, with no circles):
+  errors, knobs, registry   one-line errors; fields with bounds; the Registry type with traits
+  plugins, builtins         third-party entries (entry-point group lth.plugins); lth's own entries
+  data/      datasets (registry), folders, ImageNet and factory sources, DeviceLoader, streaming, augment
+  models/    the model registry and models by spec (torchvision:, timm:, hf:, MODULE:FACTORY)
+  config/    the dataclasses that describe a run and generate the CLI; presets; resolve once; the hash
+  pruning/   masks, in-round schedules, criteria, scope, targets, the mask updater, layers, channels,
+             lth.Pruner
+  training/  the one loop (loop.py) and its callbacks, optimizers, LR schedules, recipes, retraining
+             LR context, divergence watch, loggers, device, data-parallel ranks (distributed, launch)
+  lmc/       interpolation between networks (probe) and the stability curve of two checkpoints
+  lottery/   the IMP driver: run assembly, rounds (imp), restart policies, late rewinding, BIMP,
+             lth.execute (execution)
+  runs/      durable files, the run directory (store), provenance, the list of runs (index)
+  structured/, study/, bench/   structured pruning, studies, benchmarks
+  cli        the `lth` command (a runner per job); run, bimp: `python -m` entry points
 
 Your own training loop (docs/your-own-loop.md), imported on first use:
   lth.Pruner                  the schedules and masks on any model and optimizer (lth.pruning.pruner)

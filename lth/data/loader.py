@@ -69,7 +69,9 @@ class DeviceLoader:
         n = len(self.y)
         return n // self.batch_size if self.train else math.ceil(n / self.batch_size)
 
-    def __iter__(self):
+    def start_epoch(self):
+        """This epoch's order (a fresh shuffle from the order generator when training) and the
+        first batch to hand out (after a restored mid-epoch position or a seek: later than 0)."""
         n = len(self.y)
         self.epoch_order_state = self.order_generator.get_state()
         if self.train:
@@ -77,6 +79,10 @@ class DeviceLoader:
         else:
             order = torch.arange(n, device=self.device)
         first, self.skip = self.skip, 0  # skipped batches are neither augmented nor yielded
+        return order, first
+
+    def __iter__(self):
+        order, first = self.start_epoch()
         for i in range(first, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.shard is None:

@@ -124,13 +124,7 @@ class StreamingLoader(DeviceLoader):
         self.workers = workers or default_workers()
 
     def __iter__(self):
-        n = len(self.y)
-        self.epoch_order_state = self.order_generator.get_state()
-        if self.train:
-            order = torch.randperm(n, generator=self.order_generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        first, self.skip = self.skip, 0  # skipped batches are neither decoded, augmented nor yielded
+        order, first = self.start_epoch()   # skipped batches are neither decoded, augmented nor yielded
         order_cpu = order.cpu()
         # each rank decodes only its slice of a global batch (issue 22); the draws stay global
         part = self.slice_of(self.batch_size) if self.shard is not None else slice(None)

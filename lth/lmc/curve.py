@@ -100,7 +100,8 @@ def _pairs(batches: Iterable, device) -> Iterable:
 
 def summarise(points: List[dict]) -> dict:
     """Endpoints (alpha 1: a, alpha 0: b), instability error (alpha 0.5) and error barrier
-    (max error minus the mean endpoint error), as analysis.interpolate.summarise defines them."""
+    (max error minus the mean endpoint error), Frankle et al. 2020's definitions; the stability
+    analysis (analysis.interpolate) uses this one too."""
     by_alpha = {p["alpha"]: p for p in points}
     end_a, end_b, middle = by_alpha[1.0], by_alpha[0.0], by_alpha[0.5]
     endpoint_mean = (end_a["error"] + end_b["error"]) / 2
