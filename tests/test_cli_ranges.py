@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # where parsers are only defined or extended, not a command's own parser
-HELPERS = {"lth/errors.py", "lth/config/__init__.py", "lth/structured/config.py", "analysis/cli.py"}
+HELPERS = {"lth/errors.py", "lth/config/__init__.py", "lth/config/flags.py", "lth/structured/config.py", "analysis/cli.py"}
 
 
 def parser_modules():

@@ -475,9 +475,10 @@ def test_the_main_path_resolves_and_validates_once(monkeypatch, tmp_path):
     """One resolved-config type, validated at the edge: lth.run resolves the flags into a
     ResolvedConfig, and lth.execute takes it as it is (issue 20)."""
     from lth import config as config_mod, run as lth_run
+    from lth.config import sections
     calls = []
     real = config_mod.validate
-    monkeypatch.setattr(config_mod, "validate", lambda cfg: (calls.append(1), real(cfg))[1])
+    monkeypatch.setattr(sections, "validate", lambda cfg: (calls.append(1), real(cfg))[1])
     assert lth_run.main(["--preset", "quick", "--rounds", "1", "--steps", "2", "--no-progress", "--device", "cpu",
                          "--runs-root", str(tmp_path)]) == 0
     assert calls == [1]
