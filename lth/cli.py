@@ -54,6 +54,8 @@ BUILTIN_RUNNERS = (
      "the paper's figures from finished runs"),
     ('tables', 'lth.study.tables:main', 'python -m analysis.tables',
      "the paper's Tables 1-3 from studies, beside its numbers"),
+    ('mask-overlap', 'analysis.mask_overlap:main', 'python -m analysis.mask_overlap',
+     'where a ticket settles: kept-weight Jaccard between rounds and runs, as a figure'),
     ('retrain', 'analysis.retrain:main', 'python -m analysis.retrain',
      'the retraining-schedule and BIMP table and figure'),
     ('structured-report', 'analysis.structured:main', 'python -m analysis.structured',

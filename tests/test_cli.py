@@ -25,7 +25,7 @@ def test_help_lists_every_runner_with_its_line():
 
 
 @pytest.mark.parametrize("name", ["run", "study", "structured", "bimp", "stability", "figures", "tables", "bench",
-                                  "runs", "retrain", "structured-report"])
+                                  "runs", "retrain", "structured-report", "mask-overlap"])
 def test_every_runner_loads_and_answers_help(name, capsys):
     runner = cli.RUNNERS.get(name).fn
     with pytest.raises(SystemExit) as exit_:
