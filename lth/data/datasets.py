@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 TEST_FRACTION = 0.2       # digits and caltech101 have no official split: seeded 80/20
 
 
+def channel_stats(images: torch.Tensor):
+    """Per-channel mean and std (floored at 1e-3) of uint8 NCHW images, on the [0, 1] scale."""
+    x = images.float()
+    return x.mean(dim=(0, 2, 3)) / 255.0, (x.std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
+
+
 @dataclass
 class Dataset:
     """A dataset held in memory: uint8 images (N, C, H, W), int64 labels."""
@@ -64,8 +70,7 @@ class Dataset:
         computation makes a float copy of the whole training set (CIFAR-10: 600 MB)."""
         if self.train_x.dim() == 2:   # token ids (issue 21: text datasets): nothing to normalise
             return torch.zeros(1), torch.ones(1)
-        x = self.train_x.float()
-        return x.mean(dim=(0, 2, 3)) / 255.0, (x.std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
+        return channel_stats(self.train_x)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -24,7 +24,6 @@ anything is written; `skip` leaves such files out, named in the log. In memory e
 decoded first; streamed, every file's header is read first (a file whose header reads but whose
 pixels do not decode is still named in one line when a batch reaches it).
 """
-import importlib
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from lth.data import datasets, folders
 from lth.data.datasets import Dataset
 from lth.data.streaming import StreamDataset, default_workers, usable_workers
 from lth.errors import LthError
+from lth.factories import import_callable
 
 log = logging.getLogger(__name__)
 
@@ -198,20 +198,9 @@ def _decode_all(images: folders.ImageFiles, bad: str, workers: int, size: int):
 # ---- MODULE:FUNCTION ----------------------------------------------------------------------
 
 def _factory(name: str):
-    module_name, function = name.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            raise LthError(f"unknown dataset {name!r}: {module_name!r} is neither imagefolder nor an importable "
-                           f"module") from None
-        raise LthError(f"dataset factory module {module_name} failed to import: {e}") from None
-    except Exception as e:  # the user's module raised while importing
-        raise LthError(f"dataset factory module {module_name} failed to import: {type(e).__name__}: {e}") from None
-    fn = getattr(module, function, None)
-    if not callable(fn):
-        raise LthError(f"dataset factory {name}: {module_name} has no function {function!r}")
-    return fn
+    module_name = name.split(":")[0]
+    return import_callable(name, "dataset factory", f"unknown dataset {name!r}: {module_name!r} is neither "
+                                                    f"imagefolder nor an importable module")[1]
 
 
 def _from_factory(name: str, data_dir: str, size: int, loader: str, workers: int, device):

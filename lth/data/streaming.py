@@ -24,6 +24,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.data import DataLoader
 
+from lth.data.datasets import channel_stats
 from lth.data.loader import DeviceLoader
 from lth.data.folders import bad_message
 from lth.errors import LthError
@@ -88,8 +89,7 @@ class StreamDataset:
             if isinstance(image, str):
                 raise LthError(bad_message(image))
             images.append(image)
-        x = torch.stack(images).float()
-        return x.mean(dim=(0, 2, 3)) / 255.0, (x.std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
+        return channel_stats(torch.stack(images))
 
     @property
     def mean(self) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from lth.errors import LthError
+from lth.factories import import_callable
 
 LIBRARIES = ("torchvision", "timm", "hf")
 EXTRAS = {"timm": "timm", "hf": "hf"}        # library -> the setup.cfg extra that installs it
@@ -85,20 +86,9 @@ def _import_library(name: str):
 
 
 def _import_factory(spec: Spec):
-    module_name, function = spec.name.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            raise LthError(f"unknown model spec {spec.name!r}: {module_name!r} is not a library prefix "
-                           f"({', '.join(LIBRARIES)}) nor an importable module") from None
-        raise LthError(f"model factory module {module_name} failed to import: {e}") from None
-    except Exception as e:   # the user's module raised while importing
-        raise LthError(f"model factory module {module_name} failed to import: {type(e).__name__}: {e}") from None
-    factory = getattr(module, function, None)
-    if not callable(factory):
-        raise LthError(f"model factory {spec.name}: {module_name} has no function {function!r}")
-    return module, factory
+    module_name = spec.name.split(":")[0]
+    return import_callable(spec.name, "model factory", f"unknown model spec {spec.name!r}: {module_name!r} is not a "
+                                                       f"library prefix ({', '.join(LIBRARIES)}) nor an importable module")
 
 
 def check(model: str) -> None:
