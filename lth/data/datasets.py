@@ -38,8 +38,20 @@ def channel_stats(images: torch.Tensor):
     return x.mean(dim=(0, 2, 3)) / 255.0, (x.std(dim=(0, 2, 3)) / 255.0).clamp_min(1e-3)
 
 
+class Normalised:
+    """`mean` and `std`, per channel in [0, 1], from a dataset's `stats` (the loaders normalise by them)."""
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.stats[0]
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.stats[1]
+
+
 @dataclass
-class Dataset:
+class Dataset(Normalised):
     """A dataset held in memory: uint8 images (N, C, H, W), int64 labels."""
     name: str
     train_x: torch.Tensor
@@ -71,14 +83,6 @@ class Dataset:
         if self.train_x.dim() == 2:   # token ids (issue 21: text datasets): nothing to normalise
             return torch.zeros(1), torch.ones(1)
         return channel_stats(self.train_x)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.stats[0]
-
-    @property
-    def std(self) -> torch.Tensor:
-        return self.stats[1]
 
 
 # An entry is a loader (data_dir, download, split_seed) -> Dataset. Trait official_split: the

@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.data import DataLoader
 
-from lth.data.datasets import channel_stats
+from lth.data.datasets import Normalised, channel_stats
 from lth.data.loader import DeviceLoader
 from lth.data.folders import bad_message
 from lth.errors import LthError
@@ -48,7 +48,7 @@ def default_workers() -> int:
 
 
 @dataclass
-class StreamDataset:
+class StreamDataset(Normalised):
     """A dataset whose images stay on disk: the interface of lth.data.datasets.Dataset, with
     train_x / test_x torch Datasets of (uint8 (C, S, S), label) instead of tensors. Labels are
     held in memory (ImageNet: 10 MB)."""
@@ -90,14 +90,6 @@ class StreamDataset:
                 raise LthError(bad_message(image))
             images.append(image)
         return channel_stats(torch.stack(images))
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.stats[0]
-
-    @property
-    def std(self) -> torch.Tensor:
-        return self.stats[1]
 
 
 def _collate(items):
