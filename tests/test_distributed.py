@@ -147,3 +147,16 @@ def test_launcher_checks_before_any_rank_starts(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_the_follower_store_takes_every_write_as_the_run_store_does():
+    """A rank's FollowerStore stands in for RunStore: every method it overrides must accept
+    the same arguments (save_round gained loader= for the continue restart and the follower
+    had not: a 2-rank run died at its first round's end)."""
+    import inspect
+    from lth.runs.follower import FollowerStore
+    from lth.runs.store import RunStore
+    overridden = [n for n, f in vars(FollowerStore).items() if callable(f) and not n.startswith("__")]
+    assert "save_round" in overridden
+    for name in overridden:
+        assert inspect.signature(getattr(FollowerStore, name)) == inspect.signature(getattr(RunStore, name)), name

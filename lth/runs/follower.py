@@ -40,7 +40,8 @@ class FollowerStore(RunStore):
     def save_checkpoint(self, r: int, state: dict) -> None:
         pass
 
-    def save_round(self, r: int, mask: dict, final: dict, metrics: List[dict], summary: dict) -> None:
+    def save_round(self, r: int, mask: dict, final: dict, metrics: List[dict], summary: dict,
+                   loader: Optional[dict] = None) -> None:
         pass
 
     def discard_checkpoint(self, r: int) -> None:
