@@ -263,7 +263,7 @@ def test_killed_three_times_then_finished(tmp_path, reference):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [["--rewind-step", "60"], ["--criterion", "random"],
-                                   ["--scope", "global", "--schedule", "iterative"]],
+                                   ["--scope", "global", "--schedule", "iterative", "--layer-rate"]],
                          ids=["late-rewinding", "random-pruning", "global-iterative"])
 def test_sigkill_with_other_settings_then_resume(tmp_path, extra):
     """Resuming restores what these settings add: W_k and the loader position (rewind.pt,
@@ -428,7 +428,9 @@ def bad_input_results(request, tmp_path_factory):
         (cwd / "broken.json").write_text("{not json")
         (cwd / "empty").mkdir()
         before = snapshot(cwd)
-        proc = cli([*TINY, "--runs-root", "runs", *argv], cwd=cwd)
+        # --resume takes the run's saved config: --preset with it is refused first, so it goes alone
+        base_argv = ["--no-progress"] if "--resume" in argv else [*TINY, "--runs-root", "runs"]
+        proc = cli([*base_argv, *argv], cwd=cwd)
         return name, (proc, before, snapshot(cwd), cwd)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         return dict(pool.map(one, selected))
@@ -478,7 +480,7 @@ def test_conflicting_config_for_an_existing_run_changes_nothing(tmp_path, refere
     time.sleep(0.01)
     before = snapshot(run_dir)
     argv = [a.replace("RUN", str(run_dir)) for a in how]
-    proc = cli([*TINY, *argv], cwd=tmp_path)
+    proc = cli([*(["--no-progress"] if "--resume" in argv else TINY), *argv], cwd=tmp_path)
     assert_one_line_error(proc, str(run_dir), "different config", "nothing was changed")
     assert snapshot(run_dir) == before              # bytes and mtimes, .lock included
     assert not (tmp_path / "runs").exists()

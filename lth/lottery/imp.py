@@ -151,6 +151,7 @@ def _run_round(run: Rounds, r: int) -> dict:
         run.logger.log_round(summary, budget)
     store.save_round(r, masks.state_dict(), model.state_dict(), metrics, summary,
                      loader if restart.continues_data else None)
+    distributed.barrier()  # issue 22: the next round reads this round's mask from rank 0's files
     log.info("round %d/%d done: sparsity %.4f, test acc %.4f, %.1f s, %.0f img/s", r, cfg.prune.rounds,
              summary["sparsity"], summary["test_acc"], summary["wall_time_s"], summary["images_per_s"])
     return summary

@@ -13,6 +13,7 @@ as `torchrun --standalone --nproc_per_node N -m lth.run ...` does, through torch
 """
 import logging
 import os
+import signal
 import sys
 import uuid
 from typing import List, Optional, Tuple
@@ -53,7 +54,7 @@ def launch(n: int, argv: List[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "lth.run", *argv)
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
+        rank, failure = _cause(e)
         if failure.exitcode == EXIT_USAGE:
             return EXIT_USAGE  # the ranks printed their one-line error
         how = f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
@@ -61,3 +62,13 @@ def launch(n: int, argv: List[str]) -> int:
               f"checkpoint are kept: run the same command again to resume", file=sys.stderr)
         return 1
     return 0
+
+
+def _cause(e) -> tuple:
+    """(rank, failure) of the rank whose end started it: a rank killed by a signal other than
+    SIGTERM (the launcher stopping the rest) or SIGABRT (gloo aborting when a peer's connection
+    closes, which can come first); else the earliest failure."""
+    consequences = (-signal.SIGTERM, -signal.SIGABRT)
+    killed = [(r, f) for r, f in e.failures.items() if f.exitcode < 0 and f.exitcode not in consequences]
+    return min(killed, key=lambda rf: rf[1].timestamp) if killed else e.get_first_failure()
+
