@@ -31,6 +31,24 @@ steps = 6
 """
 
 
+def mini_table2(steps: int) -> str:
+    """A Table 2 study of 4 runs: one-shot and OCP to 90 %, 2 seeds, one round of `steps` steps."""
+    return f"""
+name = "mini"
+preset = "quick"
+seeds = 2
+[base]
+rounds = 1
+steps = {steps}
+batch_size = 32
+[grid]
+schedule = ["one_shot", "ocp"]
+final_sparsity = [0.9]
+[analysis]
+table = "table2"
+"""
+
+
 def spec_file(folder: Path, text: str, name: str = "study.toml") -> Path:
     path = Path(folder) / name
     path.write_text(textwrap.dedent(text))

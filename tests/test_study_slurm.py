@@ -27,20 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START = ROOT / "tests" / "slurm" / "start_local_slurm.sh"
 PARTITION = "lth"
 
-MINI = """
-name = "mini"
-preset = "quick"
-seeds = 2
-[base]
-rounds = 1
-steps = 30
-batch_size = 32
-[grid]
-schedule = ["one_shot", "ocp"]
-final_sparsity = [0.9]
-[analysis]
-table = "table2"
-"""
+MINI = studyhelpers.mini_table2(steps=30)
 
 LONG = """
 name = "long"

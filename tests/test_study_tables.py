@@ -13,7 +13,7 @@ from lth.errors import cli_main
 from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 
-from studyhelpers import Inline, spec_file
+from studyhelpers import Inline, mini_table2, spec_file
 
 
 def bold_cells(md: str) -> int:
@@ -85,20 +85,7 @@ def test_table3_smallest_budget_reaching_the_target(paper):
 
 
 def test_analysis_tables_cli_on_a_real_tiny_study(tmp_path, capsys):
-    text = """
-    name = "mini"
-    preset = "quick"
-    seeds = 2
-    [base]
-    rounds = 1
-    steps = 8
-    batch_size = 32
-    [grid]
-    schedule = ["one_shot", "ocp"]
-    final_sparsity = [0.9]
-    [analysis]
-    table = "table2"
-    """
+    text = mini_table2(steps=8)
     path = spec_file(tmp_path, text)
     s = spec.load(str(path))
     plan = plan_mod.build(cells.expand(s), tmp_path / "runs", None)
