@@ -24,7 +24,7 @@ from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.errors import LthError
 from lth.pruning.masks import Masks
-from lth.runs.store import digest, load_tensors, save_tensors
+from lth.runs.files import digest, load_tensors, save_tensors
 from lth.training.loop import fit, total_steps
 
 log = logging.getLogger(__name__)

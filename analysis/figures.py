@@ -36,7 +36,8 @@ from analysis import cli, results, tables
 from analysis.settings import BN_MODES, CopySettings, ProbeSettings
 from lth.pruning import schedules
 from lth.errors import OneLineParser, cli_main
-from lth.runs.store import RunStore, atomic_write_bytes
+from lth.runs.store import RunStore
+from lth.runs.files import atomic_write_bytes
 
 log = logging.getLogger("analysis.figures")
 

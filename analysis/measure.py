@@ -29,9 +29,9 @@ from analysis.settings import (COPIES, CopySettings, ProbeSettings, copy_checkpo
                                result_path)
 from analysis.tickets import StartingPoint, starting_point
 from lth.lottery import assemble
-from lth.data.loader import DeviceLoader  # noqa: F401  (the loaders' interface)
 from lth.data.streaming import make_loader
-from lth.runs.store import RunStore, read_json, write_json
+from lth.runs.store import RunStore
+from lth.runs.files import read_json, write_json
 
 log = logging.getLogger("analysis.stability")
 

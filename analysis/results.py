@@ -6,7 +6,6 @@ by their schedule (and model, when the runs mix models), and only seed replicate
 differs); the spread over a group's runs is what Fig. 3's bands and Table 4's +- show.
 """
 import logging
-from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -16,7 +15,8 @@ from analysis.settings import CopySettings, ProbeSettings, find_result
 from analysis.tickets import KINDS
 from lth.errors import LthError
 from lth.pruning.schedules import SCHEDULES
-from lth.runs.store import RunStore, read_json
+from lth.runs.store import RunStore
+from lth.runs.files import read_json
 
 log = logging.getLogger(__name__)
 

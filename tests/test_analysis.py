@@ -20,13 +20,13 @@ from analysis import cli, figures, interpolate, results, stability, tables, tick
 from analysis.settings import CopySettings, ProbeSettings, copy_path, find_result, result_path
 from lth import config
 from lth.data import datasets
-from lth.lottery import imp
 from lth.lottery import assemble
 from lth import run as lth_run
 from lth.data.loader import DeviceLoader
 from lth.lmc.probe import recompute_batchnorm
 from lth.errors import cli_main
-from lth.runs.store import RunStore, digest, load_tensors, read_json, write_json
+from lth.runs.store import RunStore
+from lth.runs.files import digest, load_tensors, read_json, write_json
 from lth.training.loop import evaluate, make_loaders
 
 REPO = Path(analysis.__file__).resolve().parent.parent

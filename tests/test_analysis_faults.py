@@ -16,7 +16,8 @@ import analysis
 from analysis import stability
 from analysis.settings import CopySettings, ProbeSettings, copy_checkpoint_path, copy_path, find_result
 from lth import run as lth_run
-from lth.runs.store import RunStore, digest, load_tensors, read_json
+from lth.runs.store import RunStore
+from lth.runs.files import digest, load_tensors, read_json
 
 REPO = Path(analysis.__file__).resolve().parent.parent
 CLI_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -19,7 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lth.errors import LthError
-from lth.runs.store import RunStore, atomic_write_bytes
+from lth.runs.store import RunStore
+from lth.runs.files import atomic_write_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from lth import lmc, models
 from lth.data import datasets
 from lth.data.loader import DeviceLoader
 from lth.errors import LthError
-from lth.runs.store import save_tensors
+from lth.runs.files import save_tensors
 from lth.training.loop import evaluate as lth_evaluate
 
 

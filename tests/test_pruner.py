@@ -4,7 +4,6 @@ state, resumable state, lth's mask format, one-line errors for bad input.
 
     python -m pytest tests/test_pruner.py -q
 """
-import dataclasses
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ from lth.errors import LthError
 from lth.lottery import assemble
 from lth.pruning.masks import Masks
 from lth.pruning.pruner import DEFAULTS
-from lth.runs.store import load_tensors
+from lth.runs.files import load_tensors
 from runhelpers import fit_model
 from runhelpers import resolved_config
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import lth
 from lth import models
 from lth.errors import LthError
-from lth.runs.store import save_tensors
+from lth.runs.files import save_tensors
 
 
 def tiny(seed=0):

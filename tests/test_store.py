@@ -14,7 +14,8 @@ import torch
 
 from lth.runs import files, store
 from lth.errors import LthError
-from lth.runs.store import RunStore, load_tensors, run_lock, save_tensors
+from lth.runs.store import RunStore
+from lth.runs.files import load_tensors, run_lock, save_tensors
 
 import runhelpers
 
@@ -31,25 +32,25 @@ def payload():
 
 def test_atomic_writes_leave_no_temp_files(tmp_path):
     for i in range(3):
-        store.write_json(tmp_path / "a.json", {"i": i})
-        store.write_jsonl(tmp_path / "sub" / "m.jsonl", [{"i": i}, {"j": i}])
+        files.write_json(tmp_path / "a.json", {"i": i})
+        files.write_jsonl(tmp_path / "sub" / "m.jsonl", [{"i": i}, {"j": i}])
         save_tensors(tmp_path / "t.pt", {"x": torch.full((3,), float(i))})
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "m.jsonl", "sub", "t.pt"]
-    assert store.read_json(tmp_path / "a.json") == {"i": 2}
-    assert store.read_jsonl(tmp_path / "sub" / "m.jsonl") == [{"i": 2}, {"j": 2}]
+    assert files.read_json(tmp_path / "a.json") == {"i": 2}
+    assert files.read_jsonl(tmp_path / "sub" / "m.jsonl") == [{"i": 2}, {"j": 2}]
     assert torch.equal(load_tensors(tmp_path / "t.pt")["x"], torch.full((3,), 2.0))
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "a.json"
-    store.write_json(target, {"old": True})
+    files.write_json(target, {"old": True})
     before = target.read_bytes()
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(LthError) as e:
-        store.write_json(target, {"new": True})
+        files.write_json(target, {"new": True})
     assert str(target) in str(e.value) and "disk full" in str(e.value)
     assert target.read_bytes() == before
     assert runhelpers.temp_files(tmp_path) == []
@@ -72,7 +73,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
 def test_write_into_a_regular_file_is_an_error_naming_the_path(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(LthError, match=str(tmp_path / "file" / "a.json")):
-        store.write_json(tmp_path / "file" / "a.json", {})
+        files.write_json(tmp_path / "file" / "a.json", {})
 
 
 # ---- durability: the folder is fsynced after a rename and after creating a folder ------------
@@ -97,7 +98,7 @@ def _record_fsyncs(monkeypatch):
 def test_rename_is_followed_by_an_fsync_of_its_folder(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
     events = _record_fsyncs(monkeypatch)
-    store.write_json(tmp_path / "run" / "a.json", {"x": 1})
+    files.write_json(tmp_path / "run" / "a.json", {"x": 1})
     assert events == [("rename", str(tmp_path / "run" / "a.json")), ("fsync dir", str(tmp_path / "run"))]
 
 
@@ -107,7 +108,7 @@ def test_created_folders_are_made_durable_outermost_first(tmp_path, monkeypatch)
     assert events == [("fsync dir", str(tmp_path)), ("fsync dir", str(tmp_path / "a")),
                       ("rename", str(tmp_path / "a" / "b" / "t.pt")), ("fsync dir", str(tmp_path / "a" / "b"))]
     events.clear()
-    with store.folder_lock(tmp_path / "s" / "round_01"):   # the analysis's result folders too
+    with files.folder_lock(tmp_path / "s" / "round_01"):   # the analysis's result folders too
         pass
     assert events == [("fsync dir", str(tmp_path)), ("fsync dir", str(tmp_path / "s"))]
     events.clear()
@@ -127,14 +128,14 @@ def _dir_fsync_fails(monkeypatch, code):
 
 def test_a_file_system_that_cannot_fsync_folders_is_accepted(tmp_path, monkeypatch):
     _dir_fsync_fails(monkeypatch, errno.EINVAL)
-    store.write_json(tmp_path / "sub" / "a.json", {"x": 1})
-    assert store.read_json(tmp_path / "sub" / "a.json") == {"x": 1}
+    files.write_json(tmp_path / "sub" / "a.json", {"x": 1})
+    assert files.read_json(tmp_path / "sub" / "a.json") == {"x": 1}
 
 
 def test_a_failing_folder_fsync_is_an_error_naming_the_file(tmp_path, monkeypatch):
     _dir_fsync_fails(monkeypatch, errno.EIO)
     with pytest.raises(LthError, match=f"wrote {tmp_path / 'a.json'} but cannot make it durable"):
-        store.write_json(tmp_path / "a.json", {"x": 1})
+        files.write_json(tmp_path / "a.json", {"x": 1})
     assert runhelpers.temp_files(tmp_path) == []
 
 
@@ -156,14 +157,14 @@ def temp(folder: Path, name: str, pid: int, host=None) -> Path:
 
 def test_temp_names_carry_pid_and_a_sanitised_host(tmp_path, monkeypatch):
     monkeypatch.setattr(files.socket, "gethostname", lambda: "node7.cluster.local")
-    name = store.temp_name(tmp_path / "final.pt").name
+    name = files.temp_name(tmp_path / "final.pt").name
     assert name == f".final.pt.{os.getpid()}@node7-cluster-local.tmp"
     assert files._temp_owner(Path(name)) == (os.getpid(), "node7-cluster-local")
     assert files._temp_owner(Path(".final.pt.123.tmp")) == (123, None)        # the old format
     for foreign in (".notes.tmp", ".a.x@h.tmp", ".a.12@.tmp", "a.12@h.tmp", ".a.12@h.tmp.bak"):
         assert files._temp_owner(Path(foreign)) is None
     monkeypatch.setattr(files.socket, "gethostname", lambda: "")
-    assert store.temp_name(tmp_path / "a").name.endswith("@unknown.tmp")
+    assert files.temp_name(tmp_path / "a").name.endswith("@unknown.tmp")
 
 
 def test_only_this_hosts_dead_writers_temp_files_are_removed(tmp_path):
@@ -183,7 +184,7 @@ def test_only_this_hosts_dead_writers_temp_files_are_removed(tmp_path):
         assert set(RunStore(tmp_path).remove_stale_temp_files()) == removed
         assert all(p.exists() for p in kept) and not any(p.exists() for p in removed)
         assert stability.exists()   # the analysis's folder: not the run's to clean
-        assert store.remove_stale_temp_files(tmp_path, ("stability/**",)) == [stability]
+        assert files.remove_stale_temp_files(tmp_path, ("stability/**",)) == [stability]
     finally:
         live.kill()
         live.wait()
@@ -209,7 +210,7 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(back["mask"], p["mask"]) and torch.equal(back["half"], p["half"])
     assert torch.equal(back["nested"]["a"][1], p["nested"]["a"][1])
     assert back["nested"]["step"] == 12 and back["nested"]["none"] is None and back["rows"] == p["rows"]
-    assert store.digest(back) == store.digest(p)
+    assert files.digest(back) == files.digest(p)
 
 
 def test_round_trip_of_a_model_state_and_noncontiguous_tensors(tmp_path):
@@ -280,7 +281,7 @@ def test_flipped_bytes_anywhere_are_caught_or_harmless(tmp_path):
             assert str(path) in str(e) and "\n" not in str(e)
             caught += 1
         else:
-            assert store.digest(back) == store.digest(p), f"flip at {at} changed the payload unnoticed"
+            assert files.digest(back) == files.digest(p), f"flip at {at} changed the payload unnoticed"
     assert caught >= 48, caught
 
 
@@ -315,7 +316,7 @@ def test_crafted_pickle_is_refused_and_does_not_run(tmp_path, wrapped):
     evil.marker = str(marker)
     path = tmp_path / "round_01" / "mask.pt"
     path.parent.mkdir()
-    obj = {"format": store.FORMAT, "sha256": "0" * 64, "payload": {"w": evil}} if wrapped else evil
+    obj = {"format": files.FORMAT, "sha256": "0" * 64, "payload": {"w": evil}} if wrapped else evil
     torch.save(obj, path)
     # the file really is dangerous: an unsafe load would run the command
     assert b"system" in path.read_bytes()
@@ -373,17 +374,17 @@ def test_open_run_refuses_what_is_not_a_run(tmp_path):
 def test_corrupted_json_is_an_error_naming_the_path(tmp_path):
     (tmp_path / "summary.json").write_text('{"round": 1')
     with pytest.raises(LthError, match=str(tmp_path / "summary.json")):
-        store.read_json(tmp_path / "summary.json")
+        files.read_json(tmp_path / "summary.json")
     (tmp_path / "m.jsonl").write_text('{"a": 1}\n{"b"\n')
     with pytest.raises(LthError, match=str(tmp_path / "m.jsonl")):
-        store.read_jsonl(tmp_path / "m.jsonl")
+        files.read_jsonl(tmp_path / "m.jsonl")
 
 
 # ---- the lock ---------------------------------------------------------------------------------
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from lth.runs.store import run_lock
+    from lth.runs.files import run_lock
     with run_lock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(120)
@@ -392,7 +393,7 @@ HOLD = textwrap.dedent("""
 TRY = textwrap.dedent("""
     import sys
     from lth.errors import LthError
-    from lth.runs.store import run_lock
+    from lth.runs.files import run_lock
     try:
         with run_lock(sys.argv[1]):
             print("acquired")

@@ -3,18 +3,17 @@
 gives the same runs and results as the in-process executor; a Ray worker SIGKILLed in the
 middle of a run task is retried by Ray, resumes from the run's checkpoint, and the run is
 identical to one never killed. Without Ray, --executor ray is a one-line error."""
-import json
 import os
 import re
 import signal
 import sys
 import threading
-import time
 
 import pytest
 
 from lth.errors import LthError, cli_main
-from lth.runs.store import RunStore, read_json
+from lth.runs.store import RunStore
+from lth.runs.files import read_json
 from lth.study import analyses, analysis_spec, cells, driver, plan as plan_mod, spec
 from lth.study.state import StudyState
 

@@ -100,12 +100,12 @@ class RewindPoint:
         """Write {W_k, k} atomically in lth's tensor format (loadable with weights_only=True)."""
         if self.state is None:
             raise LthError(f"the rewind point at step {self.step} is not captured yet ({self._seen} steps seen)")
-        from lth.runs.store import save_tensors
+        from lth.runs.files import save_tensors
         save_tensors(Path(path), {"format": REWIND_FORMAT, "step": self.step, "state": self.state})
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "RewindPoint":
-        from lth.runs.store import load_tensors
+        from lth.runs.files import load_tensors
         payload = load_tensors(Path(path))
         if not isinstance(payload, dict) or payload.get("format") != REWIND_FORMAT:
             raise LthError(f"{path} is not a rewind point saved by lth.RewindPoint.save")

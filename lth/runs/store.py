@@ -25,24 +25,16 @@ a time writes a run: `RunStore.lock()` holds an flock on `.lock` (released by th
 the holder dies, so a stale lock is simply taken over).
 """
 import contextlib
-import errno
-import fcntl
-import hashlib
-import io
-import json
 import logging
-import os
 import re
-import socket
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional
 
-import torch
 
 from lth.config import RunConfig
 from lth.errors import LthError
-from lth.runs.files import (  # the files layer; re-exported: callers name these lth.runs.store.X
-    FORMAT, atomic_write_bytes, digest, folder_lock, fsync_dir, load_tensors, make_dirs, read_json, read_jsonl, remove_stale_temp_files, run_lock, save_tensors, temp_name, write_json, write_jsonl)
+from lth.runs.files import (atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl,
+                            remove_stale_temp_files, run_lock, save_tensors, write_json, write_jsonl)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 
     python -m lth.structured.export RUN_DIR [--batches 1 64] [--repeats 30]   # re-measure a finished run
 
-The file holds plain tensors and containers (lth.runs.store.save_tensors: checksummed, atomic):
+The file holds plain tensors and containers (lth.runs.files.save_tensors: checksummed, atomic):
 the model's registry name and shape arguments, every channel group's size and kept channel
 indices (root layer name -> indices), and the shrunk state dict. No pickled classes.
 """
@@ -24,7 +24,7 @@ from lth.errors import LthError, OneLineParser, cli_main
 from lth.knobs import number
 from lth.pruning.channels import count, shrink
 from lth.pruning import heads as heads_mod
-from lth.runs.store import load_tensors, save_tensors
+from lth.runs.files import load_tensors, save_tensors
 
 FORMAT = "lth-structured/1"
 WARMUP = 3   # untimed forward passes per network and batch size

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from lth.errors import LthError
-from lth.runs.store import atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl, \
-    remove_stale_temp_files, save_tensors, write_json, write_jsonl
+from lth.runs.files import (atomic_write_bytes, folder_lock, load_tensors, make_dirs, read_json, read_jsonl,
+                            remove_stale_temp_files, save_tensors, write_json, write_jsonl)
 
 
 class StructuredStore:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from lth.errors import LthError
-from lth.runs.store import read_json, write_json
+from lth.runs.files import read_json, write_json
 
 HEARTBEAT_S = 5.0        # the driver rewrites state.json at least this often while it runs
 STALE_AFTER_S = 60.0     # a heartbeat older than this: the driver is gone, nothing is running

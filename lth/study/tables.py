@@ -20,7 +20,7 @@ import csv
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -28,7 +28,8 @@ from analysis import table_render
 from analysis.results import SCHEDULE_ORDER, schedule_label
 from analysis.table_render import DISPLAY_NAMES, Entry, Grid, ordered
 from lth.errors import LthError, OneLineParser, cli_main
-from lth.runs.store import RunStore, atomic_write_bytes
+from lth.runs.store import RunStore
+from lth.runs.files import atomic_write_bytes
 
 log = logging.getLogger("analysis.tables")
 

@@ -23,7 +23,6 @@ driver started again adopts the jobs still queued or running instead of submitti
 """
 import json
 import logging
-import os
 import shutil
 import subprocess
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from lth.errors import LthError
-from lth.runs.store import write_json
+from lth.runs.files import write_json
 from lth.study.executors.base import Executor, Outcome
 from lth.study.executors.local import wanted
 
