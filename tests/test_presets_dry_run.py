@@ -13,7 +13,7 @@ from tests.folderhelpers import make_folder
 def test_flagship_presets_resolve_and_state_their_source(preset):
     cfg = config.from_overrides({}, preset=preset)
     assert preset in config.PRESET_SOURCES and "et al." in config.PRESET_SOURCES[preset]
-    assert ":" in cfg.model.model and cfg.prune.layers == "all_but_output" and cfg.prune.scope == "global"
+    assert ":" in cfg.model.model and cfg.prune.layers in ("all", "all_but_output") and cfg.prune.scope == "global"
 
 
 def test_imagenet_resnet50_follows_openlth():
@@ -23,6 +23,8 @@ def test_imagenet_resnet50_follows_openlth():
     assert t.lr_schedule == "step" and [round(m * 90) for m in t.lr_schedule_params["milestones"]] == [30, 60, 80]
     assert round(t.lr_schedule_params["warmup"] * 90) == 5
     assert cfg.prune.restart_params["rewind_step"] == 6 * 1251   # epoch 6 of 1,251 steps at batch 1024
+    # OpenLTH's models/imagenet_resnet.py: kaiming_normal + uniform BatchNorm init, no layer ignored
+    assert cfg.model.init == "openlth" and cfg.prune.layers == "all"
 
 
 def test_dry_run_at_paper_scale_writes_nothing(tmp_path, capsys):

@@ -30,8 +30,11 @@ PRESETS = {
         "dataset": "imagenet", "model": "torchvision:resnet50", "image_size": 224, "augment": "fastai",
         "recipe": "openlth", "lr": 0.4, "batch_size": 1024, "epochs": 90.0, "weight_decay": 1e-4,
         "warmup": 5 / 90, "milestones": (30 / 90, 60 / 90, 80 / 90), "gamma": 0.1, "eval_every": 5,
-        "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.2,
+        "schedule": "imp", "scope": "global", "layers": "all", "rate": 0.2, "init": "openlth",
         "restart": "rewind", "rewind_step": 6 * (1281167 // 1024)},   # k = 6 epochs of 1,251 steps
+    # Checked against OpenLTH's models/imagenet_resnet.py default_hparams (model_init=kaiming_normal,
+    # batchnorm_init=uniform, i.e. lth's "openlth" init; sparse_global 0.2 with no layer ignored, so
+    # unlike OpenLTH's CIFAR models the fc layer is pruned too).
     "vit": {
         "dataset": "imagenet", "model": "timm:deit_small_patch16_224", "image_size": 224, "augment": "fastai",
         "recipe": "paper", "optimizer": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
@@ -51,7 +54,9 @@ PRESET_SOURCES = {
     "imagenet_resnet50": (
         "Frankle et al. 2020, 'Linear Mode Connectivity and the Lottery Ticket Hypothesis', and OpenLTH's "
         "imagenet_resnet_50 defaults: ResNet-50, 90 epochs, batch 1024, SGD lr 0.4 momentum 0.9, wd 1e-4, 5 warm-up "
-        "epochs, x0.1 at epochs 30/60/80; IMP with global magnitude pruning of 20% a round, the fc layer dense, "
+        "epochs, x0.1 at epochs 30/60/80, OpenLTH's init (kaiming normal, BatchNorm weights U(0, 1)); IMP with "
+        "global magnitude pruning of 20% a round over every conv and linear weight, fc included (OpenLTH's "
+        "ImageNet default ignores no layer), "
         "late rewinding to epoch k = 6 (vary --rewind-step: the k at which tickets become stable is what that "
         "paper measures). Not reproduced: RandomResizedCrop (lth's batched fastai augmentation stands in); "
         "the dataset is the ILSVRC layout under --data-dir"),
