@@ -64,7 +64,8 @@ PRESET_SOURCES = {
         "Touvron et al. 2021, 'Training data-efficient image transformers' (DeiT-S): 300 epochs, batch 1024, "
         "AdamW lr 5e-4 x batch/512, wd 0.05, 5 warm-up epochs from 1e-6, cosine to 1e-5; IMP as OpenLTH "
         "(global, 20% a round, head dense). Not reproduced: RandAugment, Mixup/CutMix, label smoothing, "
-        "random erasing, stochastic depth (lth's fastai augmentation stands in)"),
+        "random erasing, stochastic depth (lth's fastai augmentation stands in); the warm-up is fastai's cosine ramp, not "
+        "timm's linear one, and timm's 10 cool-down epochs at 1e-5 are left out"),
     "bert": (
         "Chen et al. 2020, 'The Lottery Ticket Hypothesis for Pre-trained BERT Networks': BERT-base, fine-tuned "
         "3 epochs, batch 32, AdamW lr 2e-5 with linear decay; IMP pruning 10% a round, globally, of the encoder "
