@@ -12,7 +12,7 @@ from lth import plugins
 from lth.data.datasets import DATASETS
 from lth.errors import LthError
 from lth.knobs import SEED_BOUNDS, check_bounds, flag, knob
-from lth.models import check as check_model
+from lth.models import check as check_model, external
 from lth.models.init import INITS
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import LAYER_SETS
@@ -56,6 +56,26 @@ class DataConfig:
     workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
     bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
                            runtime=True, choices=("fail", "skip"))
+    # Text datasets (glue:TASK, hf-text:SOURCE; lth.data.text). Hashed for those, and left out of
+    # any other run's hash (TEXT_FIELDS), so image runs keep the hashes they had.
+    tokenizer: str = knob("", "text datasets: a tokenizer folder (save_pretrained), a BERT vocab.txt, or a Hub "
+                          "name; empty: the --model's own when it is hf:DIR or a Hub id")
+    max_length: int = knob(128, "text datasets: tokens a sequence (or pair) is truncated to (Chen et al., BERT "
+                           "on GLUE: 128)", ge=4, le=100000)
+    text_columns: Tuple[str, ...] = knob((), "text datasets: the text column, or two for sentence pairs "
+                                             "(default: the GLUE task's; else 'sentence' or 'text')")
+    label_column: str = knob("label", "text datasets: the label column (integers or a ClassLabel; floats: "
+                             "regression, refused)")
+    train_split: str = knob("train", "text datasets: the split trained on")
+    test_split: str = knob("", "text datasets: the split evaluated on; empty: validation (GLUE's test labels "
+                           "are hidden; MNLI: validation_matched), else validation or test")
+
+
+TEXT_FIELDS = ("tokenizer", "max_length", "text_columns", "label_column", "train_split", "test_split")
+
+
+def _is_text(dataset: str) -> bool:
+    return dataset.partition(":")[0] in ("glue", "hf-text")   # lth.data.text.PREFIXES
 
 
 @dataclass
@@ -209,6 +229,10 @@ class RunConfig:
                     else not dataset.startswith("imagefolder:"))   # a folder without val/ is split (issue 21)
         if official:
             cfg.data.split_seed = None     # the dataset's official split is used
+        if _is_text(dataset):              # token ids: no images to size or augment
+            cfg.data.image_size, cfg.data.augment, cfg.seeds.augment_seed = 0, "none", None
+            if not cfg.data.tokenizer and external.is_pretrained(cfg.model.model):
+                cfg.data.tokenizer = external.parse(cfg.model.model).name   # the pre-trained model's own
         return cfg
 
     def experiment_dict(self) -> dict:
@@ -219,6 +243,12 @@ class RunConfig:
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
             if kept:
                 out[section] = kept
+        if _is_text(self.data.dataset):   # the tokenizer's content, beside its name
+            from lth.data import text
+            out["data"]["identity"] = text.identity(self.data)
+        else:
+            for name in TEXT_FIELDS:
+                out["data"].pop(name)
         if ":" in self.model.model:   # issue 21: an external model's library version (and config file) too
             from lth.models import external
             out["model"]["identity"] = external.identity(self.model.model)
@@ -414,6 +444,9 @@ def validate(cfg: RunConfig) -> None:
     # imagenet, imagefolder:DIR, MODULE:FUNCTION; a registered model, or a spec
     _check_dataset(cfg.data.dataset)
     check_model(cfg.model.model)
+    if _is_text(cfg.data.dataset):   # the tokenizer loads and pads with id 0, before anything is written
+        from lth.data import text
+        text.tokenizer(cfg.data.tokenizer)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)
     for section in SECTIONS:
