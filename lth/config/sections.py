@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import typing
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -232,7 +233,10 @@ class RunConfig:
         if _is_text(dataset):              # token ids: no images to size or augment
             cfg.data.image_size, cfg.data.augment, cfg.seeds.augment_seed = 0, "none", None
             if not cfg.data.tokenizer and external.is_pretrained(cfg.model.model):
-                cfg.data.tokenizer = external.parse(cfg.model.model).name   # the pre-trained model's own
+                from lth.data import text
+                source = external.parse(cfg.model.model).name     # the pre-trained model's own, if it has one
+                if not Path(source).expanduser().is_dir() or text.has_tokenizer(Path(source).expanduser()):
+                    cfg.data.tokenizer = source
         return cfg
 
     def experiment_dict(self) -> dict:

@@ -56,6 +56,8 @@ REFUSED = {"stsb": "a regression task (similarity scores), which lth's classifie
 GLUE_HUB = "nyu-mll/glue"          # the Hub dataset glue:TASK falls back to
 DEFAULT_COLUMNS = ("sentence", "text")   # hf-text's text column when --text-columns is unset
 FILE_TYPES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# a folder holds a tokenizer when it has one of these (fast, WordPiece, BPE, SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 ENCODE_BATCH = 1000                 # sentences tokenised per call (the fast tokenizer batches them in Rust)
 CACHE_FORMAT = 1                    # bump when the cached tensors change meaning
 
@@ -245,6 +247,8 @@ def tokenizer(name: str):
             if path.suffix != ".txt":
                 raise LthError(f"--tokenizer {name}: a file must be a WordPiece vocab.txt; give a tokenizer's folder")
             tok = _wordpiece(transformers, path)
+        elif path.is_dir() and not has_tokenizer(path):
+            raise LthError(f"--tokenizer {name}: the folder holds no tokenizer files ({', '.join(TOKENIZER_FILES)})")
         elif path.is_dir() or not name.startswith(("/", ".", "~")):
             tok = transformers.AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name)
         else:
@@ -252,10 +256,17 @@ def tokenizer(name: str):
     except (OSError, ValueError) as e:
         raise LthError(f"--tokenizer {name} not found or not a tokenizer: "
                        f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}") from None
+    if len(tok.get_vocab()) <= len(tok.all_special_ids):   # transformers 5 makes one from a model's config alone
+        raise LthError(f"--tokenizer {name} has no vocabulary beyond its special tokens")
     if tok.pad_token_id != 0:
         raise LthError(f"--tokenizer {name} pads with id {tok.pad_token_id}; lth's text datasets pad with id 0 "
                        f"(the model's attention mask drops it): use a tokenizer whose pad token is id 0 (BERT's)")
     return tok
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether a folder holds a tokenizer (save_pretrained writes one of these files)."""
+    return any((folder / f).is_file() for f in TOKENIZER_FILES)
 
 
 def _wordpiece(transformers, path: Path):
