@@ -450,7 +450,7 @@ def validate(cfg: RunConfig) -> None:
     check_model(cfg.model.model)
     if _is_text(cfg.data.dataset):   # the tokenizer loads and pads with id 0, before anything is written
         from lth.data import text
-        text.tokenizer(cfg.data.tokenizer)
+        text.check_tokenizer(cfg.data.tokenizer)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)
     for section in SECTIONS:

@@ -264,6 +264,13 @@ def tokenizer(name: str):
     return tok
 
 
+def check_tokenizer(name: str) -> None:
+    """A local tokenizer (or none) is refused now, with one line; a Hub name is loaded (network)
+    with the data, when the run hashes its content: still before anything is written."""
+    if not name or Path(name).expanduser().exists() or name.startswith(("/", ".", "~")):
+        tokenizer(name)
+
+
 def has_tokenizer(folder: Path) -> bool:
     """Whether a folder holds a tokenizer (save_pretrained writes one of these files)."""
     return any((folder / f).is_file() for f in TOKENIZER_FILES)

@@ -110,12 +110,13 @@ def is_image_config(config) -> bool:
     return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 
-def config_of(name: str, num_classes: int):
-    """The model's config alone (no weights): what --dry-run counts parameters from."""
+def config_of(name: str, num_classes: int, local_only: bool = False):
+    """The model's config alone (no weights): what --dry-run counts parameters from.
+    local_only: a Hub model's config only from the local cache (no network)."""
     import transformers
     source = str(Path(name).expanduser()) if kind(name) == "dir" else name
     try:
-        return transformers.AutoConfig.from_pretrained(source, num_labels=num_classes)
+        return transformers.AutoConfig.from_pretrained(source, num_labels=num_classes, local_files_only=local_only)
     except OSError as e:
         raise LthError(f"cannot load the config of Hugging Face model {name}: "
                        f"{str(e).strip().splitlines()[0][:160]}") from None
