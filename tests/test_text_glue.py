@@ -228,3 +228,18 @@ def test_two_round_imp_rewinds_to_the_pretrained_weights(glue, tmp_path, text_ca
     assert len(records) == 1, records
     copies = json.loads(records[0].read_text())["copies"]
     assert all(copies[c]["test_acc"] > 0.75 for c in "ab"), copies
+
+
+def test_sentence_pairs_get_token_types_after_the_first_sep(glue):
+    """BERT was pre-trained with segment ids: [CLS] a [SEP] b [SEP] is 0 0 0 1 1, padding 0."""
+    root, vocab, model_dir = glue
+    cfg = cfg_for(root, vocab, model=f"hf:{model_dir}")
+    ds = sources.load_config(cfg)
+    model = assemble.build_model(cfg, ds, seed=0, device="cpu")
+    assert model.sep_token_id == SPECIALS.index("[SEP]")
+    x = torch.tensor([[2, 5, 3, 7, 18, 3, 0, 0]])
+    assert model.token_types(x).tolist() == [[0, 0, 0, 1, 1, 1, 0, 0]]
+    with torch.no_grad():
+        typed = model(x)
+        model.sep_token_id = None      # all type 0: another input to a pre-trained BERT
+        assert not torch.allclose(model(x), typed)

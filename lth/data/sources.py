@@ -75,6 +75,16 @@ def check(name: str) -> None:
                    f"imagefolder:DIR, glue:TASK, hf-text:SOURCE, or MODULE:FUNCTION returning torch Datasets")
 
 
+def is_text(name: str) -> bool:
+    """glue:TASK and hf-text:SOURCE: token ids from a tokenizer (lth.data.text)."""
+    return text.is_text(name)
+
+
+def sep_token_id(d):
+    """The [SEP] id of a text DataConfig's tokenizer, when it returns token types (BERT's do)."""
+    return text.sep_token_id(d.tokenizer)
+
+
 def load_config(cfg, data_dir=None, device=None):
     """The dataset of a run config (cfg.data, cfg.runtime.device), in memory or streamed."""
     d = cfg.data

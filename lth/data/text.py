@@ -24,7 +24,8 @@ WordPiece vocab.txt, or a Hub name; lth.config fills in an hf:DIR or Hub model's
 [CLS] a [SEP] b [SEP], truncated to --max-length; then held as lth's text path holds token ids:
 int64 (N, L), padded with id 0 to the longest sequence in the split (lth.models.external's
 HFClassifier masks id 0 out), so the tokenizer must pad with id 0 (BERT's do; RoBERTa's, 1, are
-refused). Token type ids are not passed: a pair's second segment has type 0, as its first.
+refused). A pair's second segment gets token type 1 in the model (lth.models.external's
+HFClassifier finds it after the first [SEP]) when the tokenizer uses token types.
 The tensors are cached in LTH_TEXT_CACHE (default ~/.cache/lth/text), keyed by the data's
 fingerprints, the tokenizer's content hash, the columns and the length: a second run, a ticket
 copy, a study cell read them back. The run hash covers the name, the tokenizer's content hash
@@ -297,6 +298,12 @@ def tokenizer_sha256(name: str) -> str:
     backend = getattr(tok, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else json.dumps(tok.get_vocab(), sort_keys=True)
     return hashlib.sha256(f"{type(tok).__name__}\n{text}".encode()).hexdigest()
+
+
+def sep_token_id(name: str) -> Optional[int]:
+    """The tokenizer's separator id when it marks segments with token types (BERT's), else None."""
+    tok = tokenizer(name)
+    return tok.sep_token_id if "token_type_ids" in tok.model_input_names else None
 
 
 def identity(d) -> dict:

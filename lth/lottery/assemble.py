@@ -49,6 +49,8 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
                                  init=cfg.model.init)
         except ValueError as e:
             raise LthError(str(e)) from None
+    if hasattr(model, "sep_token_id") and sources.is_text(cfg.data.dataset):
+        model.sep_token_id = sources.sep_token_id(cfg.data)    # sentence pairs' token types (HFClassifier)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

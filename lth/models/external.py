@@ -252,11 +252,23 @@ class HFClassifier(nn.Module):
         auto = (transformers.AutoModelForImageClassification if self.is_image
                 else transformers.AutoModelForSequenceClassification)
         self.net = net if net is not None else auto.from_config(config)
+        # The tokenizer's [SEP] id, set by lth.lottery.assemble for a text dataset: a sentence
+        # pair's second segment then gets token type 1, as BERT was pre-trained (None: all type 0).
+        self.sep_token_id: Optional[int] = None
+
+    def token_types(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """0 up to and including the first [SEP], 1 after it ([CLS] a [SEP] b [SEP]), 0 on padding."""
+        if self.sep_token_id is None or (getattr(self.net.config, "type_vocab_size", 0) or 0) < 2:
+            return None
+        sep = (x == self.sep_token_id).long()
+        return ((sep.cumsum(1) - sep).clamp(max=1) * (x != HF_PAD_TOKEN)).long()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_image:
             return self.net(pixel_values=x).logits
-        return self.net(input_ids=x, attention_mask=(x != HF_PAD_TOKEN).long()).logits
+        types = self.token_types(x)
+        extra = {} if types is None else {"token_type_ids": types}
+        return self.net(input_ids=x, attention_mask=(x != HF_PAD_TOKEN).long(), **extra).logits
 
 
 # ---- what the hash and provenance record ------------------------------------------------------
