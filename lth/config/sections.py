@@ -76,7 +76,8 @@ TEXT_FIELDS = ("tokenizer", "max_length", "text_columns", "label_column", "train
 
 
 def _is_text(dataset: str) -> bool:
-    return dataset.partition(":")[0] in ("glue", "hf-text")   # lth.data.text.PREFIXES
+    from lth.data.text import is_text
+    return is_text(dataset)
 
 
 @dataclass

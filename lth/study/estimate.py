@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from lth.config import RunConfig
+from lth.data import text as text_data
 from lth.errors import LthError
 from lth.runs.store import RunStore
 from lth.study.plan import Plan
@@ -69,14 +70,14 @@ class Estimator:
 
     # ---- inputs ----
     def dataset(self, cfg: RunConfig) -> Facts:
-        key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed)
+        key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed, cfg.data.max_length)   # length: text's size
         if key not in self.facts:
             from lth.data import datasets, sources
             try:
                 if sources.is_source(cfg.data.dataset):   # issue 21: folders and ImageNet are scanned, not decoded
                     self.facts[key] = Facts(*sources.facts(cfg), f"{cfg.data.dataset} as found")
                 else:
-                    d = datasets.load(*key[:2], False, key[2])
+                    d = datasets.load(key[0], key[1], False, key[2])
                     self.facts[key] = Facts(len(d.train_y), len(d.test_y), d.num_classes, d.in_channels,
                                             d.native_size, f"{cfg.data.dataset} as found in {cfg.data.data_dir}")
             except LthError:
@@ -100,7 +101,8 @@ class Estimator:
                 meta = store.config()
                 c = meta["config"]
                 kind = str(meta.get("device", "cpu")).split(":")[0]
-                size = c["data"]["image_size"] or None
+                text = text_data.is_text(c["data"]["dataset"])
+                size = c["data"].get("max_length") if text else c["data"]["image_size"] or None
                 for r in store.finished_rounds():
                     rate = store.load_summary(r).get("images_per_s")
                     if rate:
@@ -114,7 +116,9 @@ class Estimator:
         """Training images per second of the cell's model/size/batch on the estimate's device."""
         facts = self.dataset(cfg)
         size = cfg.data.image_size or facts.native_size
-        key = (cfg.model.model, cfg.data.dataset, cfg.data.image_size or None, cfg.train.batch_size, self.device_kind)
+        # a text model's speed depends on --max-length (its image_size is 0)
+        key = (cfg.model.model, cfg.data.dataset, size if is_text(cfg) else cfg.data.image_size or None,
+               cfg.train.batch_size, self.device_kind)
         if key in self.rates:
             return self.rates[key]
         if key in self.recorded:
@@ -190,8 +194,7 @@ class Estimator:
 
 def is_text(cfg: RunConfig) -> bool:
     """A text dataset (glue:, hf-text:): sequences of --max-length tokens, not images."""
-    from lth.data import text
-    return text.is_text(cfg.data.dataset)
+    return text_data.is_text(cfg.data.dataset)
 
 
 def training_flops(model_name: str, facts: Facts, size: int) -> float:
