@@ -18,7 +18,6 @@ from lth import config, run                       # noqa: E402
 from lth.data import sources, text                # noqa: E402
 from lth.errors import LthError, cli_main         # noqa: E402
 from lth.lottery import assemble                  # noqa: E402
-from lth.models import external                   # noqa: E402
 from tests.runhelpers import env                  # noqa: E402
 
 WORDS = "the a movie film plot actor scene story was is very quite really good great fine bad awful poor".split()

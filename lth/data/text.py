@@ -123,8 +123,7 @@ def _local_files(path: Path, name: str) -> dict:
 # ---- the raw splits ---------------------------------------------------------------------------
 
 def _raw(name: str, data_dir: str):
-    """The DatasetDict of `name` (nothing tokenised), and what fingerprints its content."""
-    datasets = _import()
+    """The DatasetDict of `name` (nothing tokenised); each split's _fingerprint names its content."""
     prefix, _, rest = name.partition(":")
     if prefix == "glue":
         local = Path(data_dir).expanduser() / "glue" / rest

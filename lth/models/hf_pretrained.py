@@ -41,7 +41,10 @@ def kind(name: str) -> Optional[str]:
         return "dir"
     if name.endswith(".json") or path.is_file() or _looks_like_path(name):
         return None
-    from transformers import CONFIG_MAPPING
+    try:
+        from transformers import CONFIG_MAPPING
+    except ImportError:   # lth.models.external names the extra to install
+        return None
     if name in CONFIG_MAPPING:
         return None
     # a bare word that is no model type (hf:bret) is a misspelt type, not a Hub id: legacy bare
