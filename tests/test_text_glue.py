@@ -15,7 +15,7 @@ pytest.importorskip("datasets")
 pytest.importorskip("transformers")
 
 from lth import config, run                       # noqa: E402
-from lth.data import sources, text                # noqa: E402
+from lth.data import sources, tokenizer           # noqa: E402
 from lth.errors import LthError, cli_main         # noqa: E402
 from lth.lottery import assemble                  # noqa: E402
 from tests.runhelpers import env                  # noqa: E402
@@ -114,7 +114,7 @@ def test_pairs_from_csv_and_json_files(glue, tmp_path):
 def test_hash_covers_tokenizer_and_max_length(glue, tmp_path):
     root, vocab, _ = glue
     base = cfg_for(root, vocab)
-    assert base.experiment_dict()["data"]["identity"]["tokenizer_sha256"] == text.tokenizer_sha256(str(vocab))
+    assert base.experiment_dict()["data"]["identity"]["tokenizer_sha256"] == tokenizer.tokenizer_sha256(str(vocab))
     assert cfg_for(root, vocab, max_length=16).hash() != base.hash()
     other = tmp_path / "vocab.txt"
     other.write_text("\n".join(SPECIALS + WORDS[::-1]) + "\n")       # same words, other ids
@@ -151,10 +151,10 @@ def test_pretrained_dir_is_w0_and_its_weights_are_hashed(glue, tmp_path):
     from safetensors.torch import save_file
     save_file(saved, str(changed / "model.safetensors"), metadata={"format": "pt"})
     assert cfg_for(root, vocab, model=f"hf:{changed}").hash() != cfg.hash()
-    text.tokenizer(str(vocab)).save_pretrained(str(changed))      # a dir with its tokenizer: the default
+    tokenizer.tokenizer(str(vocab)).save_pretrained(str(changed))      # a dir with its tokenizer: the default
     own = cfg_for(root, vocab, model=f"hf:{changed}", tokenizer="")
     assert own.data.tokenizer == str(changed)
-    assert text.tokenizer(str(changed))("the good movie")["input_ids"] == [2, 5, 18, 7, 3]
+    assert tokenizer.tokenizer(str(changed))("the good movie")["input_ids"] == [2, 5, 18, 7, 3]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -234,9 +234,9 @@ class RunConfig:
         if _is_text(dataset):              # token ids: no images to size or augment
             cfg.data.image_size, cfg.data.augment, cfg.seeds.augment_seed = 0, "none", None
             if not cfg.data.tokenizer and external.is_pretrained(cfg.model.model):
-                from lth.data import text
+                from lth.data.tokenizer import has_tokenizer
                 source = external.parse(cfg.model.model).name     # the pre-trained model's own, if it has one
-                if not Path(source).expanduser().is_dir() or text.has_tokenizer(Path(source).expanduser()):
+                if not Path(source).expanduser().is_dir() or has_tokenizer(Path(source).expanduser()):
                     cfg.data.tokenizer = source
         return cfg
 
@@ -450,8 +450,8 @@ def validate(cfg: RunConfig) -> None:
     _check_dataset(cfg.data.dataset)
     check_model(cfg.model.model)
     if _is_text(cfg.data.dataset):   # the tokenizer loads and pads with id 0, before anything is written
-        from lth.data import text
-        text.check_tokenizer(cfg.data.tokenizer)
+        from lth.data.tokenizer import check_tokenizer
+        check_tokenizer(cfg.data.tokenizer)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)
     for section in SECTIONS:

@@ -82,7 +82,8 @@ def is_text(name: str) -> bool:
 
 def sep_token_id(d):
     """The [SEP] id of a text DataConfig's tokenizer, when it returns token types (BERT's do)."""
-    return text.sep_token_id(d.tokenizer)
+    from lth.data.tokenizer import sep_token_id as sep
+    return sep(d.tokenizer)
 
 
 def load_config(cfg, data_dir=None, device=None):
