@@ -42,7 +42,8 @@ def params_of(registry: Registry, help: str):
 class DataConfig:
     dataset: str = knob("cifar10", "dataset: a registered name (lth.data.datasets: cifar10, cifar100, mnist, caltech101, "
                         "digits: built in, offline; plugins add more), imagenet (ILSVRC layout under --data-dir), "
-                        "imagefolder:DIR, or MODULE:FUNCTION returning torch Datasets (docs/your-model-your-data.md)")
+                        "imagefolder:DIR, glue:TASK or hf-text:SOURCE (text, with --tokenizer), or MODULE:FUNCTION returning "
+                        "torch Datasets (docs/your-model-your-data.md)")
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
@@ -84,7 +85,8 @@ def _is_text(dataset: str) -> bool:
 class ModelConfig:
     model: str = knob("resnet18", "model: a registered name (lth.models: resnet18, vgg16, resnet20, lenet300_100, "
                       "conv2, conv4, conv6; plugins add more) or a spec: torchvision:NAME, timm:NAME, "
-                      "hf:TYPE[,key=value...], hf:CONFIG.json, MODULE:FACTORY (docs/your-model-your-data.md)")
+                      "hf:TYPE[,key=value...], hf:CONFIG.json, hf:DIR or hf:HUB_ID (pre-trained weights), MODULE:FACTORY "
+                      "(docs/your-model-your-data.md)")
     init: Optional[str] = knob(None, "initialisation scheme (lth.models.init); unset: the model's reference "
                                "implementation's (a spec: its library's own)", choices=INITS)
 
