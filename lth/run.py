@@ -38,8 +38,9 @@ def parser():
     return p
 
 
-def resolve_config(argv):
-    """The resolved, validated config and the run directory, from the flags (and --resume)."""
+def resolve_config(argv, with_run_dir: bool = True):
+    """The resolved, validated config and the run directory (None unless with_run_dir), from the
+    flags (and --resume)."""
     cfg, args = config_mod.from_args(argv, parser())
     if args.resume:
         if args.preset or args.config:
@@ -49,14 +50,19 @@ def resolve_config(argv):
         config_mod.apply_overrides(saved, config_mod.explicit_flags(args), "flags")
         cfg = saved
     cfg = config_mod.resolve(cfg)
-    run_dir = Path(args.resume or args.run_dir or Path(cfg.runtime.runs_root) / run_name(cfg))
-    return cfg, run_dir
+    return cfg, run_dir_of(cfg, args) if with_run_dir else None
+
+
+def run_dir_of(cfg, args) -> Path:
+    """--resume, --run-dir, or runs_root/<name with the config's hash>: the hash reads a Hub
+    model's or tokenizer's content (network), so --dry-run and --layers-list never ask for it."""
+    return Path(args.resume or args.run_dir or Path(cfg.runtime.runs_root) / run_name(cfg))
 
 
 def main(argv=None) -> int:
     nproc, rest = launch.split(list(sys.argv[1:] if argv is None else argv))
-    cfg, run_dir = resolve_config(rest)
-    args = parser().parse_args(rest)   # the flags resolve_config read: what to do with the config
+    args = parser().parse_args(rest)   # the flags resolve_config reads: what to do with the config
+    cfg, run_dir = resolve_config(rest, with_run_dir=not (args.dry_run or args.layers_list))
     if args.layers_list:   # issue 21: inspect, write nothing
         from lth.lottery.layer_list import print_layers
         return print_layers(cfg)

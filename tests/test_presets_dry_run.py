@@ -49,8 +49,26 @@ def test_dry_run_scans_a_folder_and_refuses_what_it_cannot_estimate(tmp_path, ca
                      "--dry-run", "--device", "cpu", "--steps", "5", "--batch-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "12 train / 6 test images, 3 classes, 8 px" in out and "timed here" in out
-    assert cli_main(run.main, ["--preset", "bert", "--dry-run", "--assume-tflops", "10"]) == 2
-    assert "cannot estimate hf:bert" in capsys.readouterr().err
+    text_model = "hf:bert,hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"
+    assert cli_main(run.main, ["--dataset", f"imagefolder:{root}", "--image-size", "8", "--model", text_model,
+                               "--dry-run", "--device", "cpu", "--steps", "5", "--batch-size", "4"]) == 2
+    assert "cannot estimate hf:bert" in capsys.readouterr().err        # a text model on images
+
+
+def test_bert_dry_run_costs_the_pretrained_model_per_token(tmp_path, capsys):
+    """Chen et al.'s setting: 3 x (2 x 85.6 M non-embedding parameters + attention) FLOP a token,
+    128 tokens a sequence, GLUE's official sizes; no network, no data, nothing written."""
+    pytest.importorskip("datasets")
+    code = run.main(["--preset", "bert", "--dry-run", "--runs-root", str(tmp_path / "runs"), "--data-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and not (tmp_path / "runs").exists()
+    assert "Chen et al. 2020" in out and "hf:bert-base-uncased" in out and "67349 train / 872 test sequences" in out
+    assert "85.6 M non-embedding parameters x 128 tokens" in out and "66.68 GFLOP/sequence" in out
+    hours = float(out.split("not a measurement): ")[1].split(" h")[0])
+    assert 0.2 < hours < 2      # 14 rounds x 3 epochs of 67,349 sequences at 1,500 sequences/s: 0.5 h
+    cfg = config.from_overrides({}, preset="bert")
+    assert (cfg.prune.restart, cfg.prune.restart_params["rewind_step"], cfg.model.init) == ("rewind", 0, None)
+    assert cfg.data.tokenizer == "bert-base-uncased" and cfg.data.max_length == 128   # the model's own tokenizer
 
 
 def test_folder_loader_bench(tmp_path, capsys):

@@ -41,8 +41,11 @@ PRESETS = {
         "weight_decay": 0.05, "decay_bn_bias": False, "lr_schedule": "one_cycle", "warmup": 5 / 300,
         "div": 1000.0, "div_final": 100.0, "moms": (), "batch_size": 1024, "epochs": 300.0, "eval_every": 10,
         "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.2},
+    # Chen et al. 2020: the pre-trained BERT-base (Hub id; or hf:DIR of a save_pretrained copy)
+    # fine-tuned on a GLUE task (--dataset glue:TASK) at 128 tokens, with the model's tokenizer;
+    # W0 is the pre-trained network, so --restart rewind (k = 0) rewinds to the pre-trained weights.
     "bert": {
-        "model": "hf:bert", "augment": "none", "recipe": "paper", "optimizer": "adamw", "lr": 2e-5,
+        "dataset": "glue:sst2", "max_length": 128, "model": "hf:bert-base-uncased", "augment": "none", "recipe": "paper", "optimizer": "adamw", "lr": 2e-5,
         "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "decay_bn_bias": False,
         "lr_schedule": "linear", "warmup": 0.0, "batch_size": 32, "epochs": 3.0,
         "schedule": "imp", "scope": "global", "layers": "all_but_output", "rate": 0.1, "restart": "rewind"},
@@ -67,12 +70,16 @@ PRESET_SOURCES = {
         "random erasing, stochastic depth (lth's fastai augmentation stands in); the warm-up is fastai's cosine ramp, not "
         "timm's linear one, and timm's 10 cool-down epochs at 1e-5 are left out"),
     "bert": (
-        "Chen et al. 2020, 'The Lottery Ticket Hypothesis for Pre-trained BERT Networks': BERT-base, fine-tuned "
-        "3 epochs, batch 32, AdamW lr 2e-5 with linear decay; IMP pruning 10% a round, globally, of the encoder "
-        "(embeddings and the classifier dense), every round rewound to the pre-trained weights. lth never "
-        "downloads weights: hf:bert is BERT-base's architecture at random init; for rewinding to pre-trained "
-        "weights give a MODULE:FACTORY that loads them from disk (W0 is then the pre-trained network). Give the "
-        "task with --dataset MODULE:FUNCTION returning token-id datasets (docs/your-model-your-data.md)"),
+        "Chen et al. 2020, 'The Lottery Ticket Hypothesis for Pre-trained BERT Networks': pre-trained BERT-base "
+        "(hf:bert-base-uncased, loaded by transformers from the Hub or its cache; hf:DIR for a local copy) with "
+        "its tokenizer, fine-tuned on a GLUE task (glue:sst2 here; --dataset glue:mnli, qnli, qqp, rte, mrpc, cola) "
+        "at 128 tokens, 3 epochs, batch 32, AdamW lr 2e-5 with linear decay; IMP pruning 10% a round, globally, "
+        "of the encoder (embeddings and the classifier dense), every round rewound to the pre-trained weights "
+        "(W0 = the pre-trained encoder with a new classification head drawn from --init-seed, which rewinds "
+        "with it; --restart rewind). Not reproduced: GLUE's test server (the validation split is the test "
+        "split); STS-B (regression) and SQuAD (span extraction), which are no classification tasks; the tickets "
+        "found on the masked-language-model pre-training task; one task a run (a study's grid spans tasks); "
+        "14 rounds of 10% reach 77% sparsity (raise --rounds for more)"),
 }
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import typing
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -12,7 +13,7 @@ from lth import plugins
 from lth.data.datasets import DATASETS
 from lth.errors import LthError
 from lth.knobs import SEED_BOUNDS, check_bounds, flag, knob
-from lth.models import check as check_model
+from lth.models import check as check_model, external
 from lth.models.init import INITS
 from lth.training.lr_schedules import LR_SCHEDULES
 from lth.pruning.masks import LAYER_SETS
@@ -41,7 +42,8 @@ def params_of(registry: Registry, help: str):
 class DataConfig:
     dataset: str = knob("cifar10", "dataset: a registered name (lth.data.datasets: cifar10, cifar100, mnist, caltech101, "
                         "digits: built in, offline; plugins add more), imagenet (ILSVRC layout under --data-dir), "
-                        "imagefolder:DIR, or MODULE:FUNCTION returning torch Datasets (docs/your-model-your-data.md)")
+                        "imagefolder:DIR, glue:TASK or hf-text:SOURCE (text, with --tokenizer), or MODULE:FUNCTION returning "
+                        "torch Datasets (docs/your-model-your-data.md)")
     data_dir: str = knob("data", "folder holding the datasets in their standard layouts", runtime=True)
     download: bool = knob(False, "download a missing dataset (needs network)", runtime=True)
     image_size: int = knob(224, "train/test image size in px; 0 = the dataset's own (paper: 224)", ge=0)
@@ -56,13 +58,35 @@ class DataConfig:
     workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
     bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
                            runtime=True, choices=("fail", "skip"))
+    # Text datasets (glue:TASK, hf-text:SOURCE; lth.data.text). Hashed for those, and left out of
+    # any other run's hash (TEXT_FIELDS), so image runs keep the hashes they had.
+    tokenizer: str = knob("", "text datasets: a tokenizer folder (save_pretrained), a BERT vocab.txt, or a Hub "
+                          "name; empty: the --model's own when it is hf:DIR or a Hub id")
+    max_length: int = knob(128, "text datasets: tokens a sequence (or pair) is truncated to (Chen et al., BERT "
+                           "on GLUE: 128)", ge=4, le=100000)
+    text_columns: Tuple[str, ...] = knob((), "text datasets: the text column, or two for sentence pairs "
+                                             "(default: the GLUE task's; else 'sentence' or 'text')")
+    label_column: str = knob("label", "text datasets: the label column (integers or a ClassLabel; floats: "
+                             "regression, refused)")
+    train_split: str = knob("train", "text datasets: the split trained on")
+    test_split: str = knob("", "text datasets: the split evaluated on; empty: validation (GLUE's test labels "
+                           "are hidden; MNLI: validation_matched), else validation or test")
+
+
+TEXT_FIELDS = ("tokenizer", "max_length", "text_columns", "label_column", "train_split", "test_split")
+
+
+def _is_text(dataset: str) -> bool:
+    from lth.data.text import is_text
+    return is_text(dataset)
 
 
 @dataclass
 class ModelConfig:
     model: str = knob("resnet18", "model: a registered name (lth.models: resnet18, vgg16, resnet20, lenet300_100, "
                       "conv2, conv4, conv6; plugins add more) or a spec: torchvision:NAME, timm:NAME, "
-                      "hf:TYPE[,key=value...], hf:CONFIG.json, MODULE:FACTORY (docs/your-model-your-data.md)")
+                      "hf:TYPE[,key=value...], hf:CONFIG.json, hf:DIR or hf:HUB_ID (pre-trained weights), MODULE:FACTORY "
+                      "(docs/your-model-your-data.md)")
     init: Optional[str] = knob(None, "initialisation scheme (lth.models.init); unset: the model's reference "
                                "implementation's (a spec: its library's own)", choices=INITS)
 
@@ -209,6 +233,13 @@ class RunConfig:
                     else not dataset.startswith("imagefolder:"))   # a folder without val/ is split (issue 21)
         if official:
             cfg.data.split_seed = None     # the dataset's official split is used
+        if _is_text(dataset):              # token ids: no images to size or augment
+            cfg.data.image_size, cfg.data.augment, cfg.seeds.augment_seed = 0, "none", None
+            if not cfg.data.tokenizer and external.is_pretrained(cfg.model.model):
+                from lth.data.tokenizer import has_tokenizer
+                source = external.parse(cfg.model.model).name     # the pre-trained model's own, if it has one
+                if not Path(source).expanduser().is_dir() or has_tokenizer(Path(source).expanduser()):
+                    cfg.data.tokenizer = source
         return cfg
 
     def experiment_dict(self) -> dict:
@@ -219,6 +250,12 @@ class RunConfig:
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
             if kept:
                 out[section] = kept
+        if _is_text(self.data.dataset):   # the tokenizer's content, beside its name
+            from lth.data import text
+            out["data"]["identity"] = text.identity(self.data)
+        else:
+            for name in TEXT_FIELDS:
+                out["data"].pop(name)
         if ":" in self.model.model:   # issue 21: an external model's library version (and config file) too
             from lth.models import external
             out["model"]["identity"] = external.identity(self.model.model)
@@ -414,6 +451,9 @@ def validate(cfg: RunConfig) -> None:
     # imagenet, imagefolder:DIR, MODULE:FUNCTION; a registered model, or a spec
     _check_dataset(cfg.data.dataset)
     check_model(cfg.model.model)
+    if _is_text(cfg.data.dataset):   # the tokenizer loads and pads with id 0, before anything is written
+        from lth.data.tokenizer import check_tokenizer
+        check_tokenizer(cfg.data.tokenizer)
     if cfg.model.init is not None:
         INITS.get(cfg.model.init)
     for section in SECTIONS:

@@ -3,11 +3,13 @@
     python -m lth.run --dataset imagefolder:/data/birds --image-size 64 ...
     python -m lth.run --dataset imagenet --data-dir /data --image-size 224 --loader stream ...
     python -m lth.run --dataset my_pkg.data:make ...
+    python -m lth.run --dataset glue:sst2 --tokenizer bert-base-uncased ...      # lth.data.text
 
     dataset = sources.load_config(cfg)      # what lth.lottery.assemble.load_data calls
 
 Names (`check`): the built-in datasets (lth.data.datasets); `imagefolder:DIR` and `imagenet`
-(lth.data.folders); `MODULE:FUNCTION`, a factory `FUNCTION(data_dir, image_size)` returning
+(lth.data.folders); `glue:TASK` and `hf-text:SOURCE`, text through Hugging Face datasets and a
+tokenizer (lth.data.text); `MODULE:FUNCTION`, a factory `FUNCTION(data_dir, image_size)` returning
 `(train, test)` torch Datasets whose items are `(image, label)`: image a PIL image, a uint8
 (C, H, W) tensor or a float one in [0, 1] (an image dataset), or a 1-d int64 tensor of token ids
 (a text dataset, id 0 = padding; held in memory, padded to the longest). Labels come from the
@@ -33,7 +35,7 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 
-from lth.data import datasets, folders
+from lth.data import datasets, folders, text
 from lth.data.datasets import Dataset
 from lth.data.streaming import StreamDataset, default_workers, usable_workers
 from lth.errors import LthError
@@ -63,11 +65,25 @@ def check(name: str) -> None:
         if not rest:
             raise LthError("--dataset imagefolder:DIR needs a folder after 'imagefolder:'")
         return
+    if text.is_text(name):   # before factories: glue:sst2 reads like MODULE:FUNCTION
+        text.check(name)
+        return
     if ":" in name and FACTORY.match(name):
         _factory(name)
         return
     raise LthError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(datasets.DATASETS))}, imagenet, "
-                   f"imagefolder:DIR, or MODULE:FUNCTION returning torch Datasets")
+                   f"imagefolder:DIR, glue:TASK, hf-text:SOURCE, or MODULE:FUNCTION returning torch Datasets")
+
+
+def is_text(name: str) -> bool:
+    """glue:TASK and hf-text:SOURCE: token ids from a tokenizer (lth.data.text)."""
+    return text.is_text(name)
+
+
+def sep_token_id(d):
+    """The [SEP] id of a text DataConfig's tokenizer, when it returns token types (BERT's do)."""
+    from lth.data.tokenizer import sep_token_id as sep
+    return sep(d.tokenizer)
 
 
 def load_config(cfg, data_dir=None, device=None):
@@ -77,6 +93,8 @@ def load_config(cfg, data_dir=None, device=None):
     if not is_source(d.dataset):
         return datasets.load(d.dataset, data_dir, d.download, d.split_seed)
     check(d.dataset)
+    if text.is_text(d.dataset):
+        return text.load(d if data_dir == d.data_dir else _with_data_dir(d, data_dir))
     device = device or cfg.runtime.device
     loader, workers, bad = getattr(d, "loader", "auto"), getattr(d, "workers", 0), getattr(d, "bad_images", "fail")
     if d.dataset.startswith("imagefolder:") or d.dataset == "imagenet":
@@ -95,6 +113,8 @@ def facts(cfg) -> Tuple[int, int, int, int, int]:
     """(train images, test images, classes, channels, image size) without decoding any image:
     a folder or ImageNet is scanned, a factory's datasets are built (what a --dry-run reads)."""
     d = cfg.data
+    if text.is_text(d.dataset):
+        return text.facts(d)
     if d.dataset.startswith("imagefolder:") or d.dataset == "imagenet":
         if d.dataset == "imagenet":
             train, test, classes = folders.scan_imagenet(Path(d.data_dir).expanduser())
@@ -104,6 +124,11 @@ def facts(cfg) -> Tuple[int, int, int, int, int]:
         return len(train), len(test), len(classes), 3, d.image_size
     ds = load_config(cfg)
     return len(ds.train_y), len(ds.test_y), ds.num_classes, ds.in_channels, ds.native_size
+
+
+def _with_data_dir(d, data_dir: str):
+    import dataclasses
+    return dataclasses.replace(d, data_dir=data_dir)
 
 
 # ---- memory or stream ---------------------------------------------------------------------

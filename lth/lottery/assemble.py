@@ -49,6 +49,8 @@ def build_model(cfg: RunConfig, dataset: Dataset, seed: int, device) -> nn.Modul
                                  init=cfg.model.init)
         except ValueError as e:
             raise LthError(str(e)) from None
+    if hasattr(model, "sep_token_id") and sources.is_text(cfg.data.dataset):
+        model.sep_token_id = sources.sep_token_id(cfg.data)    # sentence pairs' token types (HFClassifier)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -93,14 +95,33 @@ def check_model_fits(cfg: RunConfig, dataset: Dataset) -> None:
     if SCHEDULES.get(p.schedule).traits["prunes"]:
         layer_rates(names, round_rate(p.rate, p.final_sparsity, p.rounds), p.layer_rate)
     size = image_size(cfg, dataset)
-    example = (dataset.train_x[:1] if torch.is_tensor(dataset.train_x) and dataset.train_x.dim() == 2  # token ids
-               else torch.zeros(1, dataset.in_channels, size, size))
+    is_text = torch.is_tensor(dataset.train_x) and dataset.train_x.dim() == 2   # token ids
+    if is_text:
+        check_tokens_fit(cfg, dataset, model)
+    example = dataset.train_x[:1] if is_text else torch.zeros(1, dataset.in_channels, size, size)
     try:
         with torch.inference_mode():
             model(example)
     except RuntimeError as e:
         raise LthError(f"model {cfg.model.model} cannot take {size}x{size} images of {dataset.name}; "
                        f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
+
+
+def check_tokens_fit(cfg: RunConfig, dataset: Dataset, model: nn.Module) -> None:
+    """Token ids within the model's vocabulary and sequences within its positions (a Hugging
+    Face model's embedding would fail mid-run with an index error otherwise)."""
+    net = getattr(model, "net", model)    # lth.models.external.HFClassifier wraps the library's model
+    top = int(max(dataset.train_x.max(), dataset.test_x.max()))
+    length = max(dataset.train_x.shape[1], dataset.test_x.shape[1])
+    table = net.get_input_embeddings() if hasattr(net, "get_input_embeddings") else None
+    if table is not None and top >= table.num_embeddings:
+        raise LthError(f"{dataset.name} holds token id {top}, beyond the {table.num_embeddings}-token vocabulary of "
+                       f"{cfg.model.model}: the tokenizer is not the model's (give the model's --tokenizer, or "
+                       f"vocab_size=N in an hf:TYPE spec)")
+    positions = getattr(getattr(net, "config", None), "max_position_embeddings", None)
+    if positions and length > positions:
+        raise LthError(f"{dataset.name} has sequences of {length} tokens, more than the {positions} positions of "
+                       f"{cfg.model.model}: lower --max-length to {positions}")
 
 
 def check_budget(cfg: RunConfig, dataset: Dataset, what: str = "the round's budget") -> int:

@@ -5,6 +5,7 @@
     python -m lth.run --model timm:vit_tiny_patch16_224,depth=2,patch_size=4 ...   # constructor keywords
     python -m lth.run --model hf:bert,hidden_size=64,num_hidden_layers=2,num_attention_heads=2 ...
     python -m lth.run --model hf:path/to/config.json ...              # pip install lth[hf]
+    python -m lth.run --model hf:path/to/saved_model ...              # pre-trained (lth.models.hf_pretrained)
     python -m lth.run --model my_pkg.nets:make_net ...                # any (num_classes, in_channels, image_size) factory
 
     models.build("torchvision:resnet18", num_classes=10, in_channels=3, image_size=32)
@@ -18,13 +19,15 @@ Spec forms (`parse`):
   hf:FILE.json       a model type (bert, vit, ...) with config overrides, or a local config file;
                      image types become AutoModelForImageClassification, text types
                      AutoModelForSequenceClassification; wrapped so forward(x) returns logits
+  hf:DIR, hf:HUB_ID  pre-trained weights (a save_pretrained folder, or a Hub model such as
+                     bert-base-uncased, downloaded by transformers): lth.models.hf_pretrained
   MODULE:FACTORY     MODULE imported (must be on the Python path), FACTORY(num_classes,
                      in_channels, image_size) must return an nn.Module
 
 Initialisation: these models keep their constructor's own ("library", lth.models.init) unless
 --init names another scheme. The run hash covers the spec and `identity(spec)`: the library's
-version (a factory's package version, an hf config file's content hash), so a run made with
-another timm is another run; `source_file(spec)` names the file provenance hashes.
+version (a factory's package version, an hf config file's content hash, pre-trained weights' content hash or
+Hub commit), so a run made with another timm is another run; `source_file(spec)` names the file provenance hashes.
 """
 import hashlib
 import importlib
@@ -104,7 +107,11 @@ def check(model: str) -> None:
         if not timm.is_model(spec.name):
             raise LthError(f"unknown timm model {spec.name!r}; see timm.list_models()")
     elif spec.kind == "hf":
-        _hf_config(spec, 2, 3, 32)
+        from lth.models import hf_pretrained
+        _import_library("hf")
+        hf_pretrained.check(spec.name)   # a dir without weights, a path that is not there
+        if hf_pretrained.kind(spec.name) is None:
+            _hf_config(spec, 2, 3, 32)
     else:
         _import_factory(spec)
 
@@ -118,6 +125,10 @@ def build(model: str, num_classes: int, in_channels: int, image_size: int) -> nn
             net = _torchvision(spec.name, num_classes, in_channels, image_size, _keywords(spec))
         elif spec.kind == "timm":
             net = _timm(spec.name, num_classes, in_channels, image_size, _keywords(spec))
+        elif spec.kind == "hf" and is_pretrained(model):
+            from lth.models import hf_pretrained
+            net, config = hf_pretrained.load(spec.name, _keywords(spec), num_classes)
+            net = HFClassifier(config, net)
         elif spec.kind == "hf":
             net = HFClassifier(_hf_config(spec, num_classes, in_channels, image_size))
         else:
@@ -189,7 +200,7 @@ def _hf_config(spec: Spec, num_classes: int, in_channels: int, image_size: int):
         config = transformers.AutoConfig.for_model(model_type, **values)
     except ValueError:
         raise LthError(f"unknown Hugging Face model type {model_type!r} (hf:TYPE takes a model type such as "
-                       f"bert or vit; hf:FILE.json a local config)") from None
+                       f"bert or vit; hf:FILE.json a local config; hf:DIR or hf:OWNER/NAME pre-trained weights)") from None
     config.num_labels = num_classes
     if _is_image_config(config):
         for key, value in (("image_size", image_size), ("num_channels", in_channels)):
@@ -208,39 +219,72 @@ def _parse_value(text: str):
 
 
 def _is_image_config(config) -> bool:
-    from transformers import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
-    return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+    from lth.models.hf_pretrained import is_image_config
+    return is_image_config(config)
+
+
+def is_pretrained(model: str) -> bool:
+    """Whether an hf: spec names pre-trained weights (a save_pretrained dir or a Hub id)."""
+    if not (is_spec(model) and model.startswith("hf:")):
+        return False
+    from lth.models import hf_pretrained
+    return hf_pretrained.kind(parse(model).name) is not None
+
+
+def hf_config(model: str, num_classes: int = 2):
+    """The Hugging Face config an hf: spec builds (no weights loaded): what --dry-run counts."""
+    spec = parse(model)
+    if is_pretrained(model):
+        from lth.models import hf_pretrained
+        return hf_pretrained.config_of(spec.name, num_classes)
+    return _hf_config(spec, num_classes, 3, 224)
 
 
 class HFClassifier(nn.Module):
-    """A Hugging Face classifier built from a config; forward(x) returns the logits. Image models
-    take float pixel batches; text models int64 token ids (HF_PAD_TOKEN masked out)."""
+    """A Hugging Face classifier built from a config (or given, pre-trained: `net`); forward(x)
+    returns the logits. Image models take float pixel batches; text models int64 token ids
+    (HF_PAD_TOKEN masked out)."""
 
-    def __init__(self, config):
+    def __init__(self, config, net: Optional[nn.Module] = None):
         super().__init__()
         import transformers
         self.is_image = _is_image_config(config)
         auto = (transformers.AutoModelForImageClassification if self.is_image
                 else transformers.AutoModelForSequenceClassification)
-        self.net = auto.from_config(config)
+        self.net = net if net is not None else auto.from_config(config)
+        # The tokenizer's [SEP] id, set by lth.lottery.assemble for a text dataset: a sentence
+        # pair's second segment then gets token type 1, as BERT was pre-trained (None: all type 0).
+        self.sep_token_id: Optional[int] = None
+
+    def token_types(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """0 up to and including the first [SEP], 1 after it ([CLS] a [SEP] b [SEP]), 0 on padding."""
+        if self.sep_token_id is None or (getattr(self.net.config, "type_vocab_size", 0) or 0) < 2:
+            return None
+        sep = (x == self.sep_token_id).long()
+        return ((sep.cumsum(1) - sep).clamp(max=1) * (x != HF_PAD_TOKEN)).long()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_image:
             return self.net(pixel_values=x).logits
-        return self.net(input_ids=x, attention_mask=(x != HF_PAD_TOKEN).long()).logits
+        types = self.token_types(x)
+        extra = {} if types is None else {"token_type_ids": types}
+        return self.net(input_ids=x, attention_mask=(x != HF_PAD_TOKEN).long(), **extra).logits
 
 
 # ---- what the hash and provenance record ------------------------------------------------------
 
 def identity(model: str) -> Dict[str, str]:
     """What decides the built model beside the spec string: the library's version; a factory's
-    package version; an hf config file's content hash (the hash covers these)."""
+    package version; an hf config file's content hash; pre-trained weights (the hash covers these)."""
     spec = parse(model)
     if spec.kind in LIBRARIES:
         lib = _import_library(spec.kind)
         out = {"library": f"{'transformers' if spec.kind == 'hf' else spec.kind} {lib.__version__}"}
         if spec.kind == "hf" and Path(spec.name).expanduser().is_file():
             out["config_sha256"] = hashlib.sha256(Path(spec.name).expanduser().read_bytes()).hexdigest()
+        if is_pretrained(model):   # the pre-trained weights: a dir's content hash, a Hub id and commit
+            from lth.models import hf_pretrained
+            out.update(hf_pretrained.identity(spec.name))
         return out
     module, _ = _import_factory(spec)
     top = importlib.import_module(module.__name__.split(".")[0])

@@ -48,6 +48,9 @@ def build(name: str, num_classes: int, in_channels: int, image_size: int, init: 
     if external.is_spec(name):   # issue 21: models named by a spec resolve dynamically
         scheme = init or "library"
         init_schemes.INITS.get(scheme)  # an unknown scheme is refused before the model is built
+        if scheme != "library" and external.is_pretrained(name):
+            raise LthError(f"--init {scheme} would overwrite the pre-trained weights of {name}; "
+                             f"leave --init unset (W0 is the pre-trained network)")
         return init_schemes.apply(external.build(name, num_classes, in_channels, image_size), scheme)
     entry = entry_of(name)
     scheme = init or entry.traits["init"]

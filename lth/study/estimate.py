@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from lth.config import RunConfig
+from lth.data import text as text_data
 from lth.errors import LthError
 from lth.runs.store import RunStore
 from lth.study.plan import Plan
@@ -37,7 +38,11 @@ EVAL_SPEEDUP = 3.0   # a forward pass costs about a third of a training step (fo
 OFFICIAL = {"cifar10": (50000, 10000, 10, 3, 32), "cifar100": (50000, 10000, 100, 3, 32),
             "caltech101": (6942, 1735, 101, 3, 224), "mnist": (60000, 10000, 10, 1, 28),
             "digits": (1438, 359, 10, 1, 8),
-            "imagenet": (1281167, 50000, 1000, 3, 224)}   # ILSVRC-2012 classification (issue 21)
+            "imagenet": (1281167, 50000, 1000, 3, 224),   # ILSVRC-2012 classification (issue 21)
+            # GLUE: train / validation rows (validation is lth's test split); the size is --max-length
+            "glue:cola": (8551, 1043, 2, 1, 0), "glue:sst2": (67349, 872, 2, 1, 0), "glue:mrpc": (3668, 408, 2, 1, 0),
+            "glue:qqp": (363846, 40430, 2, 1, 0), "glue:mnli": (392702, 9815, 3, 1, 0),
+            "glue:qnli": (104743, 5463, 2, 1, 0), "glue:rte": (2490, 277, 2, 1, 0), "glue:wnli": (635, 71, 2, 1, 0)}
 TIMED_SECONDS = 0.5   # time training steps for at least this long per key (after one untimed step)
 TIMED_MAX_FLOP = 2e11  # the timed batch is cut to stay under this many FLOP a step (a few s on a CPU)
 
@@ -65,20 +70,22 @@ class Estimator:
 
     # ---- inputs ----
     def dataset(self, cfg: RunConfig) -> Facts:
-        key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed)
+        key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.split_seed, cfg.data.max_length)   # length: text's size
         if key not in self.facts:
             from lth.data import datasets, sources
             try:
                 if sources.is_source(cfg.data.dataset):   # issue 21: folders and ImageNet are scanned, not decoded
                     self.facts[key] = Facts(*sources.facts(cfg), f"{cfg.data.dataset} as found")
                 else:
-                    d = datasets.load(*key[:2], False, key[2])
+                    d = datasets.load(key[0], key[1], False, key[2])
                     self.facts[key] = Facts(len(d.train_y), len(d.test_y), d.num_classes, d.in_channels,
                                             d.native_size, f"{cfg.data.dataset} as found in {cfg.data.data_dir}")
             except LthError:
                 if cfg.data.dataset not in OFFICIAL:
                     raise
-                self.facts[key] = Facts(*OFFICIAL[cfg.data.dataset], f"{cfg.data.dataset}: official size (not found here)")
+                n_train, n_test, classes, channels, size = OFFICIAL[cfg.data.dataset]
+                self.facts[key] = Facts(n_train, n_test, classes, channels, size or cfg.data.max_length,
+                                        f"{cfg.data.dataset}: official size (not found here)")
         return self.facts[key]
 
     def _recorded(self) -> Dict[tuple, List[float]]:
@@ -94,7 +101,8 @@ class Estimator:
                 meta = store.config()
                 c = meta["config"]
                 kind = str(meta.get("device", "cpu")).split(":")[0]
-                size = c["data"]["image_size"] or None
+                text = text_data.is_text(c["data"]["dataset"])
+                size = c["data"].get("max_length") if text else c["data"]["image_size"] or None
                 for r in store.finished_rounds():
                     rate = store.load_summary(r).get("images_per_s")
                     if rate:
@@ -108,7 +116,9 @@ class Estimator:
         """Training images per second of the cell's model/size/batch on the estimate's device."""
         facts = self.dataset(cfg)
         size = cfg.data.image_size or facts.native_size
-        key = (cfg.model.model, cfg.data.dataset, cfg.data.image_size or None, cfg.train.batch_size, self.device_kind)
+        # a text model's speed depends on --max-length (its image_size is 0)
+        key = (cfg.model.model, cfg.data.dataset, size if is_text(cfg) else cfg.data.image_size or None,
+               cfg.train.batch_size, self.device_kind)
         if key in self.rates:
             return self.rates[key]
         if key in self.recorded:
@@ -116,6 +126,11 @@ class Estimator:
             found = (sum(values) / len(values), f"recorded ({len(values)} rounds)")
         elif self.device_kind == "cpu":
             found = (self._timed(cfg, facts, size), "timed here")
+        elif is_text(cfg):   # issue 21 follow-up: 3 x (2 N + attention) FLOP a token (lth.study.text_cost)
+            from lth.study import text_cost
+            flops, detail = text_cost.training_flops(cfg.model.model, facts.num_classes, size)
+            found = (self.assume_tflops * 1e12 / flops, f"flops ({flops / 1e9:.2f} GFLOP/sequence: {detail}; at "
+                                                        f"{self.assume_tflops:g} TFLOP/s)")
         else:
             flops = training_flops(cfg.model.model, facts, size)
             found = (self.assume_tflops * 1e12 / flops, f"flops ({flops / 1e9:.2f} GFLOP/img at {self.assume_tflops:g} TFLOP/s)")
@@ -128,12 +143,18 @@ class Estimator:
         import torch
         import torch.nn.functional as F
         from lth import models
-        flops = training_flops(cfg.model.model, facts, size)
+        from lth.study import text_cost
+        flops = (text_cost.training_flops(cfg.model.model, facts.num_classes, size)[0] if is_text(cfg)
+                 else training_flops(cfg.model.model, facts, size))
         batch = max(1, min(cfg.train.batch_size, int(TIMED_MAX_FLOP // flops)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = models.build(cfg.model.model, facts.num_classes, facts.in_channels, size)
-            x = torch.randn(batch, facts.in_channels, size, size)
+            if is_text(cfg):   # random weights from the config (no pre-trained weights needed to time)
+                model, config, _ = text_cost.build_for_cost(cfg.model.model, facts.num_classes, size, "cpu")
+                x = text_cost.random_tokens(config, batch, size)
+            else:
+                model = models.build(cfg.model.model, facts.num_classes, facts.in_channels, size)
+                x = torch.randn(batch, facts.in_channels, size, size)
             y = torch.randint(0, facts.num_classes, (batch,))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         steps, began = -1, 0.0
@@ -169,6 +190,11 @@ class Estimator:
             return steps * cfg.train.batch_size / rate + facts.n_test / (EVAL_SPEEDUP * rate)
         images = s["alphas"] * (facts.n_test + (s["bn_batches"] * cfg.train.batch_size if s["bn"] == "reset" else 0))
         return images / (EVAL_SPEEDUP * rate)
+
+
+def is_text(cfg: RunConfig) -> bool:
+    """A text dataset (glue:, hf-text:): sequences of --max-length tokens, not images."""
+    return text_data.is_text(cfg.data.dataset)
 
 
 def training_flops(model_name: str, facts: Facts, size: int) -> float:
