@@ -13,6 +13,10 @@ Their interpolation is evaluated at alpha = 0.5 and on an --alphas grid (analysi
 Results go beside the run, under stability/round_RR/KIND/ (layout: analysis.settings; the
 record: analysis.measure); then Fig. 3 and Table 4 are drawn into --out (analysis.figures).
 
+Under torchrun (`torchrun --nproc_per_node 2 -m analysis.stability RUN`) the copies train
+data-parallel and the interpolation's evaluation is split over the ranks; rank 0 alone writes
+(analysis.ranks; docs/distributed.md).
+
 Running the same command again reuses every finished copy and interpolation, and continues an
 unfinished copy from its last epoch. Other settings add results beside earlier ones. Two
 processes on the same run share the work: each round/kind folder is locked while it is filled;
@@ -23,7 +27,7 @@ import logging
 import sys
 from typing import Dict, List
 
-from analysis import cli
+from analysis import cli, ranks
 from analysis.copies import Workspace, check_copy_budget, copy_config, make_workspace
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
@@ -31,10 +35,11 @@ from analysis.tickets import CONTROLS
 from lth.data import datasets, sources
 from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
+from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
 from lth.knobs import number
 from lth.runs.store import RunStore
-from lth.training.device import pick_device, set_threads
+from lth.training import distributed
+from lth.training.device import set_threads
 
 log = logging.getLogger("analysis.stability")
 
@@ -79,6 +84,10 @@ def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, prob
     measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
     impossible budget stops the analysis before anything is written."""
     cfg = copy_config(cli.run_config(store), copies)
+    distributed.check_batch(cfg.train.batch_size)   # issue 22: under torchrun the global batch splits over the ranks
+    if cfg.train.compile and distributed.launched():
+        raise LthError(f"{store.root} was trained with --compile, which torchrun does not support yet: "
+                       f"run the analysis in one process")
     assemble.rewind_state(store, cfg)
     for r in sorted({r for r, _ in jobs}):
         store.load_mask(r)
@@ -109,7 +118,7 @@ def measure_run(store: RunStore, jobs: List[tuple], copies: CopySettings, probe:
     results, deferred = {}, []
     for wait in (False, True):
         for r, kind in (jobs if not wait else deferred):
-            with store.stability_lock(r, kind, wait=wait) as held:
+            with ranks.stability_lock(store, r, kind, wait=wait) as held:   # rank 0's lock (issue 22)
                 if not held:
                     log.info("%s round %d %s: another process is on it; coming back later",
                              cli.run_name(store), r, kind)
@@ -136,34 +145,60 @@ def print_table(results: List[dict]) -> None:
           "error (alpha 0.5) and the barrier are measured with")
 
 
+def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict) -> tuple:
+    """The runs and each run's jobs, every input read and checked: (stores, jobs per store)."""
+    stores = cli.open_runs(args.runs)
+    plans = []
+    for store in stores:
+        jobs = jobs_of(store, args)
+        verify_inputs(store, jobs, copies, probe, args.data_dir, cache)
+        plans.append(jobs)
+    if not args.no_figures:
+        cli.check_out_dir(args.out)
+    return stores, plans
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     copies, probe = cli.settings_from_args(args, args.eval_batch_size)
-    stores = cli.open_runs(args.runs)
-    cache, plans = {}, []
-    for store in stores:
-        jobs = jobs_of(store, args)
-        verify_inputs(store, jobs, copies, probe, args.data_dir, cache)
-        plans.append((store, jobs))
-    if not args.no_figures:
-        cli.check_out_dir(args.out)
-    device = pick_device(args.device)
+    device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
+    try:
+        return analyse(args, copies, probe, device)
+    except RuntimeError as e:
+        if not distributed.lost_peer(e):
+            raise
+        first = " ".join(str(e).split())[:160]
+        raise LthError(f"rank {distributed.rank()} stopped: a collective failed ({first}); another rank probably "
+                       f"died; finished copies and the last epoch checkpoint are kept: run the same command again "
+                       f"to continue") from None
+    finally:
+        distributed.shutdown()  # torchrun: leave the process group cleanly
+
+
+def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:
+    """Measure every job, then print the table and draw (rank 0 under torchrun: analysis.ranks)."""
+    distributed.check_same({**vars(args), "device type": device.type})   # before any rank can stop alone
+    cache = {}
+    # every rank checks the inputs (the same one-line error on each); rank 0's job list is everyone's
+    stores, plans = distributed.agreed(lambda: plan(args, copies, probe, cache))
+    plans = distributed.decided(lambda: plans)
     results = []
     try:
-        for store, jobs in plans:
+        for store, jobs in zip(stores, plans):
             results += measure_run(store, jobs, copies, probe, device, args.data_dir, cache, args.progress)
     except KeyboardInterrupt:
         print("interrupted: finished copies and the last epoch checkpoint of an unfinished one are kept; "
               "run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not ranks.writes():
+        return 0
     print_table(results)
     if not args.no_figures:
         from analysis import figures  # matplotlib and seaborn cost a second to import: only when drawing
         for path in figures.draw_measured(stores, copies, probe, args.out):
             print(f"wrote {path}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(cli_main(main))

@@ -151,6 +151,45 @@ def check_same(what: dict) -> None:
                        f"start every rank with the same command")
 
 
+def agreed(fn: Callable):
+    """fn() on every rank (checks of the input that each rank can make itself); an LthError on
+    any rank is raised on all, with the lowest failing rank's message, so that bad input stops
+    every rank with the same one line and none is left waiting in a later collective. Returns
+    this rank's own value. In a single process: fn()."""
+    if not active():
+        return fn()
+    try:
+        value, error = fn(), None
+    except LthError as e:
+        value, error = None, str(e)
+    errors = [None] * world_size()
+    dist.all_gather_object(errors, error)
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise LthError(first)
+    return value
+
+
+def decided(fn: Callable):
+    """Rank 0's fn() on every rank (the others do not call it): for what the file system says
+    (does this result exist yet? is the lock free?), which could change between two ranks'
+    looks while another process works on the same folder. An LthError on rank 0 is raised on
+    every rank. The value must pickle. In a single process: fn()."""
+    if not active():
+        return fn()
+    box = [None]
+    if is_main():
+        try:
+            box = [("value", fn())]
+        except LthError as e:
+            box = [("error", str(e))]
+    dist.broadcast_object_list(box, 0)
+    kind, value = box[0]
+    if kind == "error":
+        raise LthError(value)
+    return value
+
+
 def prepare_model(model: nn.Module, sync_bn: bool, device: torch.device) -> nn.Module:
     """SyncBatchNorm (--sync-bn) under torchrun; the same module otherwise. Call before the masks
     are made (they hold the conv/linear weights, which the conversion keeps)."""
