@@ -14,6 +14,7 @@ them (analysis.interpolate), and save the record, with everything that decided i
                             accuracies in interpolate mode, not in reset mode (recomputed stats)
     instability_error       error at alpha 0.5 (Fig. 3)
     error_barrier           max error on the grid minus the mean of the curve's endpoint errors
+    device, world_size      where it ran (world_size: data-parallel ranks, issue 22; not a setting)
     timing                  seconds taken; the only fields that differ between identical runs
 """
 import logging

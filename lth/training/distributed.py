@@ -18,6 +18,9 @@ What N ranks share and what they do not (docs/distributed.md):
   checksum of them at each mask update and at the start and end of training.
 - Only rank 0 writes (lth.runs.follower.FollowerStore for the others; store writes refuse on
   a non-zero rank); ranks meet at a barrier after each write that another rank reads.
+  `decided` gives every rank rank 0's look at the files, `agreed` stops every rank when any
+  finds bad input (the stability analysis: analysis.ranks).
+- Evaluation is split over the ranks (lth.training.sharded_eval): accuracy identical to N = 1.
 - Not identical to N = 1: BatchNorm batch statistics are per rank (each normalises its slice;
   running statistics are rank 0's, broadcast every step by DDP), unless --sync-bn (CUDA); and
   the float summation order of the gradient average differs, so weights agree to rounding.
