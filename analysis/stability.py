@@ -13,7 +13,8 @@ Their interpolation is evaluated at alpha = 0.5 and on an --alphas grid (analysi
 Results go beside the run, under stability/round_RR/KIND/ (layout: analysis.settings; the
 record: analysis.measure); then Fig. 3 and Table 4 are drawn into --out (analysis.figures).
 
-Under torchrun (`torchrun --nproc_per_node 2 -m analysis.stability RUN`) the copies train
+Under torchrun (`torchrun --nproc_per_node 2 -m analysis.stability RUN`, or lth's launcher:
+`python -m analysis.stability --nproc-per-node 2 RUN`) the copies train
 data-parallel and the interpolation's evaluation is split over the ranks; rank 0 alone writes
 (analysis.ranks; docs/distributed.md).
 
@@ -25,7 +26,7 @@ a process first does the folders nobody holds, then waits for the others and reu
 import argparse
 import logging
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from analysis import cli, ranks
 from analysis.copies import Workspace, check_copy_budget, copy_config, make_workspace
@@ -38,7 +39,7 @@ from lth.config import RunConfig
 from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
 from lth.knobs import number
 from lth.runs.store import RunStore
-from lth.training import distributed
+from lth.training import distributed, launch
 from lth.training.device import set_threads
 
 log = logging.getLogger("analysis.stability")
@@ -64,6 +65,9 @@ def parser() -> OneLineParser:
     p.add_argument("--data-dir", default=None, help="folder holding the datasets [default: the run's]")
     p.add_argument("--out", default="figures", help="folder for Fig. 3 and Table 4 [default: figures]")
     p.add_argument("--no-figures", action="store_true", help="measure only; draw nothing")
+    # --nproc-per-node N (lth.training.launch.split takes it off first; listed here for --help)
+    p.add_argument("--nproc-per-node", type=number(int, "nproc_per_node", ge=1), default=None, metavar="N",
+                   help="measure with N data-parallel ranks on this node (torchrun's launcher; docs/distributed.md)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars (on a terminal) or per-epoch log lines while copies train [default: on]")
     return p
@@ -79,13 +83,13 @@ def jobs_of(store: RunStore, args) -> List[tuple]:
 
 
 def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, probe: ProbeSettings, data_dir,
-                  cache: dict) -> None:
+                  cache: dict, ranks: Optional[int] = None) -> None:
     """Read every file the jobs need (checksums verified) and, when something is left to
     measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
     impossible budget stops the analysis before anything is written."""
     cfg = copy_config(cli.run_config(store), copies)
-    distributed.check_batch(cfg.train.batch_size)   # issue 22: under torchrun the global batch splits over the ranks
-    if cfg.train.compile and distributed.launched():
+    distributed.check_batch(cfg.train.batch_size, ranks)   # issue 22: the global batch splits over the ranks
+    if cfg.train.compile and (distributed.launched() or (ranks or 1) > 1):
         raise LthError(f"{store.root} was trained with --compile, which torchrun does not support yet: "
                        f"run the analysis in one process")
     assemble.rewind_state(store, cfg)
@@ -145,13 +149,14 @@ def print_table(results: List[dict]) -> None:
           "error (alpha 0.5) and the barrier are measured with")
 
 
-def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict) -> tuple:
-    """The runs and each run's jobs, every input read and checked: (stores, jobs per store)."""
+def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict, ranks: Optional[int] = None) -> tuple:
+    """The runs and each run's jobs, every input read and checked: (stores, jobs per store).
+    ranks: the world size about to be launched (None: this process's)."""
     stores = cli.open_runs(args.runs)
     plans = []
     for store in stores:
         jobs = jobs_of(store, args)
-        verify_inputs(store, jobs, copies, probe, args.data_dir, cache)
+        verify_inputs(store, jobs, copies, probe, args.data_dir, cache, ranks)
         plans.append(jobs)
     if not args.no_figures:
         cli.check_out_dir(args.out)
@@ -159,9 +164,14 @@ def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict) -> tuple
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    nproc, rest = launch.split(list(sys.argv[1:] if argv is None else argv))
+    args = parser().parse_args(rest)
     set_threads(args.threads)
     copies, probe = cli.settings_from_args(args, args.eval_batch_size)
+    if nproc is not None and not distributed.launched():   # issue 22: lth's launcher (lth.training.launch)
+        plan(args, copies, probe, {}, ranks=nproc)   # bad input: one line here, before any rank starts
+        return launch.launch(nproc, rest, "analysis.stability", "finished copies and the last epoch checkpoint "
+                                                                "are kept")
     device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
     try:
         return analyse(args, copies, probe, device)

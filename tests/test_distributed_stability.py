@@ -166,3 +166,37 @@ def test_sigkill_of_a_rank_mid_copy_then_rerun_equals_the_unkilled_analysis(two_
     assert "resuming from the checkpoint" in out or "copy a: already trained" in out
     assert_same(measured(unkilled[0]), measured(run_dir))
     assert stability_files(unkilled[0]) == stability_files(run_dir)
+
+
+# ---- lth's launcher: python -m analysis.stability --nproc-per-node 2 ----------------------------
+
+def test_launcher_checks_the_batch_before_any_rank_starts(odd_batch_run):
+    r = subprocess.run([sys.executable, "-m", "analysis.stability", "--nproc-per-node", "2", str(odd_batch_run),
+                        *ANALYSIS], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: --batch-size 63 does not split over 2 ranks: the global batch "
+                                             "must be a multiple of the world size (e.g. 62)"]
+    assert "rank 0 of 2" not in r.stderr and not (odd_batch_run / "stability").exists()
+
+
+@pytest.mark.slow
+def test_launcher_reports_a_killed_rank_in_one_line_and_the_rerun_finishes(two_rank_run, unkilled, tmp_path):
+    run_dir = fresh_copy(two_rank_run, tmp_path, "run")
+    cmd = [sys.executable, "-m", "analysis.stability", "--nproc-per-node", "2", str(run_dir), *ANALYSIS]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list((run_dir / "stability" / "round_02").glob("ticket/*/copy_a.checkpoint.pt")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors[-1] == ("error: rank 1 was killed by signal 9; the other ranks were stopped; finished copies and "
+                          "the last epoch checkpoint are kept: run the same command again to resume")
+    assert all(e.startswith("error: rank 0 stopped: a collective failed") for e in errors[:-1]), errors
+    assert "Traceback" not in err and "ChildFailedError" not in err
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("run  round  kind") == 1
+    assert_same(measured(unkilled[0]), measured(run_dir))
