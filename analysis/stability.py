@@ -44,6 +44,8 @@ from lth.training.device import set_threads
 
 log = logging.getLogger("analysis.stability")
 
+KEPT = "finished copies and the last epoch checkpoint are kept"   # what a rerun after a killed rank finds
+
 
 def parser() -> OneLineParser:
     p = OneLineParser(prog="python -m analysis.stability", description=__doc__.split("\n\n")[0])
@@ -83,13 +85,13 @@ def jobs_of(store: RunStore, args) -> List[tuple]:
 
 
 def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, probe: ProbeSettings, data_dir,
-                  cache: dict, ranks: Optional[int] = None) -> None:
+                  cache: dict, world: Optional[int] = None) -> None:
     """Read every file the jobs need (checksums verified) and, when something is left to
     measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
     impossible budget stops the analysis before anything is written."""
     cfg = copy_config(cli.run_config(store), copies)
-    distributed.check_batch(cfg.train.batch_size, ranks)   # issue 22: the global batch splits over the ranks
-    if cfg.train.compile and (distributed.launched() or (ranks or 1) > 1):
+    distributed.check_batch(cfg.train.batch_size, world)   # issue 22: the global batch splits over the ranks
+    if cfg.train.compile and (distributed.launched() or (world or 1) > 1):
         raise LthError(f"{store.root} was trained with --compile, which torchrun does not support yet: "
                        f"run the analysis in one process")
     assemble.rewind_state(store, cfg)
@@ -149,14 +151,14 @@ def print_table(results: List[dict]) -> None:
           "error (alpha 0.5) and the barrier are measured with")
 
 
-def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict, ranks: Optional[int] = None) -> tuple:
+def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict, world: Optional[int] = None) -> tuple:
     """The runs and each run's jobs, every input read and checked: (stores, jobs per store).
-    ranks: the world size about to be launched (None: this process's)."""
+    world: the number of ranks about to be launched (None: this process's)."""
     stores = cli.open_runs(args.runs)
     plans = []
     for store in stores:
         jobs = jobs_of(store, args)
-        verify_inputs(store, jobs, copies, probe, args.data_dir, cache, ranks)
+        verify_inputs(store, jobs, copies, probe, args.data_dir, cache, world)
         plans.append(jobs)
     if not args.no_figures:
         cli.check_out_dir(args.out)
@@ -169,19 +171,16 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     copies, probe = cli.settings_from_args(args, args.eval_batch_size)
     if nproc is not None and not distributed.launched():   # issue 22: lth's launcher (lth.training.launch)
-        plan(args, copies, probe, {}, ranks=nproc)   # bad input: one line here, before any rank starts
-        return launch.launch(nproc, rest, "analysis.stability", "finished copies and the last epoch checkpoint "
-                                                                "are kept")
+        plan(args, copies, probe, {}, world=nproc)   # bad input: one line here, before any rank starts
+        return launch.launch(nproc, rest, "analysis.stability", KEPT)
     device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
     try:
         return analyse(args, copies, probe, device)
     except RuntimeError as e:
-        if not distributed.lost_peer(e):
+        error = distributed.peer_lost_error(e, KEPT)
+        if error is None:
             raise
-        first = " ".join(str(e).split())[:160]
-        raise LthError(f"rank {distributed.rank()} stopped: a collective failed ({first}); another rank probably "
-                       f"died; finished copies and the last epoch checkpoint are kept: run the same command again "
-                       f"to continue") from None
+        raise error from None
     finally:
         distributed.shutdown()  # torchrun: leave the process group cleanly
 
@@ -209,6 +208,7 @@ def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:
         for path in figures.draw_measured(stores, copies, probe, args.out):
             print(f"wrote {path}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(cli_main(main))

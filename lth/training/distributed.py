@@ -123,6 +123,16 @@ def lost_peer(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed"))
 
 
+def peer_lost_error(e: BaseException, kept: str) -> Optional[LthError]:
+    """The one line for a collective that failed because another rank died (lost_peer), naming
+    what a rerun finds (`kept`); None for any other error, which the caller re-raises."""
+    if not lost_peer(e):
+        return None
+    first = " ".join(str(e).split())[:160]
+    return LthError(f"rank {rank()} stopped: a collective failed ({first}); another rank probably died; {kept}: "
+                    f"run the same command again to resume")
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in a single process): after rank 0 wrote what others read."""
     if active():
