@@ -12,6 +12,7 @@ Modules, one idea each:
   interpolate  in-place interpolation between two copies, BatchNorm modes, the error curve
   measure      one measurement: reuse or train the copies, interpolate, save the record
   stability    `python -m analysis.stability`: choosing rounds, locking, sharing work, the table
+  ranks        under torchrun: rank 0 decides what the files say and alone writes
   results      saved results read back and summarised over runs
   tables       Table 4 as Markdown, LaTeX and CSV
   figures      `python -m analysis.figures`: Fig. 1, 2 and 3 as PDF, PNG and CSV

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from analysis import ranks
 from analysis.settings import CopySettings
 from analysis.tickets import StartingPoint
 from lth.lottery import assemble
@@ -25,6 +26,7 @@ from lth.data.datasets import Dataset
 from lth.errors import LthError
 from lth.pruning.masks import Masks
 from lth.runs.files import digest, load_tensors, save_tensors
+from lth.training import distributed
 from lth.training.loop import fit, total_steps
 
 log = logging.getLogger(__name__)
@@ -95,17 +97,21 @@ def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, che
     ws.model.load_state_dict(start.state)
     ws.masks.load_state_dict(start.mask)
     ws.masks.enforce()
-    resume = load_tensors(checkpoint) if checkpoint.exists() else None
+    # under torchrun rank 0 says whether a checkpoint is there, and every rank loads it (analysis.ranks)
+    resume = load_tensors(checkpoint) if distributed.decided(checkpoint.exists) else None
     if resume is not None:
         log.info("%s: resuming from the checkpoint after epoch %d", desc, resume["epoch"])
     loop = assemble.loop(ws.cfg, ws.dataset, ws.device, ws.model, ws.masks, ws.forward,
                          order_seed=seeds["order_seed"], augment_seed=seeds["augment_seed"], start_step=start_step(ws))
-    result = fit(loop, resume=resume, save_checkpoint=lambda state: save_tensors(checkpoint, state),
-                 progress=progress, desc=desc)
+    save = (lambda state: save_tensors(checkpoint, state)) if ranks.writes() else (lambda state: None)
+    # distributed.callbacks(): under torchrun, the mask and weight checks and BatchNorm broadcast of lth.run
+    result = fit(loop, resume=resume, save_checkpoint=save, callbacks=distributed.callbacks(),
+                 progress=progress and ranks.writes(), desc=desc)
     payload = {"model": {k: v.detach().to("cpu", copy=True) for k, v in ws.model.state_dict().items()},
                "outcome": {k: result[k] for k in OUTCOME_KEYS}, "timing": {k: result[k] for k in TIMING_KEYS},
                "metrics": result["metrics"], "seeds": dict(seeds),
                "start_digest": digest(start.state), "mask_digest": digest(start.mask)}
-    save_tensors(path, payload)
-    checkpoint.unlink(missing_ok=True)
+    if ranks.writes():   # the other ranks' payloads are the same (weights checked at the end of fit)
+        save_tensors(path, payload)
+        checkpoint.unlink(missing_ok=True)
     return payload

@@ -14,13 +14,14 @@ them (analysis.interpolate), and save the record, with everything that decided i
                             accuracies in interpolate mode, not in reset mode (recomputed stats)
     instability_error       error at alpha 0.5 (Fig. 3)
     error_barrier           max error on the grid minus the mean of the curve's endpoint errors
+    device, world_size      where it ran (world_size: data-parallel ranks, issue 22; not a setting)
     timing                  seconds taken; the only fields that differ between identical runs
 """
 import logging
 import time
 from typing import Callable
 
-from analysis import cli
+from analysis import cli, ranks
 from analysis.copies import Workspace, budget, load_copy, train_copy
 from analysis.interpolate import curve
 from lth.lmc.curve import summarise
@@ -32,6 +33,7 @@ from lth.lottery import assemble
 from lth.data.streaming import make_loader
 from lth.runs.store import RunStore
 from lth.runs.files import read_json, write_json
+from lth.training import distributed
 
 log = logging.getLogger("analysis.stability")
 
@@ -42,18 +44,25 @@ def measure(store: RunStore, r: int, kind: str, copies: CopySettings, probe: Pro
             workspace: Callable[[], Workspace], progress: bool) -> dict:
     """The result of (round r, kind): reused when saved, else measured and saved. The caller
     holds the folder's lock; `workspace()` gives the run's model and data (built on first need)."""
-    saved = find_result(store, r, kind, copies, probe)
+    saved = distributed.decided(lambda: saved_result(store, r, kind, copies, probe))   # rank 0 reads (analysis.ranks)
     if saved is not None:
-        log.info("%s round %d %s: already measured (%s), reused", cli.run_name(store), r, kind, saved.name)
-        return read_json(saved)
+        log.info("%s round %d %s: already measured (%s), reused", cli.run_name(store), r, kind, saved[0])
+        return saved[1]
     ws = workspace()
     start = starting_point(store, ws.cfg, ws.dataset, r, kind, copies.seed)
     trained = {copy: obtain_copy(store, ws, r, kind, start, copies, copy, progress) for copy in COPIES}
     result = interpolation_result(store, ws, r, kind, start, trained, copies, probe)
-    write_json(result_path(store, r, kind, copies, probe, result["has_batchnorm"]), result)
+    if ranks.writes():
+        write_json(result_path(store, r, kind, copies, probe, result["has_batchnorm"]), result)
     log.info("%s round %d %s: instability error %.4f, error barrier %.4f (bn %s)", cli.run_name(store), r, kind,
              result["instability_error"], result["error_barrier"], result["bn_mode"])
     return result
+
+
+def saved_result(store: RunStore, r: int, kind: str, copies: CopySettings, probe: ProbeSettings):
+    """(file name, record) of the saved result of (round r, kind) with these settings, or None."""
+    path = find_result(store, r, kind, copies, probe)
+    return None if path is None else (path.name, read_json(path))
 
 
 def obtain_copy(store: RunStore, ws: Workspace, r: int, kind: str, start: StartingPoint, copies: CopySettings,
@@ -61,9 +70,10 @@ def obtain_copy(store: RunStore, ws: Workspace, r: int, kind: str, start: Starti
     """A finished copy, loaded; else trained (or continued from its checkpoint) and saved."""
     path, desc = copy_path(store, r, kind, copies, copy), f"{cli.run_name(store)} round {r} {kind} copy {copy}"
     checkpoint = copy_checkpoint_path(store, r, kind, copies, copy)
-    if path.exists():
+    if distributed.decided(path.exists):   # rank 0 looks; every rank loads it (analysis.ranks)
         log.info("%s: already trained, reused", desc)
-        checkpoint.unlink(missing_ok=True)  # left behind by a kill between saving the copy and removing it
+        if ranks.writes():
+            checkpoint.unlink(missing_ok=True)  # left behind by a kill between saving the copy and removing it
         return load_copy(path, start)
     seeds = copies.copy_seeds(copy)
     steps = budget(ws)
@@ -103,6 +113,7 @@ def interpolation_result(store: RunStore, ws: Workspace, r: int, kind: str, star
         "copies": {c: {**trained[c]["outcome"], **trained[c]["seeds"]} for c in COPIES},
         "ticket_acc": sum(trained[c]["outcome"]["test_acc"] for c in COPIES) / len(COPIES),
         **summarise(points), "curve": points, "device": str(ws.device),
+        "world_size": distributed.world_size(),   # data-parallel ranks (not a setting: docs/distributed.md)
         "timing": {**{f"copy_{c}_s": trained[c]["timing"]["wall_time_s"] for c in COPIES},
                    "interpolation_s": time.perf_counter() - began, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }

@@ -13,6 +13,11 @@ Their interpolation is evaluated at alpha = 0.5 and on an --alphas grid (analysi
 Results go beside the run, under stability/round_RR/KIND/ (layout: analysis.settings; the
 record: analysis.measure); then Fig. 3 and Table 4 are drawn into --out (analysis.figures).
 
+Under torchrun (`torchrun --nproc_per_node 2 -m analysis.stability RUN`, or lth's launcher:
+`python -m analysis.stability --nproc-per-node 2 RUN`) the copies train
+data-parallel and the interpolation's evaluation is split over the ranks; rank 0 alone writes
+(analysis.ranks; docs/distributed.md).
+
 Running the same command again reuses every finished copy and interpolation, and continues an
 unfinished copy from its last epoch. Other settings add results beside earlier ones. Two
 processes on the same run share the work: each round/kind folder is locked while it is filled;
@@ -21,9 +26,9 @@ a process first does the folders nobody holds, then waits for the others and reu
 import argparse
 import logging
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-from analysis import cli
+from analysis import cli, ranks
 from analysis.copies import Workspace, check_copy_budget, copy_config, make_workspace
 from analysis.measure import measure
 from analysis.settings import CopySettings, ProbeSettings, find_result
@@ -31,12 +36,15 @@ from analysis.tickets import CONTROLS
 from lth.data import datasets, sources
 from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.errors import EXIT_INTERRUPTED, OneLineParser, cli_main
+from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
 from lth.knobs import number
 from lth.runs.store import RunStore
-from lth.training.device import pick_device, set_threads
+from lth.training import distributed, launch
+from lth.training.device import set_threads
 
 log = logging.getLogger("analysis.stability")
+
+KEPT = "finished copies and the last epoch checkpoint are kept"   # what a rerun after a killed rank finds
 
 
 def parser() -> OneLineParser:
@@ -59,6 +67,9 @@ def parser() -> OneLineParser:
     p.add_argument("--data-dir", default=None, help="folder holding the datasets [default: the run's]")
     p.add_argument("--out", default="figures", help="folder for Fig. 3 and Table 4 [default: figures]")
     p.add_argument("--no-figures", action="store_true", help="measure only; draw nothing")
+    # --nproc-per-node N (lth.training.launch.split takes it off first; listed here for --help)
+    p.add_argument("--nproc-per-node", type=number(int, "nproc_per_node", ge=1), default=None, metavar="N",
+                   help="measure with N data-parallel ranks on this node (torchrun's launcher; docs/distributed.md)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars (on a terminal) or per-epoch log lines while copies train [default: on]")
     return p
@@ -74,11 +85,15 @@ def jobs_of(store: RunStore, args) -> List[tuple]:
 
 
 def verify_inputs(store: RunStore, jobs: List[tuple], copies: CopySettings, probe: ProbeSettings, data_dir,
-                  cache: dict) -> None:
+                  cache: dict, world: Optional[int] = None) -> None:
     """Read every file the jobs need (checksums verified) and, when something is left to
     measure, the dataset and the copies' budget: a corrupted file, a missing dataset or an
     impossible budget stops the analysis before anything is written."""
     cfg = copy_config(cli.run_config(store), copies)
+    distributed.check_batch(cfg.train.batch_size, world)   # issue 22: the global batch splits over the ranks
+    if cfg.train.compile and (distributed.launched() or (world or 1) > 1):
+        raise LthError(f"{store.root} was trained with --compile, which torchrun does not support yet: "
+                       f"run the analysis in one process")
     assemble.rewind_state(store, cfg)
     for r in sorted({r for r, _ in jobs}):
         store.load_mask(r)
@@ -109,7 +124,7 @@ def measure_run(store: RunStore, jobs: List[tuple], copies: CopySettings, probe:
     results, deferred = {}, []
     for wait in (False, True):
         for r, kind in (jobs if not wait else deferred):
-            with store.stability_lock(r, kind, wait=wait) as held:
+            with ranks.stability_lock(store, r, kind, wait=wait) as held:   # rank 0's lock (issue 22)
                 if not held:
                     log.info("%s round %d %s: another process is on it; coming back later",
                              cli.run_name(store), r, kind)
@@ -136,27 +151,57 @@ def print_table(results: List[dict]) -> None:
           "error (alpha 0.5) and the barrier are measured with")
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    set_threads(args.threads)
-    copies, probe = cli.settings_from_args(args, args.eval_batch_size)
+def plan(args, copies: CopySettings, probe: ProbeSettings, cache: dict, world: Optional[int] = None) -> tuple:
+    """The runs and each run's jobs, every input read and checked: (stores, jobs per store).
+    world: the number of ranks about to be launched (None: this process's)."""
     stores = cli.open_runs(args.runs)
-    cache, plans = {}, []
+    plans = []
     for store in stores:
         jobs = jobs_of(store, args)
-        verify_inputs(store, jobs, copies, probe, args.data_dir, cache)
-        plans.append((store, jobs))
+        verify_inputs(store, jobs, copies, probe, args.data_dir, cache, world)
+        plans.append(jobs)
     if not args.no_figures:
         cli.check_out_dir(args.out)
-    device = pick_device(args.device)
+    return stores, plans
+
+
+def main(argv=None) -> int:
+    nproc, rest = launch.split(list(sys.argv[1:] if argv is None else argv))
+    args = parser().parse_args(rest)
+    set_threads(args.threads)
+    copies, probe = cli.settings_from_args(args, args.eval_batch_size)
+    if nproc is not None and not distributed.launched():   # issue 22: lth's launcher (lth.training.launch)
+        plan(args, copies, probe, {}, world=nproc)   # bad input: one line here, before any rank starts
+        return launch.launch(nproc, rest, "analysis.stability", KEPT)
+    device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
+    try:
+        return analyse(args, copies, probe, device)
+    except RuntimeError as e:
+        error = distributed.peer_lost_error(e, KEPT)
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        distributed.shutdown()  # torchrun: leave the process group cleanly
+
+
+def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:
+    """Measure every job, then print the table and draw (rank 0 under torchrun: analysis.ranks)."""
+    distributed.check_same({**vars(args), "device type": device.type})   # before any rank can stop alone
+    cache = {}
+    # every rank checks the inputs (the same one-line error on each); rank 0's job list is everyone's
+    stores, plans = distributed.agreed(lambda: plan(args, copies, probe, cache))
+    plans = distributed.decided(lambda: plans)
     results = []
     try:
-        for store, jobs in plans:
+        for store, jobs in zip(stores, plans):
             results += measure_run(store, jobs, copies, probe, device, args.data_dir, cache, args.progress)
     except KeyboardInterrupt:
         print("interrupted: finished copies and the last epoch checkpoint of an unfinished one are kept; "
               "run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not ranks.writes():
+        return 0
     print_table(results)
     if not args.no_figures:
         from analysis import figures  # matplotlib and seaborn cost a second to import: only when drawing

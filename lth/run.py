@@ -80,12 +80,10 @@ def main(argv=None) -> int:
         if not distributed.is_main():  # issue 22: under torchrun rank 0 alone reports
             return 0
     except RuntimeError as e:
-        if not distributed.lost_peer(e):
+        error = distributed.peer_lost_error(e, launch.RUN_KEPT)
+        if error is None:
             raise
-        first = " ".join(str(e).split())[:160]
-        raise LthError(f"rank {distributed.rank()} stopped: a collective failed ({first}); another rank probably "
-                       f"died; finished rounds and the last epoch checkpoint are kept: run the same command again "
-                       f"to resume") from None
+        raise error from None
     except KeyboardInterrupt:
         finished = len(open_run(run_dir).finished_rounds()) if (run_dir / "config.json").exists() else 0
         print(f"interrupted: {finished} of {cfg.prune.rounds} rounds kept in {run_dir}; "

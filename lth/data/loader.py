@@ -93,6 +93,17 @@ class DeviceLoader:
             self.consumed = i + 1
             yield batch
 
+    def every_nth(self, rank: int, world: int):
+        """Evaluation split over data-parallel ranks (lth.training.sharded_eval): (number, batch)
+        for batches rank, rank + world, ... of the fixed order, the others neither built nor yielded.
+        The batches are exactly those one process's iteration yields under the same numbers."""
+        if self.train:
+            raise LthError("every_nth splits an evaluation loader; training loaders take shard=(rank, world)")
+        order = torch.arange(len(self.y), device=self.device)
+        for i in range(rank, len(self), world):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield i, (self.transform(self.x[index]), self.y[index])
+
     def slice_of(self, n: int) -> slice:
         """This rank's part of a global batch of n images."""
         rank, world = self.shard

@@ -122,17 +122,8 @@ class StreamingLoader(DeviceLoader):
         part = self.slice_of(self.batch_size) if self.shard is not None else slice(None)
         batches = [order_cpu[i * self.batch_size:(i + 1) * self.batch_size][part].tolist()
                    for i in range(first, len(self))]
-        if not batches:
-            return
-        workers = usable_workers(min(self.workers, len(batches)))
-        loader = DataLoader(self.images, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
-                            pin_memory=self.device.type == "cuda",
-                            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None)
-        for i, images in enumerate(loader, start=first):
-            if isinstance(images, str):
-                raise LthError(bad_message(images))
+        for i, images in enumerate(self._decoded(batches), start=first):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            images = images.to(self.device, non_blocking=True)
             if self.shard is None:
                 batch = self.transform(images), self.y[index]
             else:
@@ -140,6 +131,27 @@ class StreamingLoader(DeviceLoader):
             self.consumed = i + 1
             yield batch
 
+    def every_nth(self, rank: int, world: int):
+        """DeviceLoader.every_nth: the other ranks' batches are not decoded either."""
+        if self.train:
+            raise LthError("every_nth splits an evaluation loader; training loaders take shard=(rank, world)")
+        numbers = range(rank, len(self), world)
+        batches = [list(range(i * self.batch_size, min((i + 1) * self.batch_size, len(self.y)))) for i in numbers]
+        for i, images in zip(numbers, self._decoded(batches)):
+            yield i, (self.transform(images), self.y[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def _decoded(self, batches):
+        """The images of each list of indices, decoded by the workers, on the device."""
+        if not batches:
+            return
+        workers = usable_workers(min(self.workers, len(batches)))
+        loader = DataLoader(self.images, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+                            pin_memory=self.device.type == "cuda",
+                            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None)
+        for images in loader:
+            if isinstance(images, str):
+                raise LthError(bad_message(images))
+            yield images.to(self.device, non_blocking=True)
 
 def make_loader(x, y: torch.Tensor, dataset, batch_size: int, device, train: bool, augment: str = "none",
                 image_size: Optional[int] = None, order_seed: int = 0, augment_seed: int = 0,

@@ -39,6 +39,7 @@ from lth.training.lr_schedules import LR_SCHEDULES
 from lth.training.retrain_lr import context_needs
 from lth.pruning.schedules import SCHEDULES
 from lth.runs.store import run_name
+from lth.training import distributed
 
 # Set by BIMP for its runs: given on the command line they are an error.
 OWNED = ("schedule", "restart", "from_run", "steps", "epochs", "start", "rate", "lr_schedule")
@@ -160,20 +161,35 @@ def plan(argv=None) -> Tuple[List[Tuple[str, config_mod.RunConfig]], str]:
 
 
 def main(argv=None) -> int:
+    """Under torchrun every run trains data-parallel (each is lth.lottery.execution.execute, which
+    starts the process group once); rank 0 alone prints, as in lth.run (docs/distributed.md)."""
     runs, arithmetic = plan(argv)
-    print(arithmetic, flush=True)
+    try:
+        return run_all(runs, arithmetic)
+    finally:
+        distributed.shutdown()   # torchrun: leave the process group cleanly
+
+
+def run_all(runs: List[Tuple[str, config_mod.RunConfig]], arithmetic: str) -> int:
+    distributed.setup(runs[0][1].runtime.device)   # under torchrun: the process group, before any run
+    for _, cfg in runs:   # a world size that does not split a batch: one line on every rank, nothing run
+        distributed.check_batch(cfg.train.batch_size)
+    if distributed.is_main():
+        print(arithmetic, flush=True)
     rows = []
     for label, cfg in runs:
         result = execute(cfg, device=cfg.runtime.device, progress=cfg.runtime.progress)
+        distributed.barrier()   # the BIMP phases read the dense run's files, which rank 0 wrote
         last = result.summaries[-1]
         steps = sum(s["steps"] for s in result.summaries)
         rows.append((label, last["sparsity"], last["test_acc"], steps, result.run_dir))
+    if not distributed.is_main():
+        return 0
     rows[1] = rows[1][:3] + (rows[0][3] + rows[1][3],) + rows[1][4:]   # BIMP's steps include its dense phase
     print(f"{'method':>8}  {'sparsity':>8}  {'test acc':>8}  {'steps':>6}  run directory")
     for label, sparsity, acc, steps, run_dir in rows:
         print(f"{label:>8}  {sparsity:>8.4f}  {acc:>8.4f}  {steps:>6}  {run_dir}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(cli_main(main))

@@ -12,7 +12,7 @@ The digits example needs its own recipe: CIFAR's crop+flip (4 px padding) erases
 and at CIFAR's LR 0.1 conv2 does not learn (9 % after 6 epochs). tests/test_examples_run.py
 runs these examples. Running the same command again resumes after the last finished epoch; a
 finished run (its summary.json exists) is reported, never overwritten. `--help` lists every
-flag and default.
+flag and default. Not under torchrun: started by it, every rank stops with one line (exit 2).
 """
 import logging
 import sys
@@ -24,6 +24,7 @@ from lth.runs import provenance
 from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.structured import config, loop
 from lth.structured.store import StructuredStore
+from lth.training import distributed
 from lth.training.device import pick_device
 
 log = logging.getLogger("lth.structured")
@@ -48,6 +49,10 @@ def _table(summary: dict, run_dir: Path) -> None:
 
 def main(argv=None) -> int:
     cfg, args = config.from_args(argv, parser())
+    if distributed.launched():   # issue 22: before anything is read or written, on every rank alike
+        raise LthError("python -m lth.structured does not run under torchrun: it removes channels while training, "
+                       "and the data-parallel wrapper and the ranks' agreement on the channels are not built for "
+                       "that yet; run it in one process (docs/distributed.md)")
     run_dir = Path(args.run_dir or Path(cfg.base.runtime.runs_root) / cfg.run_name())
     store = StructuredStore(run_dir)
     if store.exists():

@@ -18,6 +18,9 @@ What N ranks share and what they do not (docs/distributed.md):
   checksum of them at each mask update and at the start and end of training.
 - Only rank 0 writes (lth.runs.follower.FollowerStore for the others; store writes refuse on
   a non-zero rank); ranks meet at a barrier after each write that another rank reads.
+  `decided` gives every rank rank 0's look at the files, `agreed` stops every rank when any
+  finds bad input (the stability analysis: analysis.ranks).
+- Evaluation is split over the ranks (lth.training.sharded_eval): accuracy identical to N = 1.
 - Not identical to N = 1: BatchNorm batch statistics are per rank (each normalises its slice;
   running statistics are rank 0's, broadcast every step by DDP), unless --sync-bn (CUDA); and
   the float summation order of the gradient average differs, so weights agree to rounding.
@@ -120,6 +123,16 @@ def lost_peer(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed"))
 
 
+def peer_lost_error(e: BaseException, kept: str) -> Optional[LthError]:
+    """The one line for a collective that failed because another rank died (lost_peer), naming
+    what a rerun finds (`kept`); None for any other error, which the caller re-raises."""
+    if not lost_peer(e):
+        return None
+    first = " ".join(str(e).split())[:160]
+    return LthError(f"rank {rank()} stopped: a collective failed ({first}); another rank probably died; {kept}: "
+                    f"run the same command again to resume")
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in a single process): after rank 0 wrote what others read."""
     if active():
@@ -149,6 +162,45 @@ def check_same(what: dict) -> None:
         raise LthError(f"ranks 0 and {other} were started with different settings ({', '.join(keys)}: "
                        f"{[gathered[0][1].get(k) for k in keys]} vs {[gathered[other][1].get(k) for k in keys]}); "
                        f"start every rank with the same command")
+
+
+def agreed(fn: Callable):
+    """fn() on every rank (checks of the input that each rank can make itself); an LthError on
+    any rank is raised on all, with the lowest failing rank's message, so that bad input stops
+    every rank with the same one line and none is left waiting in a later collective. Returns
+    this rank's own value. In a single process: fn()."""
+    if not active():
+        return fn()
+    try:
+        value, error = fn(), None
+    except LthError as e:
+        value, error = None, str(e)
+    errors = [None] * world_size()
+    dist.all_gather_object(errors, error)
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise LthError(first)
+    return value
+
+
+def decided(fn: Callable):
+    """Rank 0's fn() on every rank (the others do not call it): for what the file system says
+    (does this result exist yet? is the lock free?), which could change between two ranks'
+    looks while another process works on the same folder. An LthError on rank 0 is raised on
+    every rank. The value must pickle. In a single process: fn()."""
+    if not active():
+        return fn()
+    box = [None]
+    if is_main():
+        try:
+            box = [("value", fn())]
+        except LthError as e:
+            box = [("error", str(e))]
+    dist.broadcast_object_list(box, 0)
+    kind, value = box[0]
+    if kind == "error":
+        raise LthError(value)
+    return value
 
 
 def prepare_model(model: nn.Module, sync_bn: bool, device: torch.device) -> nn.Module:

@@ -1,6 +1,7 @@
 """`python -m lth.run --nproc-per-node N ...`: torchrun's launcher, with lth's one-line errors.
 
     python -m lth.run --nproc-per-node 2 --preset quick --rounds 3 --device cpu
+    python -m analysis.stability --nproc-per-node 2 runs/<name>        # the same for the analysis
 
 starts N ranks of `python -m lth.run ...` (the same flags, without --nproc-per-node) on this node,
 as `torchrun --standalone --nproc_per_node N -m lth.run ...` does, through torch's own launcher
@@ -40,8 +41,12 @@ def split(argv: List[str]) -> Tuple[Optional[int], List[str]]:
     return n, rest
 
 
-def launch(n: int, argv: List[str]) -> int:
-    """Run `python -m lth.run argv` as n ranks on this node; returns lth's exit code."""
+RUN_KEPT = "finished rounds and the last epoch checkpoint are kept"
+
+
+def launch(n: int, argv: List[str], module: str = "lth.run", kept: str = RUN_KEPT) -> int:
+    """Run `python -m MODULE argv` as n ranks on this node; returns lth's exit code. kept: what
+    a rerun finds after a rank died (the one-line report says it)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     # torch's launcher logs every rank's end and the failure report as warnings and errors:
@@ -52,14 +57,14 @@ def launch(n: int, argv: List[str]) -> int:
                           monitor_interval=0.1, start_method="spawn")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too: one thread per rank
     try:
-        elastic_launch(config, sys.executable)("-m", "lth.run", *argv)
+        elastic_launch(config, sys.executable)("-m", module, *argv)
     except ChildFailedError as e:
         rank, failure = _cause(e)
         if failure.exitcode == EXIT_USAGE:
             return EXIT_USAGE  # the ranks printed their one-line error
         how = f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
-        print(f"error: rank {rank} {how}; the other ranks were stopped; finished rounds and the last epoch "
-              f"checkpoint are kept: run the same command again to resume", file=sys.stderr)
+        print(f"error: rank {rank} {how}; the other ranks were stopped; {kept}: run the same command again "
+              f"to resume", file=sys.stderr)
         return 1
     return 0
 

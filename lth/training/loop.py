@@ -43,6 +43,7 @@ from lth.training import callbacks as cbs
 from lth.training.callbacks import Callback
 from lth.training.divergence import Divergence
 from lth.training.retrain_lr import LrContext
+from lth.training.sharded_eval import sharded_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,10 @@ def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optio
 
 @torch.inference_mode()
 def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bool = True) -> Dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy over the loader, in eval mode."""
+    """Top-1 accuracy and mean cross-entropy over the loader, in eval mode. Under torchrun each
+    rank evaluates its share of the batches (lth.training.sharded_eval; every rank must call)."""
+    if distributed.active():
+        return sharded_evaluate(forward, model, loader, bf16, autocast)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
