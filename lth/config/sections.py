@@ -56,6 +56,13 @@ class DataConfig:
     workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
     bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
                            runtime=True, choices=("fail", "skip"))
+    # Issue 21 (lth.data.device_decode): where an image folder's / ImageNet's JPEGs are decoded.
+    # Hashed, unlike loader: nvJPEG's pixels are not libjpeg's and the device's float resize is
+    # not PIL's (within 1 per pixel), so the batches differ. Left out of the hash at its default
+    # (experiment_dict), so runs made before the field existed keep their directories.
+    decode: str = knob("cpu", "image folders, imagenet: decode JPEGs on the cpu (PIL, in DataLoader workers) or on "
+                       "the run's device (torchvision's decode_jpeg: nvJPEG on CUDA; other formats by PIL)",
+                       choices=("cpu", "device"))
 
 
 @dataclass
@@ -209,6 +216,8 @@ class RunConfig:
                     else not dataset.startswith("imagefolder:"))   # a folder without val/ is split (issue 21)
         if official:
             cfg.data.split_seed = None     # the dataset's official split is used
+        if not (dataset.startswith("imagefolder:") or dataset == "imagenet"):
+            cfg.data.decode = "cpu"        # only files are decoded: other datasets are read as they are
         return cfg
 
     def experiment_dict(self) -> dict:
@@ -217,6 +226,8 @@ class RunConfig:
         for section, cls in SECTIONS.items():
             values = dataclasses.asdict(getattr(self, section))
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
+            if section == "data" and kept.get("decode") == "cpu":
+                del kept["decode"]        # the default: the hash of every run made before --decode
             if kept:
                 out[section] = kept
         if ":" in self.model.model:   # issue 21: an external model's library version (and config file) too
