@@ -5,8 +5,8 @@
     x = files.decode_batch([files[i] for i in (3, 1, 4)])    # uint8 (3, 3, 224, 224) on the device
 
 `EncodedFiles[i]` is what a DataLoader worker returns, (data, label, path): data the file's
-bytes (Python bytes, no decoding: they travel through the worker's pipe; read_file's tensors
-fail to share across processes) for a JPEG, or, for any other format (PNG, BMP, ...),
+bytes (Python bytes, no decoding: pickled through the worker's pipe; torchvision.io.read_file's
+tensors, sent through shared memory, failed here with EBADF) for a JPEG, or, for any other format (PNG, BMP, ...),
 the image decoded by PIL in the worker at full size (uint8 (3, H, W)): torchvision reads fewer
 formats than PIL, and the CPU path takes all of PIL's. The main process then decodes the batch's
 JPEGs with one `torchvision.io.decode_jpeg(list, device=..., mode=RGB)` call (grayscale and CMYK
@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from lth.data.folders import full_image
 from lth.errors import LthError
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
                           align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
     top, left = (nh - size) // 2, (nw - size) // 2
     return image[:, top:top + size, left:left + size].contiguous()
-
-
 
 
 def check_decoder(device: torch.device) -> None:
@@ -84,7 +83,6 @@ class EncodedFiles(torch.utils.data.Dataset):
                 data = f.read()
             if data.startswith(JPEG_MAGIC):
                 return data, label, path
-            from lth.data.folders import full_image
             return full_image(path), label, path
         except Exception:   # unreadable, or PIL's many error types: the caller names the path
             return path, label, path
