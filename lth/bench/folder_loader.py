@@ -31,7 +31,6 @@ same libjpeg-turbo), so it gains nothing and loses the workers' parallelism; it 
 where nvJPEG decodes the batch. nvJPEG was not measured here (no GPU): the same command with
 --device cuda measures it.
 """
-import argparse
 import statistics
 import sys
 import time
