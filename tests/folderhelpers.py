@@ -23,3 +23,19 @@ def make_folder(root: Path, classes: int = 3, per_class: int = 6, split: bool = 
 def break_image(path: Path) -> Path:
     path.write_bytes(b"\x89PNG garbage, not an image")
     return path
+
+
+def truncate_image(path: Path) -> Path:
+    """Keep the first half of the file: its header still reads, its pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def add_jpeg_modes(folder: Path, seed: int = 1) -> None:
+    """A grayscale and a CMYK JPEG in `folder` (both must come out RGB)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 255, size=(14, 18, 3)).astype(np.uint8))
+    image.convert("L").save(folder / "gray.jpg")
+    image.convert("CMYK").save(folder / "cmyk.jpg")

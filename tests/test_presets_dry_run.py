@@ -77,7 +77,8 @@ def test_folder_loader_bench(tmp_path, capsys):
                                "--workers", "0", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.rsplit(None, 1)[0].strip() for line in lines[1:]]
-    assert names[:2] == ["lth stream, 0 workers", "torchvision, 0 workers"] and names[2].startswith("lth memory")
+    assert names[:3] == ["lth stream, 0 workers, decode cpu", "lth stream, 0 workers, decode device",
+                         "torchvision, 0 workers"] and names[3].startswith("lth memory")
     assert all(float(line.split()[-1]) > 0 for line in lines[1:])
     assert cli_main(folder_loader.main, [str(root), "--batches", "50"]) == 2   # more batches than images: one line
 

@@ -95,7 +95,8 @@ def test_a_file_failing_mid_stream_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_imp_run_streamed_equals_in_memory(tmp_path):
+@pytest.mark.parametrize("decode", ["cpu", "device"])   # device: lth.data.device_decode, here on the CPU
+def test_imp_run_streamed_equals_in_memory(tmp_path, decode):
     """Two rounds from a folder: masks and weights bit for bit the same, memory or streamed."""
     from lth import execute
     root = make_folder(tmp_path / "f", classes=2, per_class=9, split=True)
@@ -104,7 +105,7 @@ def test_imp_run_streamed_equals_in_memory(tmp_path):
         cfg = config.from_overrides({"dataset": f"imagefolder:{root}", "image_size": 8, "model": "conv2",
                                      "layers": "all", "augment": "crop_flip", "steps": 3, "batch_size": 4,
                                      "rounds": 2, "eval_every": 0, "device": "cpu", "loader": loader,
-                                     "workers": 1, "channels_last": False})
+                                     "workers": 1, "channels_last": False, "decode": decode})
         results[loader] = execute(cfg, runs_root=str(tmp_path / loader), device="cpu")
     a, b = (r.run_dir for r in results.values())
     assert a.name == b.name    # the loader is a runtime choice: one run, one hash

@@ -58,6 +58,13 @@ class DataConfig:
     workers: int = knob(0, "DataLoader workers decoding images (0: one per core, at most 8)", runtime=True, ge=0)
     bad_images: str = knob("fail", "an image that does not decode: fail (one line naming it) or skip it (logged)",
                            runtime=True, choices=("fail", "skip"))
+    # Issue 21 (lth.data.device_decode): where an image folder's / ImageNet's JPEGs are decoded.
+    # Hashed, unlike loader: nvJPEG's pixels are not libjpeg's and the device's float resize is
+    # not PIL's (within 1 per pixel), so the batches differ. Left out of the hash at its default
+    # (experiment_dict), so runs made before the field existed keep their directories.
+    decode: str = knob("cpu", "image folders, imagenet: decode JPEGs on the cpu (PIL, in DataLoader workers) or on "
+                       "the run's device (torchvision's decode_jpeg: nvJPEG on CUDA; other formats by PIL)",
+                       choices=("cpu", "device"))
     # Text datasets (glue:TASK, hf-text:SOURCE; lth.data.text). Hashed for those, and left out of
     # any other run's hash (TEXT_FIELDS), so image runs keep the hashes they had.
     tokenizer: str = knob("", "text datasets: a tokenizer folder (save_pretrained), a BERT vocab.txt, or a Hub "
@@ -240,6 +247,8 @@ class RunConfig:
                 source = external.parse(cfg.model.model).name     # the pre-trained model's own, if it has one
                 if not Path(source).expanduser().is_dir() or has_tokenizer(Path(source).expanduser()):
                     cfg.data.tokenizer = source
+        if not (dataset.startswith("imagefolder:") or dataset == "imagenet"):
+            cfg.data.decode = "cpu"        # only files are decoded: other datasets are read as they are
         return cfg
 
     def experiment_dict(self) -> dict:
@@ -248,6 +257,8 @@ class RunConfig:
         for section, cls in SECTIONS.items():
             values = dataclasses.asdict(getattr(self, section))
             kept = {f.name: values[f.name] for f in dataclasses.fields(cls) if not f.metadata["runtime"]}
+            if section == "data" and kept.get("decode") == "cpu":
+                del kept["decode"]        # the default: the hash of every run made before --decode
             if kept:
                 out[section] = kept
         if _is_text(self.data.dataset):   # the tokenizer's content, beside its name

@@ -141,6 +141,14 @@ def decode(path: str, size: int) -> torch.Tensor:
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
 
 
+def full_image(path: str) -> torch.Tensor:
+    """One image as uint8 (3, H, W) at its own size, RGB (--decode device's path for a file that is
+    not a JPEG, lth.data.device_decode). Raises what PIL raises for a file that does not decode."""
+    from PIL import Image
+    with Image.open(path) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).copy())
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """Files decoded on access: item i is (uint8 (3, S, S) image, label), or (path, label) when
     the file does not decode, so a loader can name it instead of a worker's traceback."""

@@ -21,6 +21,11 @@ DeviceLoader, lth.data.loader) when they fit in MEMORY_FRACTION of the device's 
 host's RAM on a CPU) at the run's image size, else streams them (lth.data.streaming);
 `memory` / `stream` force one. Both give the same batches for the same seeds.
 
+Where JPEGs are decoded (--decode): `cpu` (default) by PIL in DataLoader workers; `device` by
+torchvision on the run's device, the workers only reading the files (lth.data.device_decode).
+The resize differs (PIL's fixed point against float32 on the device: pixels within 1), so the
+choice is part of the run's hash, unlike --loader.
+
 Bad images (--bad-images): `fail` (default) stops with one line naming the file before
 anything is written; `skip` leaves such files out, named in the log. In memory every image is
 decoded first; streamed, every file's header is read first (a file whose header reads but whose
@@ -33,10 +38,10 @@ from pathlib import Path
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from lth.data import datasets, folders, text
 from lth.data.datasets import Dataset
+from lth.data.device_decode import EncodedFiles, check_decoder, square
 from lth.data.streaming import StreamDataset, default_workers, usable_workers
 from lth.errors import LthError
 from lth.factories import import_callable
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 LOADERS = ("auto", "memory", "stream")
 BAD_IMAGES = ("fail", "skip")
+DECODES = ("cpu", "device")   # where JPEGs are decoded (lth.data.device_decode); hashed: the pixels differ
 MEMORY_FRACTION = 0.5      # of free device memory (host RAM on a CPU) the decoded images may take
 SCAN_THREADS = 16          # threads reading image headers before a streamed run
 DECODE_BATCH = 64          # images a worker decodes at a time when filling memory
@@ -97,6 +103,7 @@ def load_config(cfg, data_dir=None, device=None):
         return text.load(d if data_dir == d.data_dir else _with_data_dir(d, data_dir))
     device = device or cfg.runtime.device
     loader, workers, bad = getattr(d, "loader", "auto"), getattr(d, "workers", 0), getattr(d, "bad_images", "fail")
+    decode = getattr(d, "decode", "cpu")
     if d.dataset.startswith("imagefolder:") or d.dataset == "imagenet":
         if not d.image_size:
             raise LthError(f"dataset {d.dataset}: images come in many sizes; give --image-size (e.g. 32, 224)")
@@ -105,7 +112,7 @@ def load_config(cfg, data_dir=None, device=None):
         else:
             train, test, classes = folders.scan_imagefolder(Path(d.dataset.partition(":")[2]).expanduser(),
                                                             d.split_seed or 0)
-        return _from_files(d.dataset, train, test, len(classes), d.image_size, loader, workers, bad, device)
+        return _from_files(d.dataset, train, test, len(classes), d.image_size, loader, workers, bad, device, decode)
     return _from_factory(d.dataset, str(Path(data_dir).expanduser()), d.image_size, loader, workers, device)
 
 
@@ -157,15 +164,27 @@ def _streams(loader: str, n_images: int, channels: int, size: int, device) -> bo
     return False
 
 
-def _from_files(name, train, test, num_classes, size, loader, workers, bad, device):
+def _files_dataset(files, size: int, decode: str, device):
+    """The files as a Dataset: decoded by PIL in the workers (cpu), or read there and decoded on
+    the device (lth.data.device_decode)."""
+    return folders.ImageFiles(files, size) if decode == "cpu" else EncodedFiles(files, size, device)
+
+
+def _from_files(name, train, test, num_classes, size, loader, workers, bad, device, decode="cpu"):
     if bad not in BAD_IMAGES:
         raise LthError(f"unknown --bad-images {bad!r}; choose one of {', '.join(BAD_IMAGES)}")
+    if decode not in DECODES:
+        raise LthError(f"unknown --decode {decode!r}; choose one of {', '.join(DECODES)}")
+    if decode == "device":
+        from lth.training.device import pick_device
+        device = pick_device(str(device))
+        check_decoder(device)   # before any file is read: a torchvision without nvJPEG is one line
     if _streams(loader, len(train) + len(test), 3, size, device):
         train, test = _check_headers(train, bad), _check_headers(test, bad)
-        split = [folders.ImageFiles(train, size), folders.ImageFiles(test, size)]
+        split = [_files_dataset(train, size, decode, device), _files_dataset(test, size, decode, device)]
         _check_not_empty(name, train, test)
         return StreamDataset(name, split[0], split[0].labels(), split[1], split[1].labels(), num_classes, size, workers)
-    (train_x, train_y), (test_x, test_y) = (_decode_all(folders.ImageFiles(files, size), bad, workers, size)
+    (train_x, train_y), (test_x, test_y) = (_decode_all(_files_dataset(files, size, decode, device), bad, workers, size)
                                             for files in (train, test))
     _check_not_empty(name, train_y, test_y)
     return Dataset(name, train_x, train_y, test_x, test_y, num_classes)
@@ -202,15 +221,20 @@ def _apply_policy(files: List, good: List[bool], bad: str) -> List:
     return [f for f, g in zip(files, good) if g]
 
 
-def _decode_all(images: folders.ImageFiles, bad: str, workers: int, size: int):
-    """Every image decoded (DataLoader workers), as uint8 (N, 3, S, S) and int64 labels."""
+def _decode_all(images, bad: str, workers: int, size: int):
+    """Every image decoded (DataLoader workers; with --decode device, read by them and decoded
+    here on the device a batch at a time), as uint8 (N, 3, S, S) and int64 labels, on the CPU."""
     from torch.utils.data import DataLoader
     if len(images) == 0:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
     workers = min(workers or default_workers(), max(1, len(images) // DECODE_BATCH))
     loader = DataLoader(images, batch_size=DECODE_BATCH, num_workers=usable_workers(workers if workers > 1 else 0),
                         collate_fn=list)
-    items = [item for batch in loader for item in batch]
+    if isinstance(images, EncodedFiles):
+        items = [(image.cpu() if torch.is_tensor(image) else image, item[1])
+                 for batch in loader for image, item in zip(images.decode_items(batch), batch)]
+    else:
+        items = [item for batch in loader for item in batch]
     good = [not isinstance(image, str) for image, _ in items]
     files = [(image if isinstance(image, str) else images.files[i][0], label) for i, (image, label) in enumerate(items)]
     _apply_policy(files, good, bad)
@@ -291,15 +315,7 @@ def _image(image, size: int, name: str) -> torch.Tensor:
         raise LthError(f"dataset factory {name}: image tensors must be (C, H, W), got shape {tuple(image.shape)}")
     if image.is_floating_point():
         image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
-    if size and tuple(image.shape[-2:]) != (size, size):
-        h, w = image.shape[-2:]
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        image = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True,
-                              align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        image = image[:, top:top + size, left:left + size].contiguous()
-    return image
+    return square(image, size) if size else image
 
 
 class FactoryImages(torch.utils.data.Dataset):

@@ -14,6 +14,8 @@ augmentation generator. So for the same seeds it yields the very batches a Devic
 the decoded images would (tests/test_streaming.py: bit for bit on the CPU), and its
 state_dict(position=True) resumes mid-epoch exactly as DeviceLoader's does: the epoch's
 shuffle is replayed and the batches already handed out are skipped without being decoded.
+With --decode device the workers only read the files and this process decodes each batch on
+the device (lth.data.device_decode); order, augmentation and resume are unchanged.
 """
 import functools
 import logging
@@ -83,12 +85,13 @@ class StreamDataset(Normalised):
         (the same ones on every machine)."""
         n = len(self.train_y)
         picks = sorted({int(i) for i in torch.linspace(0, n - 1, min(n, STATS_IMAGES))})
-        images = []
-        for i in picks:
-            image, _ = self.train_x[i]
+        items = [self.train_x[i] for i in picks]
+        decoder = getattr(self.train_x, "decode_items", None)   # --decode device: the pixels the run trains on
+        images = [image.cpu() if torch.is_tensor(image) else image
+                  for image in (decoder(items) if decoder else [item[0] for item in items])]
+        for image in images:
             if isinstance(image, str):
                 raise LthError(bad_message(image))
-            images.append(image)
         return channel_stats(torch.stack(images))
 
 
@@ -145,10 +148,16 @@ class StreamingLoader(DeviceLoader):
         if not batches:
             return
         workers = usable_workers(min(self.workers, len(batches)))
-        loader = DataLoader(self.images, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
-                            pin_memory=self.device.type == "cuda",
+        # --decode device (lth.data.device_decode): workers read bytes, this process decodes them on
+        # the device; the bytes go to the decoder from host memory, so pinning them gains nothing
+        decode = getattr(self.images, "decode_batch", None)
+        loader = DataLoader(self.images, batch_sampler=batches, num_workers=workers,
+                            collate_fn=self.images.collate if decode else _collate,
+                            pin_memory=self.device.type == "cuda" and decode is None,
                             prefetch_factor=PREFETCH_BATCHES if workers > 0 else None)
         for images in loader:
+            if decode is not None:
+                images = decode(images)
             if isinstance(images, str):
                 raise LthError(bad_message(images))
             yield images.to(self.device, non_blocking=True)
