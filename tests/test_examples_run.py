@@ -76,6 +76,9 @@ def skip_reason(cmd: str) -> Optional[str]:
     if re.search(r"--model (torchvision|timm|hf):", cmd) and "--dry-run" not in argv and "--layers-list" not in argv:
         return ("an ImageNet-sized or text model (digits is 8 px, 1 channel): tests/test_external_models.py and "
                 "tests/test_layers.py build and train them on generated data")
+    if re.search(r"--dataset (glue|hf-text):|--preset bert\b", cmd) and "--dry-run" not in argv:
+        return ("text data from the Hub or the user's disk (glue:, hf-text:, the bert preset): "
+                "tests/test_text_glue.py runs them on local GLUE-shaped copies")
     if "ray" in argv:
         return "needs a Ray cluster"
     if any(a.startswith("runs/") or "*" in a for a in argv[3:]):
