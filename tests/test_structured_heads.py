@@ -63,13 +63,6 @@ def test_mobilenet_v2_depthwise_channels():
     assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
 
 
-def test_other_grouped_convolutions_still_refused():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=2), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 10))
-    with pytest.raises(LthError, match="grouped convolution \\(groups=2\\).*depthwise"):
-        ChannelGroups(net, X[:1], num_classes=10)
-
-
 def test_export_of_a_vit_with_heads_removed_reloads(tmp_path):
     vit = models.build(VIT, 10, 3, 32).eval()
     groups = ChannelGroups(vit, X[:1], 10)

@@ -26,7 +26,7 @@ import torch_pruning as tp
 from torch import nn
 
 from lth.errors import LthError
-from lth.pruning import heads as heads_mod
+from lth.pruning import grouped, heads as heads_mod
 from lth.pruning.masks import Masks
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,8 @@ def _member(name: str, module: nn.Module, out: bool, idxs, root_idxs) -> Optiona
     if not any(True for _ in module.parameters(recurse=False)):
         return None
     depthwise = isinstance(module, WEIGHTED[:3]) and module.groups == module.in_channels == module.out_channels
-    if isinstance(module, WEIGHTED[:3]) and module.groups != 1 and not depthwise:
-        raise LthError(f"layer {name} is a grouped convolution (groups={module.groups}); channel pruning supports "
-                       f"plain and depthwise Conv, Linear and BatchNorm layers")
+    # grouped (ResNeXt) convs: filters on the output side, input columns by conv-group position
+    # (lth.pruning.grouped.tie maps the channel indices onto the weight's columns)
     if depthwise:   # issue 21 (MobileNet): channel i of a depthwise conv is its filter i, input or output side
         dim = 0
     elif isinstance(module, WEIGHTED):
@@ -133,7 +132,8 @@ class ChannelGroups:
                                  item.idxs, item.root_idxs)
                 if member is not None:
                     members.append(member)
-            self.groups.append(Group(names[root], len(g[0].idxs), members))
+            size, members = grouped.tie(names[root], len(g[0].idxs), members)   # ResNeXt: positions
+            self.groups.append(Group(names[root], size, members))
         if not self.groups:
             raise LthError("the model has no prunable channel group (only the classifier?)")
         self.groups.sort(key=lambda grp: grp.name)  # a stable order, whatever the tracing order
@@ -267,12 +267,47 @@ def shrink(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: to
             heads_mod.remove_heads(graph, block, list(idxs))
             continue
         pruner = graph.get_pruner_of_module(module)
-        if pruner is None or max(idxs) >= pruner.get_out_channels(module) or len(idxs) >= pruner.get_out_channels(module):
-            raise LthError(f"cannot remove channels {idxs[:5]}... of layer {name}: it has "
-                           f"{pruner.get_out_channels(module) if pruner else '?'} output channels")
-        graph.get_pruning_group(module, pruner.prune_out_channels, list(idxs)).prune()
+        units = _units(graph, module, name)
+        if max(idxs) >= units or len(set(idxs)) >= units:
+            raise LthError(f"cannot remove channels {list(idxs)[:5]}... of layer {name}: its group has {units} "
+                           f"channels{' (conv-group positions)' if units != pruner.get_out_channels(module) else ''}")
+        channels = grouped.expand(idxs, pruner.get_out_channels(module), units)
+        graph.get_pruning_group(module, pruner.prune_out_channels, channels).prune()
     model.train(was_training)
     return model
+
+
+def _units(graph, module: nn.Module, name: str) -> int:
+    """The prunable units of the group rooted at `module`: its output channels, or the
+    conv-group positions where grouped convs take part (lth.pruning.grouped)."""
+    pruner = graph.get_pruner_of_module(module)
+    if pruner is None:
+        raise LthError(f"cannot remove channels of layer {name}: torch-pruning has no pruner for "
+                       f"{type(module).__name__}")
+    size = pruner.get_out_channels(module)
+    group = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(size)))
+    return grouped.period(name, size, grouped.grouped_counts_of(group))
+
+
+def group_sizes(model: nn.Module, names: Sequence[str], example_input: torch.Tensor) -> Dict[str, int]:
+    """By root layer name: the group's size as ChannelGroups counts it (heads, conv-group
+    positions or channels), read from the model (an export checks its file against these)."""
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
+    model.train(was_training)
+    out = {}
+    for name in names:
+        block = heads_mod.block_of(model, name)
+        if block is not None:
+            out[name] = block.heads
+            continue
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise LthError(f"no layer named {name!r} in the model") from None
+        out[name] = _units(graph, module, name)
+    return out
 
 
 def count(model: nn.Module, example_input: torch.Tensor):

@@ -22,8 +22,7 @@ from torch import nn
 from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.knobs import number
-from lth.pruning.channels import count, shrink
-from lth.pruning import heads as heads_mod
+from lth.pruning.channels import count, group_sizes, shrink
 from lth.runs.files import load_tensors, save_tensors
 
 FORMAT = "lth-structured/1"
@@ -42,28 +41,23 @@ def save(path, model: nn.Module, model_name: str, num_classes: int, in_channels:
     save_tensors(path, payload)
 
 
-def _out_channels(module: nn.Module) -> int:
-    return getattr(module, "out_channels", None) or getattr(module, "out_features")
-
-
 def load(path, device="cpu") -> nn.Module:
     """The exported network, in eval mode, on `device`."""
     p = load_tensors(path)
     if not isinstance(p, dict) or p.get("format") != FORMAT:
         raise LthError(f"{path} is not an exported structured network ({FORMAT})")
     model = models.build(p["model"], p["num_classes"], p["in_channels"], p["image_size"])
+    example = torch.zeros(1, p["in_channels"], p["image_size"], p["image_size"])
+    try:   # issue 21: heads count heads, ResNeXt groups conv-group positions
+        sizes = group_sizes(model, list(p["groups"]), example)
+    except LthError as e:
+        raise LthError(f"{path}: model {p['model']}: {e}") from None
     pruned = {}
     for name, g in p["groups"].items():
-        try:
-            block = heads_mod.block_of(model, name)   # issue 21: a group of attention heads counts heads
-            size = block.heads if block is not None else _out_channels(model.get_submodule(name))
-        except AttributeError:
-            raise LthError(f"{path}: model {p['model']} has no layer {name!r}") from None
-        if size != g["size"]:
-            raise LthError(f"{path}: layer {name} of {p['model']} has {size} channels, the file says {g['size']}")
+        if sizes[name] != g["size"]:
+            raise LthError(f"{path}: layer {name} of {p['model']} has {sizes[name]} channels, the file says {g['size']}")
         kept = set(g["kept"].tolist())
-        pruned[name] = [i for i in range(size) if i not in kept]
-    example = torch.zeros(1, p["in_channels"], p["image_size"], p["image_size"])
+        pruned[name] = [i for i in range(sizes[name]) if i not in kept]
     shrink(model, pruned, example)
     try:
         model.load_state_dict(p["state_dict"])
