@@ -74,3 +74,115 @@ def test_export_of_a_vit_with_heads_removed_reloads(tmp_path):
     again = export.load(tmp_path / "net.pt")
     with torch.no_grad():
         assert torch.equal(again(X), small(X))
+
+
+BERT = ("hf:bert,hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,vocab_size=100,"
+        "max_position_embeddings=16")
+TOKENS = torch.randint(1, 100, (3, 8), generator=torch.Generator().manual_seed(0))
+
+
+def test_bert_heads_and_mlp_channels_masked_equal_removed():
+    torch.manual_seed(0)
+    bert = models.build(BERT, 10, 3, 32).eval()
+    layer = "net.bert.encoder.layer.0"
+    assert f"{layer}.attention.self.query" in attention_blocks(bert)
+    groups = ChannelGroups(bert, TOKENS[:1], 10)
+    assert dict(zip(groups.names, groups.sizes)) == {
+        f"net.bert.encoder.layer.{i}.{n}": s for i in (0, 1)
+        for n, s in (("attention.self.query", 4), ("intermediate.dense", 64))} | {"net.bert.pooler.dense": 32}
+    pruned = [torch.tensor([0, 2]) if n.endswith("query") else torch.arange(7) for n in groups.names]
+    groups.mask(groups.masker(), pruned)
+    with torch.no_grad():
+        masked = bert(TOKENS)
+    small = shrink(copy.deepcopy(bert), groups.by_name(pruned), TOKENS[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(TOKENS), masked, atol=1e-5)
+    att = small.net.bert.encoder.layer[0].attention
+    assert att.self.num_attention_heads == 2 and att.self.all_head_size == 16
+    assert att.self.query.weight.shape == (16, 32) and att.output.dense.weight.shape == (32, 16)
+    assert small.net.bert.encoder.layer[1].intermediate.dense.out_features == 57
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in bert.parameters())
+
+
+def tiny_torchvision_vit(num_classes=10, in_channels=3, image_size=32):
+    from torchvision.models import VisionTransformer
+    return VisionTransformer(image_size=image_size, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32,
+                             mlp_dim=64, num_classes=num_classes)
+
+
+def test_multihead_attention_heads_masked_equal_removed():
+    torch.manual_seed(0)
+    vit = tiny_torchvision_vit().eval()
+    groups = ChannelGroups(vit, X[:1], 10)
+    name = "encoder.layers.encoder_layer_0.self_attention"
+    assert groups.sizes[groups.names.index(name)] == 4
+    assert sorted(groups.sizes) == [4, 4, 64, 64]                    # heads, MLP hidden; the width stays dense
+    pruned = [torch.tensor([3, 1]) if n.endswith("attention") else torch.arange(9) for n in groups.names]
+    groups.mask(groups.masker(), pruned)
+    with torch.no_grad():
+        masked = vit(X)
+    small = shrink(copy.deepcopy(vit), groups.by_name(pruned), X[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(X), masked, atol=1e-5)
+    att = small.encoder.layers[0].self_attention
+    assert att.num_heads == 2 and att.in_proj_weight.shape == (48, 32) and att.out_proj.weight.shape == (32, 16)
+    # the FLOPs counter sees the smaller attention: an unpruned copy counts as nn.MultiheadAttention does
+    from lth.pruning.channels import count
+    from lth.pruning.mha import PrunedMultiheadAttention
+    same = copy.deepcopy(vit)
+    for layer in same.encoder.layers:
+        layer.self_attention = PrunedMultiheadAttention(layer.self_attention, [0, 1, 2, 3])
+    with torch.no_grad():
+        assert torch.allclose(same(X), vit(X), atol=1e-5)
+    assert count(same, X[:1]) == count(vit, X[:1]) and count(small, X[:1])[0] < count(vit, X[:1])[0]
+
+
+def test_pruned_multihead_attention_matches_the_torch_module_with_masks_and_weights():
+    from lth.pruning.mha import PrunedMultiheadAttention
+    torch.manual_seed(0)
+    for batch_first in (False, True):
+        mha = nn.MultiheadAttention(16, 4, batch_first=batch_first).eval()
+        ours = PrunedMultiheadAttention(mha, [0, 1, 2, 3]).eval()
+        q = torch.randn(5, 3, 16) if not batch_first else torch.randn(3, 5, 16)
+        pad = torch.zeros(3, 5, dtype=torch.bool)
+        pad[0, -2:] = True
+        causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
+        with torch.no_grad():
+            a, wa = mha(q, q, q, key_padding_mask=pad, attn_mask=causal)
+            b, wb = ours(q, q, q, key_padding_mask=pad, attn_mask=causal)
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(wa, wb, atol=1e-6)
+
+
+class UnknownAttention(nn.Module):
+    """Heads split by a private attribute: no layout lth knows."""
+    def __init__(self, width=16):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
+        self.h = 4
+
+    def forward(self, x):
+        b, n, w = x.shape
+        q, k, v = (f(x).view(b, n, self.h, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
+        return self.o(((q @ k.transpose(-1, -2)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, w))
+
+
+def unknown_attention_net(num_classes=10, in_channels=3, image_size=32):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(in_channels, 16, 8, stride=8)
+            self.attn = UnknownAttention()
+            self.fc = nn.Linear(16, num_classes)
+
+        def forward(self, x):
+            return self.fc(self.attn(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+    return Net()
+
+
+def test_an_unrecognised_attention_is_refused_in_one_line():
+    with pytest.raises(LthError, match="layer attn.[qkv] feeds an attention whose layout lth does not recognise"):
+        ChannelGroups(unknown_attention_net().eval(), X[:1], 10)
+    odd = nn.Sequential()
+    odd.add_module("att", nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
+    with pytest.raises(LthError, match="separate key/value widths"):
+        attention_blocks(odd)

@@ -45,6 +45,12 @@ class Member:
     dim: int             # the weight dimension the indices run along
     target: torch.Tensor  # long: indices along `dim`
     root: torch.Tensor    # long: the group channel of each target index
+    weight: str = "weight"   # the parameters' names on the module (nn.MultiheadAttention: in_proj_*)
+    bias: str = "bias"
+
+    @property
+    def param(self) -> torch.Tensor:
+        return getattr(self.module, self.weight)
 
     @property
     def is_norm(self) -> bool:
@@ -58,15 +64,16 @@ class Group:
     members: List[Member]
 
 
-def head_group(qkv_name: str, block: heads_mod.Block) -> Group:
+def head_group(block: heads_mod.Block) -> Group:
     """The channel group whose channels are an attention block's heads (lth.pruning.heads)."""
     d, heads = block.head_dim, list(range(block.heads))
-    rows = torch.tensor(heads_mod.head_rows(block, heads), dtype=torch.long)
-    row_heads = (rows % (block.heads * d)) // d
+    members = []
+    for p in block.producers:
+        rows = torch.tensor(block.rows(p, heads), dtype=torch.long)
+        members.append(Member(p.name, p.module, True, 0, rows, (rows % (block.heads * d)) // d, p.weight, p.bias))
     cols = torch.arange(block.heads * d, dtype=torch.long)
-    proj_name = f"{block.name}.proj" if block.name else "proj"
-    return Group(qkv_name, block.heads, [Member(qkv_name, block.qkv, True, 0, rows, row_heads),
-                                         Member(proj_name, block.proj, False, 1, cols, cols // d)])
+    members.append(Member(block.consumer[0], block.consumer[1], False, 1, cols, cols // d))
+    return Group(block.name, block.heads, members)
 
 
 def classifier_layers(model: nn.Module, num_classes: int) -> List[nn.Module]:
@@ -109,17 +116,22 @@ class ChannelGroups:
         model.eval()  # tracing runs a forward: keep BatchNorm running statistics untouched
         graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
         model.train(was_training)
-        self.groups: List[Group] = []
-        heads = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
+        blocks = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
+        producers = {p.module for b in blocks.values() for p in b.producers}
+        self.groups: List[Group] = [head_group(b) for b in blocks.values()]
         for g in graph.get_all_groups(ignored_layers=ignored):
             root = g[0].dep.target.module
-            if root in names and names[root] in heads:
-                self.groups.append(head_group(names[root], heads[names[root]]))
-                continue
+            if any(item.dep.target.module in producers and graph.is_out_channel_pruning_fn(item.dep.handler)
+                   for item in g):
+                continue   # a head block's channels: its head group stands for them
             if heads_mod.is_residual_stream(g, names):
                 # A transformer's width (LayerNorm, token and position embeddings): it stays.
                 log.info("channel group of %s left dense: a transformer's residual stream", names.get(root, "?"))
                 continue
+            if heads_mod.passes_attention(g):
+                raise LthError(f"layer {names.get(root, '?')} feeds an attention whose layout lth does not recognise; "
+                               f"structured pruning knows timm's Attention (qkv, proj, num_heads), Hugging Face "
+                               f"BERT-style self-attention and nn.MultiheadAttention")
             members = []
             for item in g:
                 module = item.dep.target.module
@@ -168,7 +180,7 @@ class ChannelGroups:
         for g in self.groups:
             total = torch.zeros(g.size, dtype=torch.float64)
             for m in g.members:
-                w = m.module.weight.detach().float()
+                w = m.param.detach().float()
                 if m.is_norm:
                     per_index = w.pow(2)
                 else:
@@ -191,9 +203,9 @@ class ChannelGroups:
         weights_only the BatchNorm beta and the biases are left out (the shrink acts on weights)."""
         for gi, g in enumerate(self.groups):
             for m in g.members:
-                yield gi, f"{m.name}.weight", m.module.weight, m
-                if not weights_only and m.out and getattr(m.module, "bias", None) is not None:
-                    yield gi, f"{m.name}.bias", m.module.bias, m
+                yield gi, f"{m.name}.{m.weight}" if m.name else m.weight, m.param, m
+                if not weights_only and m.out and getattr(m.module, m.bias, None) is not None:
+                    yield gi, f"{m.name}.{m.bias}" if m.name else m.bias, getattr(m.module, m.bias), m
 
     def masker(self) -> Masks:
         """An all-ones lth.pruning.masks.Masks over every member parameter (weights, biases, BN)."""
@@ -264,7 +276,7 @@ def shrink(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: to
             raise LthError(f"no layer named {name!r} in the model: the kept channels belong to another model") from None
         block = heads_mod.block_of(model, name)
         if block is not None:   # issue 21: whole attention heads (the group's indices are heads)
-            heads_mod.remove_heads(graph, block, list(idxs))
+            heads_mod.remove_heads(model, graph, block, list(idxs))
             continue
         pruner = graph.get_pruner_of_module(module)
         units = _units(graph, module, name)
