@@ -67,10 +67,10 @@ def structured(tmp_path, *argv) -> StructuredStore:
     return StructuredStore(path)
 
 
-def check_smaller(store: StructuredStore, x: torch.Tensor):
+def check_smaller(store: StructuredStore, x: torch.Tensor, target: float = 0.3):
     summary = store.summary()
     assert summary["flops"] < summary["dense_flops"] and summary["params"] < summary["dense_params"]
-    assert abs(summary["flops_rr"] - 0.3) < 0.05
+    assert abs(summary["flops_rr"] - target) < 0.05
     assert summary["export_max_abs_diff"] < 1e-4
     assert any(summary["kept"][n] < summary["sizes"][n] for n in summary["kept"])
     net = export.load(store.export_path)
@@ -80,10 +80,11 @@ def check_smaller(store: StructuredStore, x: torch.Tensor):
 
 
 def test_bert_heads_through_lth_structured(tmp_path, factories):
-    store = structured(tmp_path, "--dataset", "sp_factories:text", "--model", BERT, "--epochs", "2")
-    summary, net = check_smaller(store, torch.randint(1, 100, (2, 12)))
+    # at 30 % the MLP channels alone reach the target; at 50 % heads go too (measured: 3 of 4 kept in each layer)
+    store = structured(tmp_path, "--dataset", "sp_factories:text", "--model", BERT, "--epochs", "2", "--flops-rr", "0.5")
+    summary, net = check_smaller(store, torch.randint(1, 100, (2, 12)), target=0.5)
     heads = {n: k for n, k in summary["kept"].items() if n.endswith("attention.self.query")}
-    assert len(heads) == 2 and all(summary["sizes"][n] == 4 for n in heads)
+    assert len(heads) == 2 and all(summary["sizes"][n] == 4 for n in heads) and min(heads.values()) < 4
     for i, layer in enumerate(net.net.bert.encoder.layer):
         att = layer.attention.self
         assert att.num_attention_heads == heads[f"net.bert.encoder.layer.{i}.attention.self.query"]
@@ -95,6 +96,7 @@ def test_torchvision_vit_heads_through_lth_structured(tmp_path, factories):
                        "--epochs", "2")
     summary, net = check_smaller(store, torch.randn(2, 3, 32, 32))
     assert summary["sizes"]["encoder.layers.encoder_layer_0.self_attention"] == 4
+    assert min(k for n, k in summary["kept"].items() if n.endswith("self_attention")) < 4   # a head went
     for i, layer in enumerate(net.encoder.layers):
         assert layer.self_attention.num_heads == summary["kept"][f"encoder.layers.encoder_layer_{i}.self_attention"]
 
