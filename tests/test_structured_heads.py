@@ -186,3 +186,20 @@ def test_an_unrecognised_attention_is_refused_in_one_line():
     odd.add_module("att", nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
     with pytest.raises(LthError, match="separate key/value widths"):
         attention_blocks(odd)
+
+
+def test_hugging_face_vit_heads_masked_equal_removed():
+    torch.manual_seed(0)
+    vit = models.build("hf:vit,hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64,"
+                       "patch_size=8", 10, 3, 32).eval()
+    groups = ChannelGroups(vit, X[:1], 10)
+    name = "net.vit.layers.0.attention.q_proj"           # transformers 5: q_proj, k_proj, v_proj, o_proj
+    assert groups.sizes[groups.names.index(name)] == 4
+    pruned = [torch.tensor([2]) if n == name else torch.arange(3) for n in groups.names]
+    groups.mask(groups.masker(), pruned)
+    with torch.no_grad():
+        masked = vit(X)
+    small = shrink(copy.deepcopy(vit), groups.by_name(pruned), X[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(X), masked, atol=1e-5)
+    assert small.net.vit.layers[0].attention.num_attention_heads == 3

@@ -1,18 +1,21 @@
 """Attention heads as channel groups (issue 21): structured pruning of a transformer removes whole heads.
 
     blocks = attention_blocks(model)          # group name -> Block, for every recognised layout
-    group = channels.head_group(name, blocks[name])   # size = the block's head count
-    remove_heads(graph, blocks[name], [1, 3])         # physically, in place
+    group = channels.head_group(blocks[name])          # size = the block's head count
+    remove_heads(model, graph, blocks[name], [1, 3])   # physically, in place (graph: torch-pruning's)
 
 Recognised layouts (a head h of width d is the rows p*E + h*d .. p*E + (h+1)*d - 1 of each
 producer, for each of its `parts` stacked projections of E = heads x d rows, and the columns
 h*d .. (h+1)*d - 1 of the consumer):
   timm    a module with a fused `qkv` Linear (3 parts), a `proj` Linear and an int `num_heads`
           (timm's ViT/DeiT Attention); the group is named by its qkv layer.
-  bert    a Hugging Face BERT-style attention: `self` with `query`, `key`, `value` Linears (1 part
-          each) and `num_attention_heads`, and `output.dense` reading the heads (BERT, RoBERTa,
-          ...); the group is named by the query layer. Removal follows HF's prune_heads: the
-          rows and columns go, num_attention_heads and all_head_size are updated.
+  bert    a Hugging Face BERT-style attention: `self` (older HF ViT: `attention`) with `query`,
+          `key`, `value` Linears (1 part each) and `num_attention_heads`, and `output.dense`
+          reading the heads (BERT, RoBERTa, ...); or HF's newer layout (ViT in transformers 5,
+          Llama-style without grouped-query attention): `q_proj`, `k_proj`, `v_proj`, `o_proj` and
+          `num_attention_heads` on one module. The group is named by the query layer. Removal
+          follows HF's prune_heads: the rows and columns go, num_attention_heads (all_head_size,
+          num_key_value_heads where present) updated.
   mha     nn.MultiheadAttention with one fused in_proj_weight (3 parts) and `out_proj`; the group
           is named by the module. Removal replaces it with lth.pruning.mha.PrunedMultiheadAttention
           (nn.MultiheadAttention cannot hold fewer heads than embed_dim / head_dim).
@@ -74,22 +77,30 @@ def _timm(name: str, m: nn.Module) -> Optional[Block]:
                  (_join(name, "proj"), proj), heads, proj.in_features // heads)
 
 
+def _separate(base: str, att: nn.Module, keys, consumer: Tuple[str, nn.Module]) -> Block:
+    """A block of separate query, key and value Linears (`keys`, in that order) on `att`."""
+    layers = [getattr(att, k, None) for k in keys]
+    heads, out = att.num_attention_heads, consumer[1]
+    if not all(isinstance(x, nn.Linear) for x in layers) or heads <= 0 or not isinstance(out, nn.Linear):
+        raise LthError(f"attention {base or 'model'} has num_attention_heads but not the {'/'.join(keys)} Linear "
+                       f"layers lth knows; lth cannot prune its heads")
+    if any(x.out_features != out.in_features for x in layers) or out.in_features % heads:
+        raise LthError(f"attention {base or 'model'}: {'/'.join(keys)} widths {[x.out_features for x in layers]} do "
+                       f"not match {consumer[0]} ({out.in_features}) in {heads} heads (grouped-query attention?); "
+                       f"lth cannot prune its heads")
+    return Block(_join(base, keys[0]), "bert", att, [Producer(_join(base, k), x, "weight", "bias", 1)
+                                                     for k, x in zip(keys, layers)],
+                 consumer, heads, out.in_features // heads)
+
+
 def _bert(name: str, m: nn.Module) -> Optional[Block]:
-    att, out = getattr(m, "self", None), getattr(getattr(m, "output", None), "dense", None)
+    if isinstance(getattr(m, "num_attention_heads", None), int) and hasattr(m, "q_proj"):   # HF's newer layout
+        return _separate(name, m, ("q_proj", "k_proj", "v_proj"), (_join(name, "o_proj"), getattr(m, "o_proj", None)))
+    key = "self" if getattr(m, "self", None) is not None else "attention"   # BERT: .self; older HF ViT: .attention
+    att, out = getattr(m, key, None), getattr(getattr(m, "output", None), "dense", None)
     if att is None or not isinstance(out, nn.Linear) or not isinstance(getattr(att, "num_attention_heads", None), int):
         return None
-    layers = [getattr(att, k, None) for k in ("query", "key", "value")]
-    heads = att.num_attention_heads
-    if not all(isinstance(x, nn.Linear) for x in layers) or heads <= 0:
-        raise LthError(f"attention {_join(name, 'self')} has num_attention_heads but not the query, key and value "
-                       f"Linear layers of BERT's layout; lth cannot prune its heads")
-    if any(x.out_features != out.in_features for x in layers) or out.in_features % heads:
-        raise LthError(f"attention {_join(name, 'self')}: query/key/value widths {[x.out_features for x in layers]} "
-                       f"do not match output.dense ({out.in_features}) in {heads} heads; lth cannot prune its heads")
-    base = _join(name, "self")
-    return Block(_join(base, "query"), "bert", att,
-                 [Producer(_join(base, k), x, "weight", "bias", 1) for k, x in zip(("query", "key", "value"), layers)],
-                 (_join(name, "output", "dense"), out), heads, out.in_features // heads)
+    return _separate(_join(name, key), att, ("query", "key", "value"), (_join(name, "output", "dense"), out))
 
 
 def _mha(name: str, m: nn.Module) -> Optional[Block]:
@@ -176,7 +187,10 @@ def remove_heads(model: nn.Module, graph, block: Block, heads: List[int]) -> Non
         _keep(block.consumer[1], "weight", 1, keep)
         block.consumer[1].in_features = len(keep)
         block.module.num_attention_heads = len(kept)
-        block.module.all_head_size = len(kept) * block.head_dim
+        if hasattr(block.module, "all_head_size"):
+            block.module.all_head_size = len(kept) * block.head_dim
+        if isinstance(getattr(block.module, "num_key_value_heads", None), int):
+            block.module.num_key_value_heads = len(kept)
     else:
         parent_name, _, leaf = block.name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else None

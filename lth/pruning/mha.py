@@ -61,8 +61,9 @@ class PrunedMultiheadAttention(nn.Module):
         if is_causal and attn_mask is None:
             scores = scores.masked_fill(torch.ones(lq, lk, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
         attn = scores.softmax(-1)
-        attn_d = F.dropout(attn, self.dropout) if self.training and self.dropout > 0 else attn
-        out = self.out_proj((attn_d @ v).transpose(1, 2).reshape(b, lq, h * d))
+        if self.training and self.dropout > 0:   # the weights returned are after dropout, as torch's
+            attn = F.dropout(attn, self.dropout)
+        out = self.out_proj((attn @ v).transpose(1, 2).reshape(b, lq, h * d))
         if not self.batch_first or unbatched:
             out = out.transpose(0, 1)
         if unbatched:
