@@ -155,23 +155,25 @@ def test_pruned_multihead_attention_matches_the_torch_module_with_masks_and_weig
 
 class UnknownAttention(nn.Module):
     """Heads split by a private attribute: no layout lth knows."""
-    def __init__(self, width=16):
+    def __init__(self, width=16, sdpa=False):
         super().__init__()
         self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
-        self.h = 4
+        self.h, self.sdpa = 4, sdpa
 
     def forward(self, x):
         b, n, w = x.shape
         q, k, v = (f(x).view(b, n, self.h, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
-        return self.o(((q @ k.transpose(-1, -2)).softmax(-1) @ v).transpose(1, 2).reshape(b, n, w))
+        out = (nn.functional.scaled_dot_product_attention(q, k, v) if self.sdpa
+               else (q @ k.transpose(-1, -2)).softmax(-1) @ v)
+        return self.o(out.transpose(1, 2).reshape(b, n, w))
 
 
-def unknown_attention_net(num_classes=10, in_channels=3, image_size=32):
+def unknown_attention_net(num_classes=10, in_channels=3, image_size=32, sdpa=False):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.embed = nn.Conv2d(in_channels, 16, 8, stride=8)
-            self.attn = UnknownAttention()
+            self.attn = UnknownAttention(sdpa=sdpa)
             self.fc = nn.Linear(16, num_classes)
 
         def forward(self, x):
@@ -179,9 +181,10 @@ def unknown_attention_net(num_classes=10, in_channels=3, image_size=32):
     return Net()
 
 
-def test_an_unrecognised_attention_is_refused_in_one_line():
+@pytest.mark.parametrize("sdpa", [False, True])
+def test_an_unrecognised_attention_is_refused_in_one_line(sdpa):
     with pytest.raises(LthError, match="layer attn.[qkv] feeds an attention whose layout lth does not recognise"):
-        ChannelGroups(unknown_attention_net().eval(), X[:1], 10)
+        ChannelGroups(unknown_attention_net(sdpa=sdpa).eval(), X[:1], 10)
     odd = nn.Sequential()
     odd.add_module("att", nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
     with pytest.raises(LthError, match="separate key/value widths"):

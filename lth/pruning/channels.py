@@ -10,6 +10,11 @@ A group comes from torch-pruning's DepGraph (`get_all_groups`): a layer's output
 the matching input slices of every consumer, the BatchNorm that normalises them, merged across
 residual additions (a ResNet stage is one group). The classifier (a Linear/Conv with
 `num_classes` outputs) is never pruned; its input columns belong to the last group.
+Where grouped convs (ResNeXt) take part, a group's units are conv-group positions, not single
+channels (lth.pruning.grouped); an attention's heads are one group each, whatever DepGraph
+coupled there (lth.pruning.heads: timm, Hugging Face, nn.MultiheadAttention); a transformer's
+residual stream stays dense, and channels that run through an attention of another layout are
+refused in one line. `sizes` count these units.
 
 Masking a channel zeroes its whole coupled slice (conv/linear filters and biases, consumer
 input slices, BatchNorm gamma and beta) with every shape kept, so the optimizer state,

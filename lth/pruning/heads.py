@@ -34,8 +34,8 @@ from torch import nn
 from lth.errors import LthError
 from lth.pruning.mha import PrunedMultiheadAttention
 
-# autograd ops that combine two activations inside an attention (scores, softmax, weighted sum)
-ATTENTION_OPS = ("Bmm", "ScaledDotProduct", "Softmax", "Baddbmm")
+# autograd ops that multiply two activations, as an attention does (q @ k^T, weights @ v)
+ATTENTION_OPS = ("Bmm", "Baddbmm", "ScaledDotProduct")   # not Softmax alone: SKNet softmaxes across branches per channel
 
 
 @dataclass
