@@ -206,3 +206,17 @@ def test_hugging_face_vit_heads_masked_equal_removed():
     with torch.no_grad():
         assert torch.allclose(small(X), masked, atol=1e-5)
     assert small.net.vit.layers[0].attention.num_attention_heads == 3
+
+
+def test_swin_heads_with_a_relative_position_bias_stay_dense():
+    import timm
+    torch.manual_seed(0)
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=10, img_size=32,
+                             embed_dim=24, depths=(1, 1), num_heads=(2, 4), window_size=4).eval()
+    groups, small, masked, removed = masked_and_removed(swin, lambda name, size: torch.arange(3))
+    assert groups.names == ["layers.0.blocks.0.mlp.fc1", "layers.1.blocks.0.mlp.fc1"]   # heads untouched
+    assert torch.allclose(masked, removed, atol=1e-5)
+    block = attention_blocks(swin)["layers.0.blocks.0.attn.qkv"]
+    assert "relative_position_bias_table" in block.dense
+    with pytest.raises(LthError, match="cannot remove heads .* relative_position_bias_table"):
+        shrink(copy.deepcopy(swin), {"layers.0.blocks.0.attn.qkv": [0]}, X[:1])

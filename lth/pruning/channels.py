@@ -123,7 +123,10 @@ class ChannelGroups:
         model.train(was_training)
         blocks = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
         producers = {p.module for b in blocks.values() for p in b.producers}
-        self.groups: List[Group] = [head_group(b) for b in blocks.values()]
+        self.groups: List[Group] = [head_group(b) for b in blocks.values() if not b.dense]
+        for b in blocks.values():
+            if b.dense:
+                log.info("heads of %s left dense: %s", b.name, b.dense)
         for g in graph.get_all_groups(ignored_layers=ignored):
             root = g[0].dep.target.module
             if any(item.dep.target.module in producers and graph.is_out_channel_pruning_fn(item.dep.handler)

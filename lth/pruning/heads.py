@@ -20,7 +20,9 @@ h*d .. (h+1)*d - 1 of the consumer):
           is named by the module. Removal replaces it with lth.pruning.mha.PrunedMultiheadAttention
           (nn.MultiheadAttention cannot hold fewer heads than embed_dim / head_dim).
 Masking a head zeroes its q, k and v rows (and biases): its attention output is exactly 0, so
-removing it changes no output (tests/test_structured_heads.py). The residual stream (LayerNorm,
+removing it changes no output (tests/test_structured_heads.py). A block with parameters beside
+its projections (Swin's relative position bias, a norm over all heads) keeps its heads (`dense`):
+lth would have to slice those too. The residual stream (LayerNorm,
 token and position embeddings coupled through every block) is left dense (`is_residual_stream`).
 An attention that matches none of these (`passes_attention`) is refused in one line.
 """
@@ -56,6 +58,7 @@ class Block:
     consumer: Tuple[str, nn.Linear]   # reads the heads' outputs (its input columns)
     heads: int
     head_dim: int
+    dense: str = ""      # why its heads stay (per-head parameters lth does not slice), or ""
 
     def rows(self, producer: Producer, heads: List[int]) -> List[int]:
         """The producer's rows of `heads`."""
@@ -73,8 +76,16 @@ def _timm(name: str, m: nn.Module) -> Optional[Block]:
         return None
     if proj.in_features % heads or qkv.out_features != 3 * proj.in_features:
         return None
-    return Block(_join(name, "qkv"), "timm", m, [Producer(_join(name, "qkv"), qkv, "weight", "bias", 3)],
-                 (_join(name, "proj"), proj), heads, proj.in_features // heads)
+    block = Block(_join(name, "qkv"), "timm", m, [Producer(_join(name, "qkv"), qkv, "weight", "bias", 3)],
+                  (_join(name, "proj"), proj), heads, proj.in_features // heads)
+    # Swin's relative position bias table, a norm over the heads' output: per-head or
+    # all-heads parameters that removal would have to slice too; those heads stay
+    extra = [n for n, _ in m.named_parameters(recurse=False)]
+    extra += [n for n, c in m.named_children() if n not in TIMM_KNOWN and any(True for _ in c.parameters())]
+    if getattr(m, "norm", None) is not None and not isinstance(m.norm, nn.Identity):
+        extra.append("norm")
+    block.dense = f"parameters {', '.join(extra)} beside qkv and proj" if extra else ""
+    return block
 
 
 def _separate(base: str, att: nn.Module, keys, consumer: Tuple[str, nn.Module]) -> Block:
@@ -114,6 +125,7 @@ def _mha(name: str, m: nn.Module) -> Optional[Block]:
 
 
 LAYOUTS = (_timm, _bert, _mha)
+TIMM_KNOWN = {"qkv", "proj", "q_norm", "k_norm"}   # q_norm, k_norm act within a head: removal keeps them
 
 
 def attention_blocks(model: nn.Module) -> Dict[str, Block]:
@@ -159,9 +171,8 @@ def _keep(module: nn.Module, attr: str, dim: int, keep: torch.Tensor) -> None:
 def _check(block: Block, heads: List[int]) -> None:
     if max(heads) >= block.heads or min(heads) < 0 or len(set(heads)) >= block.heads:
         raise LthError(f"cannot remove heads {heads[:5]} of {block.name}: it has {block.heads} heads (one must stay)")
-    norm = getattr(block.module, "norm", None)
-    if block.layout == "timm" and norm is not None and not isinstance(norm, nn.Identity):
-        raise LthError(f"cannot remove heads of {block.name}: it normalises the heads' output ({type(norm).__name__})")
+    if block.dense:
+        raise LthError(f"cannot remove heads of {block.name}: it has {block.dense}")
 
 
 def remove_heads(model: nn.Module, graph, block: Block, heads: List[int]) -> None:
