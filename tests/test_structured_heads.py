@@ -220,3 +220,25 @@ def test_swin_heads_with_a_relative_position_bias_stay_dense():
     assert "relative_position_bias_table" in block.dense
     with pytest.raises(LthError, match="cannot remove heads .* relative_position_bias_table"):
         shrink(copy.deepcopy(swin), {"layers.0.blocks.0.attn.qkv": [0]}, X[:1])
+
+
+def test_a_torch_transformer_encoder_keeps_its_outputs_when_heads_go():
+    """nn.TransformerEncoderLayer's fused eval fast path must not take the narrower attention."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(3, 16, 8, stride=8)
+            layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.fc(self.encoder(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+
+    groups, small, masked, removed = masked_and_removed(
+        Net().eval(), lambda name, size: torch.tensor([0, 3]) if name.endswith("self_attn") else torch.arange(4))
+    assert sorted(n for n in groups.names if n.endswith("self_attn")) == [f"encoder.layers.{i}.self_attn" for i in (0, 1)]
+    assert small.encoder.layers[1].self_attn.num_heads == 2
+    assert torch.allclose(masked, removed, atol=1e-5)

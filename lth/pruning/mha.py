@@ -26,6 +26,9 @@ class PrunedMultiheadAttention(nn.Module):
         self.embed_dim, self.num_heads, self.head_dim = e, len(keep), d
         self.batch_first, self.dropout = mha.batch_first, mha.dropout
         self.kdim = self.vdim = None           # as nn.MultiheadAttention with key/value width embed_dim
+        # False keeps nn.TransformerEncoderLayer off its fused fast path, which assumes an attention
+        # width of embed_dim; it then calls this module like any attention
+        self._qkv_same_embed_dim = False
         rows = torch.tensor([p * e + h * d + i for p in range(3) for h in keep for i in range(d)],
                             device=mha.in_proj_weight.device)
         cols = rows[:len(keep) * d]
