@@ -260,6 +260,18 @@ def test_resnext_masked_equals_removed():
     assert small.layer4[0].conv2.groups == 32 and small.layer4[0].conv2.out_channels == 512
 
 
+def test_regnet_grouped_convs_with_squeeze_excitation_masked_equal_removed():
+    torch.manual_seed(0)
+    net = models.build("torchvision:regnet_y_400mf", 5, 3, 32).eval()   # group width 8, SE blocks
+    groups = ChannelGroups(net, X[:1], num_classes=5)
+    pruned = [torch.arange(s // 3) for s in groups.sizes]
+    groups.mask(groups.masker(), pruned)
+    small = shrunk_copy(net, groups.by_name(pruned), X[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(X), net(X), atol=1e-5)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in net.parameters())
+
+
 def test_grouped_channels_that_do_not_split_into_the_conv_groups_are_refused():
     from lth.pruning.grouped import period
     with pytest.raises(LthError, match="do not split evenly"):
