@@ -9,7 +9,7 @@ from torch import nn
 from lth import models
 from lth.errors import LthError
 from lth.pruning.channels import ChannelGroups, shrink
-from lth.pruning.heads import attention_blocks
+from lth.pruning.heads import attention_blocks, remove_heads
 from lth.structured import export
 
 VIT = "timm:vit_tiny_patch16_224,depth=2,patch_size=8,embed_dim=32,num_heads=4"
@@ -186,9 +186,10 @@ def test_an_unrecognised_attention_is_refused_in_one_line(sdpa):
     with pytest.raises(LthError, match="layer attn.[qkv] feeds an attention whose layout lth does not recognise"):
         ChannelGroups(unknown_attention_net(sdpa=sdpa).eval(), X[:1], 10)
     odd = nn.Sequential()
-    odd.add_module("att", nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
-    with pytest.raises(LthError, match="separate key/value widths"):
-        attention_blocks(odd)
+    odd.add_module("att", nn.MultiheadAttention(16, 4, kdim=8, vdim=8))   # heads kept, removal refused
+    assert "separate key/value widths" in attention_blocks(odd)["att"].dense
+    with pytest.raises(LthError, match="cannot remove heads of att: it has separate key/value widths"):
+        remove_heads(odd, None, attention_blocks(odd)["att"], [0])
 
 
 def test_hugging_face_vit_heads_masked_equal_removed():

@@ -21,8 +21,9 @@ h*d .. (h+1)*d - 1 of the consumer):
           (nn.MultiheadAttention cannot hold fewer heads than embed_dim / head_dim).
 Masking a head zeroes its q, k and v rows (and biases): its attention output is exactly 0, so
 removing it changes no output (tests/test_structured_heads.py). A block with parameters beside
-its projections (Swin's relative position bias, a norm over all heads) keeps its heads (`dense`):
-lth would have to slice those too. The residual stream (LayerNorm,
+its projections (Swin's relative position bias, a norm over all heads), grouped-query attention
+and an nn.MultiheadAttention with kdim/vdim or add_bias_kv keep their heads (`dense`, logged):
+lth would have to slice more than it knows. The residual stream (LayerNorm,
 token and position embeddings coupled through every block) is left dense (`is_residual_stream`).
 An attention that matches none of these (`passes_attention`) is refused in one line.
 """
@@ -95,13 +96,13 @@ def _separate(base: str, att: nn.Module, keys, consumer: Tuple[str, nn.Module]) 
     if not all(isinstance(x, nn.Linear) for x in layers) or heads <= 0 or not isinstance(out, nn.Linear):
         raise LthError(f"attention {base or 'model'} has num_attention_heads but not the {'/'.join(keys)} Linear "
                        f"layers lth knows; lth cannot prune its heads")
+    block = Block(_join(base, keys[0]), "bert", att, [Producer(_join(base, k), x, "weight", "bias", 1)
+                                                      for k, x in zip(keys, layers)],
+                  consumer, heads, out.in_features // heads)
     if any(x.out_features != out.in_features for x in layers) or out.in_features % heads:
-        raise LthError(f"attention {base or 'model'}: {'/'.join(keys)} widths {[x.out_features for x in layers]} do "
-                       f"not match {consumer[0]} ({out.in_features}) in {heads} heads (grouped-query attention?); "
-                       f"lth cannot prune its heads")
-    return Block(_join(base, keys[0]), "bert", att, [Producer(_join(base, k), x, "weight", "bias", 1)
-                                                     for k, x in zip(keys, layers)],
-                 consumer, heads, out.in_features // heads)
+        block.dense = (f"{'/'.join(keys)} widths {[x.out_features for x in layers]} unlike {consumer[0]}'s "
+                       f"{out.in_features} in {heads} heads (grouped-query attention?)")
+    return block
 
 
 def _bert(name: str, m: nn.Module) -> Optional[Block]:
@@ -117,15 +118,15 @@ def _bert(name: str, m: nn.Module) -> Optional[Block]:
 def _mha(name: str, m: nn.Module) -> Optional[Block]:
     if not isinstance(m, nn.MultiheadAttention):
         return None
+    block = Block(name, "mha", m, [Producer(name, m, "in_proj_weight", "in_proj_bias", 3)],
+                  (_join(name, "out_proj"), m.out_proj), m.num_heads, m.head_dim)
     if not m._qkv_same_embed_dim or m.in_proj_weight is None or m.bias_k is not None:
-        raise LthError(f"nn.MultiheadAttention {name or 'model'} has separate key/value widths or add_bias_kv; "
-                       f"lth prunes the heads of the fused layout only (kdim = vdim = embed_dim, no bias_k)")
-    return Block(name, "mha", m, [Producer(name, m, "in_proj_weight", "in_proj_bias", 3)],
-                 (_join(name, "out_proj"), m.out_proj), m.num_heads, m.head_dim)
+        block.dense = "separate key/value widths (kdim, vdim) or add_bias_kv: lth prunes the fused layout only"
+    return block
 
 
 LAYOUTS = (_timm, _bert, _mha)
-TIMM_KNOWN = {"qkv", "proj", "q_norm", "k_norm"}   # q_norm, k_norm act within a head: removal keeps them
+TIMM_KNOWN = {"qkv", "proj", "q_norm", "k_norm", "norm"}   # q_norm, k_norm act within a head; norm: below
 
 
 def attention_blocks(model: nn.Module) -> Dict[str, Block]:
