@@ -212,11 +212,70 @@ def test_shrink_refuses_unknown_layers_and_out_of_range_channels():
         shrink(model, {"layers.0.conv1": [9]}, X[:1])
 
 
-def test_grouped_convolutions_are_refused_in_one_line():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=2), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 5))
-    with pytest.raises(LthError, match="grouped convolution"):
-        ChannelGroups(net, X[:1], num_classes=5)
+def grouped_net(seed=0):
+    """conv -> grouped conv (4 groups, 8 -> 12) -> 1x1 conv, BatchNorm after each: ResNeXt's block in small."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 12, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+                        nn.Conv2d(12, 6, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_grouped_convolutions_prune_the_same_positions_in_every_conv_group():
+    net = grouped_net()
+    groups = ChannelGroups(net, X[:1], num_classes=5)
+    assert groups.names == ["0", "3", "6"] and groups.sizes == [2, 3, 6]   # 8/4 and 12/4 positions; plain 6
+    pruned = [torch.tensor([1]), torch.tensor([0, 2]), torch.tensor([4])]
+    masker = groups.masker()
+    groups.mask(masker, pruned)
+    assert net[0].weight[[1, 3, 5, 7]].abs().sum() == 0 and net[0].weight[[0, 2, 4, 6]].abs().sum() > 0
+    assert net[3].weight[:, 1].abs().sum() == 0 and net[3].weight[:, 0].abs().sum() > 0   # input position 1
+    assert net[3].weight[[0, 2, 3, 5, 6, 8, 9, 11]].abs().sum() == 0                      # positions 0, 2 of 3
+    masked = net(X)
+    small = shrunk_copy(net, groups.by_name(pruned), X[:1])
+    assert small[3].groups == 4 and small[3].weight.shape == (4, 1, 3, 3) and small[0].out_channels == 4
+    assert torch.allclose(small(X), masked, atol=1e-5)
+    scores = groups.saliency()
+    assert [len(s) for s in scores] == [2, 3, 6] and all(torch.isfinite(s).all() for s in scores)
+
+
+def test_resnext_masked_equals_removed():
+    torch.manual_seed(0)
+    net = models.build("torchvision:resnext50_32x4d", 5, 3, 32).eval()   # 25 M parameters, 32 conv groups
+    x = X[:2, :, :, :]
+    groups = ChannelGroups(net, x[:1], num_classes=5)
+    assert "layer1.0.conv1" in groups.names and groups.sizes[groups.names.index("layer1.0.conv1")] == 4   # 128 channels in 32 groups
+    pruned = [torch.arange(s // 2) for s in groups.sizes]
+    groups.mask(groups.masker(), pruned)
+    small = shrunk_copy(net, groups.by_name(pruned), x[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(x), net(x), atol=1e-4)
+    assert small.layer4[0].conv2.groups == 32 and small.layer4[0].conv2.out_channels == 512
+
+
+def test_regnet_grouped_convs_with_squeeze_excitation_masked_equal_removed():
+    torch.manual_seed(0)
+    net = models.build("torchvision:regnet_y_400mf", 5, 3, 32).eval()   # group width 8, SE blocks
+    groups = ChannelGroups(net, X[:1], num_classes=5)
+    pruned = [torch.arange(s // 3) for s in groups.sizes]
+    groups.mask(groups.masker(), pruned)
+    small = shrunk_copy(net, groups.by_name(pruned), X[:1])
+    with torch.no_grad():
+        assert torch.allclose(small(X), net(X), atol=1e-5)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_grouped_channels_that_do_not_split_into_the_conv_groups_are_refused():
+    from lth.pruning.grouped import period
+    with pytest.raises(LthError, match="do not split evenly"):
+        period("x", 10, [4])
 
 
 def test_a_model_without_a_classifier_of_that_size_is_refused():

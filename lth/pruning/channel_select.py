@@ -49,7 +49,8 @@ class FlopsModel:
 
     def __init__(self, model: torch.nn.Module, groups: ChannelGroups, example_input: torch.Tensor):
         self.template = copy.deepcopy(model).cpu().float().eval()
-        self.example = example_input[:1].detach().cpu().float()
+        example = example_input[:1].detach().cpu()
+        self.example = example.float() if example.is_floating_point() else example   # token ids stay ids
         self.names, self.sizes = groups.names, groups.sizes
         self.dense_flops, self.dense_params = count(self.template, self.example)
         self._cache: Dict[Tuple[int, ...], int] = {}

@@ -10,6 +10,11 @@ A group comes from torch-pruning's DepGraph (`get_all_groups`): a layer's output
 the matching input slices of every consumer, the BatchNorm that normalises them, merged across
 residual additions (a ResNet stage is one group). The classifier (a Linear/Conv with
 `num_classes` outputs) is never pruned; its input columns belong to the last group.
+Where grouped convs (ResNeXt) take part, a group's units are conv-group positions, not single
+channels (lth.pruning.grouped); an attention's heads are one group each, whatever DepGraph
+coupled there (lth.pruning.heads: timm, Hugging Face, nn.MultiheadAttention); a transformer's
+residual stream stays dense, and channels that run through an attention of another layout are
+refused in one line. `sizes` count these units.
 
 Masking a channel zeroes its whole coupled slice (conv/linear filters and biases, consumer
 input slices, BatchNorm gamma and beta) with every shape kept, so the optimizer state,
@@ -26,7 +31,7 @@ import torch_pruning as tp
 from torch import nn
 
 from lth.errors import LthError
-from lth.pruning import heads as heads_mod
+from lth.pruning import grouped, heads as heads_mod
 from lth.pruning.masks import Masks
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,12 @@ class Member:
     dim: int             # the weight dimension the indices run along
     target: torch.Tensor  # long: indices along `dim`
     root: torch.Tensor    # long: the group channel of each target index
+    weight: str = "weight"   # the parameters' names on the module (nn.MultiheadAttention: in_proj_*)
+    bias: str = "bias"
+
+    @property
+    def param(self) -> torch.Tensor:
+        return getattr(self.module, self.weight)
 
     @property
     def is_norm(self) -> bool:
@@ -58,15 +69,16 @@ class Group:
     members: List[Member]
 
 
-def head_group(qkv_name: str, block: heads_mod.Block) -> Group:
+def head_group(block: heads_mod.Block) -> Group:
     """The channel group whose channels are an attention block's heads (lth.pruning.heads)."""
     d, heads = block.head_dim, list(range(block.heads))
-    rows = torch.tensor(heads_mod.head_rows(block, heads), dtype=torch.long)
-    row_heads = (rows % (block.heads * d)) // d
+    members = []
+    for p in block.producers:
+        rows = torch.tensor(block.rows(p, heads), dtype=torch.long)
+        members.append(Member(p.name, p.module, True, 0, rows, (rows % (block.heads * d)) // d, p.weight, p.bias))
     cols = torch.arange(block.heads * d, dtype=torch.long)
-    proj_name = f"{block.name}.proj" if block.name else "proj"
-    return Group(qkv_name, block.heads, [Member(qkv_name, block.qkv, True, 0, rows, row_heads),
-                                         Member(proj_name, block.proj, False, 1, cols, cols // d)])
+    members.append(Member(block.consumer[0], block.consumer[1], False, 1, cols, cols // d))
+    return Group(block.name, block.heads, members)
 
 
 def classifier_layers(model: nn.Module, num_classes: int) -> List[nn.Module]:
@@ -83,9 +95,8 @@ def _member(name: str, module: nn.Module, out: bool, idxs, root_idxs) -> Optiona
     if not any(True for _ in module.parameters(recurse=False)):
         return None
     depthwise = isinstance(module, WEIGHTED[:3]) and module.groups == module.in_channels == module.out_channels
-    if isinstance(module, WEIGHTED[:3]) and module.groups != 1 and not depthwise:
-        raise LthError(f"layer {name} is a grouped convolution (groups={module.groups}); channel pruning supports "
-                       f"plain and depthwise Conv, Linear and BatchNorm layers")
+    # grouped (ResNeXt) convs: filters on the output side, input columns by conv-group position
+    # (lth.pruning.grouped.tie maps the channel indices onto the weight's columns)
     if depthwise:   # issue 21 (MobileNet): channel i of a depthwise conv is its filter i, input or output side
         dim = 0
     elif isinstance(module, WEIGHTED):
@@ -110,17 +121,25 @@ class ChannelGroups:
         model.eval()  # tracing runs a forward: keep BatchNorm running statistics untouched
         graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
         model.train(was_training)
-        self.groups: List[Group] = []
-        heads = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
+        blocks = heads_mod.attention_blocks(model)   # issue 21: attention heads, whole, as groups
+        producers = {p.module for b in blocks.values() for p in b.producers}
+        self.groups: List[Group] = [head_group(b) for b in blocks.values() if not b.dense]
+        for b in blocks.values():
+            if b.dense:
+                log.info("heads of %s left dense: %s", b.name, b.dense)
         for g in graph.get_all_groups(ignored_layers=ignored):
             root = g[0].dep.target.module
-            if root in names and names[root] in heads:
-                self.groups.append(head_group(names[root], heads[names[root]]))
-                continue
+            if any(item.dep.target.module in producers and graph.is_out_channel_pruning_fn(item.dep.handler)
+                   for item in g):
+                continue   # a head block's channels: its head group stands for them
             if heads_mod.is_residual_stream(g, names):
                 # A transformer's width (LayerNorm, token and position embeddings): it stays.
                 log.info("channel group of %s left dense: a transformer's residual stream", names.get(root, "?"))
                 continue
+            if heads_mod.passes_attention(g):
+                raise LthError(f"layer {names.get(root, '?')} feeds an attention whose layout lth does not recognise; "
+                               f"structured pruning knows timm's Attention (qkv, proj, num_heads), Hugging Face "
+                               f"BERT-style self-attention and nn.MultiheadAttention")
             members = []
             for item in g:
                 module = item.dep.target.module
@@ -133,7 +152,8 @@ class ChannelGroups:
                                  item.idxs, item.root_idxs)
                 if member is not None:
                     members.append(member)
-            self.groups.append(Group(names[root], len(g[0].idxs), members))
+            size, members = grouped.tie(names[root], len(g[0].idxs), members)   # ResNeXt: positions
+            self.groups.append(Group(names[root], size, members))
         if not self.groups:
             raise LthError("the model has no prunable channel group (only the classifier?)")
         self.groups.sort(key=lambda grp: grp.name)  # a stable order, whatever the tracing order
@@ -168,7 +188,7 @@ class ChannelGroups:
         for g in self.groups:
             total = torch.zeros(g.size, dtype=torch.float64)
             for m in g.members:
-                w = m.module.weight.detach().float()
+                w = m.param.detach().float()
                 if m.is_norm:
                     per_index = w.pow(2)
                 else:
@@ -191,9 +211,9 @@ class ChannelGroups:
         weights_only the BatchNorm beta and the biases are left out (the shrink acts on weights)."""
         for gi, g in enumerate(self.groups):
             for m in g.members:
-                yield gi, f"{m.name}.weight", m.module.weight, m
-                if not weights_only and m.out and getattr(m.module, "bias", None) is not None:
-                    yield gi, f"{m.name}.bias", m.module.bias, m
+                yield gi, f"{m.name}.{m.weight}" if m.name else m.weight, m.param, m
+                if not weights_only and m.out and getattr(m.module, m.bias, None) is not None:
+                    yield gi, f"{m.name}.{m.bias}" if m.name else m.bias, getattr(m.module, m.bias), m
 
     def masker(self) -> Masks:
         """An all-ones lth.pruning.masks.Masks over every member parameter (weights, biases, BN)."""
@@ -264,15 +284,50 @@ def shrink(model: nn.Module, pruned: Dict[str, Sequence[int]], example_input: to
             raise LthError(f"no layer named {name!r} in the model: the kept channels belong to another model") from None
         block = heads_mod.block_of(model, name)
         if block is not None:   # issue 21: whole attention heads (the group's indices are heads)
-            heads_mod.remove_heads(graph, block, list(idxs))
+            heads_mod.remove_heads(model, graph, block, list(idxs))
             continue
         pruner = graph.get_pruner_of_module(module)
-        if pruner is None or max(idxs) >= pruner.get_out_channels(module) or len(idxs) >= pruner.get_out_channels(module):
-            raise LthError(f"cannot remove channels {idxs[:5]}... of layer {name}: it has "
-                           f"{pruner.get_out_channels(module) if pruner else '?'} output channels")
-        graph.get_pruning_group(module, pruner.prune_out_channels, list(idxs)).prune()
+        units = _units(graph, module, name)
+        if max(idxs) >= units or len(set(idxs)) >= units:
+            raise LthError(f"cannot remove channels {list(idxs)[:5]}... of layer {name}: its group has {units} "
+                           f"channels{' (conv-group positions)' if units != pruner.get_out_channels(module) else ''}")
+        channels = grouped.expand(idxs, pruner.get_out_channels(module), units)
+        graph.get_pruning_group(module, pruner.prune_out_channels, channels).prune()
     model.train(was_training)
     return model
+
+
+def _units(graph, module: nn.Module, name: str) -> int:
+    """The prunable units of the group rooted at `module`: its output channels, or the
+    conv-group positions where grouped convs take part (lth.pruning.grouped)."""
+    pruner = graph.get_pruner_of_module(module)
+    if pruner is None:
+        raise LthError(f"cannot remove channels of layer {name}: torch-pruning has no pruner for "
+                       f"{type(module).__name__}")
+    size = pruner.get_out_channels(module)
+    group = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(size)))
+    return grouped.period(name, size, grouped.grouped_counts_of(group))
+
+
+def group_sizes(model: nn.Module, names: Sequence[str], example_input: torch.Tensor) -> Dict[str, int]:
+    """By root layer name: the group's size as ChannelGroups counts it (heads, conv-group
+    positions or channels), read from the model (an export checks its file against these)."""
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_input, verbose=False)
+    model.train(was_training)
+    out = {}
+    for name in names:
+        block = heads_mod.block_of(model, name)
+        if block is not None:
+            out[name] = block.heads
+            continue
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise LthError(f"no layer named {name!r} in the model") from None
+        out[name] = _units(graph, module, name)
+    return out
 
 
 def count(model: nn.Module, example_input: torch.Tensor):

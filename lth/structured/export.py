@@ -22,8 +22,7 @@ from torch import nn
 from lth import models
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.knobs import number
-from lth.pruning.channels import count, shrink
-from lth.pruning import heads as heads_mod
+from lth.pruning.channels import count, group_sizes, shrink
 from lth.runs.files import load_tensors, save_tensors
 
 FORMAT = "lth-structured/1"
@@ -31,10 +30,11 @@ WARMUP = 3   # untimed forward passes per network and batch size
 
 
 def save(path, model: nn.Module, model_name: str, num_classes: int, in_channels: int, image_size: int,
-         groups: Dict[str, dict]) -> None:
-    """groups: root layer name -> {"size": C, "kept": kept channel indices}."""
+         groups: Dict[str, dict], text_length: int = 0) -> None:
+    """groups: root layer name -> {"size": C, "kept": kept channel indices}; text_length: a text
+    model's sequence length (its example input is token ids, not an image), 0 for images."""
     payload = {"format": FORMAT, "model": model_name, "num_classes": num_classes, "in_channels": in_channels,
-               "image_size": image_size,
+               "image_size": image_size, "text_length": int(text_length),
                "groups": {n: {"size": int(g["size"]), "kept": torch.tensor(sorted(int(i) for i in g["kept"]),
                                                                            dtype=torch.long)}
                           for n, g in groups.items()},
@@ -42,8 +42,11 @@ def save(path, model: nn.Module, model_name: str, num_classes: int, in_channels:
     save_tensors(path, payload)
 
 
-def _out_channels(module: nn.Module) -> int:
-    return getattr(module, "out_channels", None) or getattr(module, "out_features")
+def example_of(payload: dict) -> torch.Tensor:
+    """The example input the export was traced with: token ids of one (not padding) or a zero image."""
+    if payload.get("text_length"):
+        return torch.ones(1, payload["text_length"], dtype=torch.long)
+    return torch.zeros(1, payload["in_channels"], payload["image_size"], payload["image_size"])
 
 
 def load(path, device="cpu") -> nn.Module:
@@ -52,18 +55,17 @@ def load(path, device="cpu") -> nn.Module:
     if not isinstance(p, dict) or p.get("format") != FORMAT:
         raise LthError(f"{path} is not an exported structured network ({FORMAT})")
     model = models.build(p["model"], p["num_classes"], p["in_channels"], p["image_size"])
+    example = example_of(p)
+    try:   # issue 21: heads count heads, ResNeXt groups conv-group positions
+        sizes = group_sizes(model, list(p["groups"]), example)
+    except LthError as e:
+        raise LthError(f"{path}: model {p['model']}: {e}") from None
     pruned = {}
     for name, g in p["groups"].items():
-        try:
-            block = heads_mod.block_of(model, name)   # issue 21: a group of attention heads counts heads
-            size = block.heads if block is not None else _out_channels(model.get_submodule(name))
-        except AttributeError:
-            raise LthError(f"{path}: model {p['model']} has no layer {name!r}") from None
-        if size != g["size"]:
-            raise LthError(f"{path}: layer {name} of {p['model']} has {size} channels, the file says {g['size']}")
+        if sizes[name] != g["size"]:
+            raise LthError(f"{path}: layer {name} of {p['model']} has {sizes[name]} channels, the file says {g['size']}")
         kept = set(g["kept"].tolist())
-        pruned[name] = [i for i in range(size) if i not in kept]
-    example = torch.zeros(1, p["in_channels"], p["image_size"], p["image_size"])
+        pruned[name] = [i for i in range(sizes[name]) if i not in kept]
     shrink(model, pruned, example)
     try:
         model.load_state_dict(p["state_dict"])
@@ -79,16 +81,18 @@ def costs(model: nn.Module, example: torch.Tensor) -> dict:
 
 @torch.inference_mode()
 def latency(nets: Dict[str, nn.Module], shape: Sequence[int], batches: Sequence[int], repeats: int,
-            channels_last: bool = True, seed: int = 0) -> Dict[str, Dict[str, float]]:
+            channels_last: bool = True, seed: int = 0, vocab: int = 0) -> Dict[str, Dict[str, float]]:
     """Median CPU forward time in ms, by network and batch size. The networks alternate inside
-    every repeat, so load from other processes hits them alike."""
+    every repeat, so load from other processes hits them alike. vocab > 0: inputs are token ids
+    1..vocab-1 of shape (batch, *shape) (a text model), not images."""
     generator = torch.Generator().manual_seed(seed)
     nets = {n: m.cpu().eval() for n, m in nets.items()}
     if channels_last:
         nets = {n: m.to(memory_format=torch.channels_last) for n, m in nets.items()}
     out: Dict[str, Dict[str, float]] = {n: {} for n in nets}
     for b in batches:
-        x = torch.randn(b, *shape, generator=generator)
+        x = (torch.randint(1, vocab, (b, *shape), generator=generator) if vocab
+             else torch.randn(b, *shape, generator=generator))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         times = {n: [] for n in nets}
@@ -121,9 +125,11 @@ def main(argv=None) -> int:
     net = load(store.export_path)
     cfg = meta["config"]
     dense = models.build(cfg["model"]["model"], meta["num_classes"], meta["in_channels"], meta["image_size"])
-    shape = (meta["in_channels"], meta["image_size"], meta["image_size"])
-    example = torch.zeros(1, *shape)
-    times = latency({"dense": dense, "pruned": net}, shape, args.batches, args.repeats)
+    example = example_of(load_tensors(store.export_path))
+    text = not example.is_floating_point()   # token ids: their values do not change the time (all 1 here)
+    shape = tuple(example.shape[1:])
+    times = latency({"dense": dense, "pruned": net}, shape, args.batches, args.repeats, channels_last=not text,
+                    vocab=2 if text else 0)
     print(f"{'network':>8}  {'MFLOPs':>8}  {'params':>8}  " + "  ".join(f"{'ms@' + str(b):>8}" for b in args.batches))
     for name, m in (("dense", dense), ("pruned", net)):
         c = costs(m, example)

@@ -56,6 +56,18 @@ def build_model(cfg: StructuredRun, dataset: Dataset, device) -> nn.Module:
     return assemble.build_model(cfg.base, dataset, cfg.base.seeds.init_seed, device)
 
 
+def is_text(dataset: Dataset) -> bool:
+    """Token ids (issue 21: int64 (N, length) sequences), not images."""
+    return dataset.train_x.dim() == 2 and not dataset.train_x.is_floating_point()
+
+
+def example_input(dataset: Dataset, size: int, device) -> torch.Tensor:
+    """One input for tracing and counting: a training sequence for text, a zero image otherwise."""
+    if is_text(dataset):
+        return dataset.train_x[:1].to(device)
+    return torch.zeros(1, dataset.in_channels, size, size, device=device)
+
+
 def prepare(cfg: StructuredRun, dataset: Dataset, device) -> Job:
     """Everything a run needs, checked (model fits the data, target reachable); nothing written."""
     device = torch.device(device)
@@ -63,12 +75,13 @@ def prepare(cfg: StructuredRun, dataset: Dataset, device) -> Job:
     dataset = dataset.to(device)
     size = assemble.image_size(b, dataset)
     model = build_model(cfg, dataset, device)
-    example = torch.zeros(1, dataset.in_channels, size, size, device=device)
+    example = example_input(dataset, size, device)
     try:
         with torch.no_grad():
             model.eval()(example)
-    except RuntimeError as e:
-        raise LthError(f"model {b.model.model} cannot take {size}x{size} images of {dataset.name}; "
+    except (RuntimeError, IndexError) as e:
+        what = "token ids" if is_text(dataset) else f"{size}x{size} images"
+        raise LthError(f"model {b.model.model} cannot take {what} of {dataset.name}; "
                        f"raise --image-size or pick another model ({str(e).splitlines()[0][:100]})") from None
     model.train()
     train_loader, test_loader = make_loaders(dataset, t, device, size, b.data.augment, b.seeds.order_seed,
@@ -234,20 +247,23 @@ def _finish(job: Job, store: StructuredStore, state: _Run, final: dict, wall: fl
         for g in job.ctx.groups.groups:
             gone = set(removed.get(g.name, []))
             groups[g.name] = {"size": g.size, "kept": [i for i in range(g.size) if i not in gone]}
+    text = is_text(job.dataset)
     export.save(store.export_path, model, b.model.model, job.dataset.num_classes, job.dataset.in_channels,
-                job.image_size, groups)
+                job.image_size, groups, text_length=job.example.shape[1] if text else 0)
     reloaded = export.load(store.export_path)
-    x = next(iter(job.test_loader))[0][:8].float().cpu()
+    x = next(iter(job.test_loader))[0][:8].cpu()
+    x = x.float() if x.is_floating_point() else x
     with torch.inference_mode():
         was = model.training
         model.eval()
         diff = (reloaded(x) - model.cpu()(x)).abs().max().item()
         model.to(job.device).train(was)
     dense = assemble.build_model(b, job.dataset, b.seeds.init_seed, "cpu")
-    shape = (job.dataset.in_channels, job.image_size, job.image_size)
+    shape = (job.example.shape[1],) if text else (job.dataset.in_channels, job.image_size, job.image_size)
     s = cfg.structured
     times = export.latency({"dense": dense, "pruned": reloaded}, shape, s.latency_batches, s.latency_repeats,
-                           channels_last=b.train.channels_last)
+                           channels_last=b.train.channels_last and not text,
+                           vocab=int(job.dataset.train_x.max()) + 1 if text else 0)
     flops, params = count(reloaded, job.example.cpu())
     trained = [r for r in state.records if "images_per_s" in r]
     summary = {
