@@ -123,6 +123,15 @@ def rank_pids(torchrun_pid: int) -> dict:
     return out
 
 
+def kill_rank_when(proc, ready, rank: int, pause: float = 0.01) -> None:
+    """SIGKILL torchrun's rank `rank` as soon as ready() holds (within 240 s, while it still runs)."""
+    deadline = time.time() + 240
+    while not ready():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(pause)
+    os.kill(rank_pids(proc.pid)[rank], signal.SIGKILL)
+
+
 def artefacts(run_dir: Path) -> dict:
     store = RunStore(run_dir)
     out = {}
@@ -175,11 +184,7 @@ def test_two_ranks_run_three_rounds_with_identical_masks(unkilled, tmp_path):
 def test_sigkill_of_one_rank_then_rerun_equals_the_unkilled_run(unkilled, tmp_path, victim):
     run_dir = tmp_path / "killed"
     proc = torchrun(run_dir, wait=False)
-    deadline = time.time() + 240
-    while not (run_dir / "round_02" / "checkpoint.pt").exists():   # mid round 2
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-        time.sleep(0.02)
-    os.kill(rank_pids(proc.pid)[victim], signal.SIGKILL)
+    kill_rank_when(proc, (run_dir / "round_02" / "checkpoint.pt").exists, victim, pause=0.02)   # mid round 2
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not RunStore(run_dir).round_done(3)
@@ -237,11 +242,7 @@ def test_lth_launcher_turns_a_killed_rank_into_one_line_and_the_rerun_resumes(un
     torchrun report), exit 1; the same command again finishes the run, equal to the unkilled one."""
     cmd = [sys.executable, "-m", "lth.run", "--nproc-per-node", "2", *RUN, "--run-dir", str(tmp_path / "run")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (tmp_path / "run" / "round_02" / "checkpoint.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.02)
-    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    kill_rank_when(proc, (tmp_path / "run" / "round_02" / "checkpoint.pt").exists, 1, pause=0.02)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]

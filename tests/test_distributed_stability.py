@@ -8,18 +8,15 @@ analysis; bad input is one line on every rank, nothing written. The kill cases a
     python -m pytest tests/test_distributed_stability.py -m slow -q      # the runs and the kills
 """
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lth.runs.files import load_tensors
-from tests.test_distributed_ranks import ROOT, TORCHRUN, env, rank_pids
+from tests.test_distributed_ranks import ROOT, TORCHRUN, env, kill_rank_when
 
 RUN = ["--preset", "quick", "--rounds", "2", "--steps", "120", "--device", "cpu", "--no-progress"]
 ANALYSIS = ["--steps", "60", "--alphas", "5", "--no-figures", "--no-progress"]
@@ -147,16 +144,17 @@ def test_two_rank_analysis_writes_once_and_agrees_with_one_process(two_rank_run,
         assert all(torch.allclose(a[key][k], b[key][k], atol=1e-4) for k in a[key]), key
 
 
+def mid_copy_a(run_dir: Path) -> bool:
+    """Round 2's copy a has an epoch checkpoint: the analysis is mid-copy."""
+    return bool(list((run_dir / "stability" / "round_02").glob("ticket/*/copy_a.checkpoint.pt")))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0])
 def test_sigkill_of_a_rank_mid_copy_then_rerun_equals_the_unkilled_analysis(two_rank_run, unkilled, tmp_path, victim):
     run_dir = fresh_copy(two_rank_run, tmp_path, "run")   # the same name: results record it
     proc = torchrun("analysis.stability", run_dir, *ANALYSIS, wait=False)
-    deadline = time.time() + 240
-    while not list((run_dir / "stability" / "round_02").glob("ticket/*/copy_a.checkpoint.pt")):   # mid round 2's copy a
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-        time.sleep(0.01)
-    os.kill(rank_pids(proc.pid)[victim], signal.SIGKILL)
+    kill_rank_when(proc, lambda: mid_copy_a(run_dir), victim)   # mid round 2's copy a
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not list((run_dir / "stability" / "round_02").rglob("*.json"))   # round 2 unfinished
@@ -184,11 +182,7 @@ def test_launcher_reports_a_killed_rank_in_one_line_and_the_rerun_finishes(two_r
     run_dir = fresh_copy(two_rank_run, tmp_path, "run")
     cmd = [sys.executable, "-m", "analysis.stability", "--nproc-per-node", "2", str(run_dir), *ANALYSIS]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not list((run_dir / "stability" / "round_02").glob("ticket/*/copy_a.checkpoint.pt")):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.01)
-    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    kill_rank_when(proc, lambda: mid_copy_a(run_dir), 1)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]

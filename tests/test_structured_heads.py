@@ -16,15 +16,17 @@ VIT = "timm:vit_tiny_patch16_224,depth=2,patch_size=8,embed_dim=32,num_heads=4"
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def masked_and_removed(model, pruned_of):
-    groups = ChannelGroups(model, X[:1], 10)
+def masked_and_removed(model, pruned_of, x=X):
+    """Mask the channels pruned_of(group name, size) picks, then remove them from a copy:
+    (groups, the small copy, the masked model's output on x, the small copy's)."""
+    groups = ChannelGroups(model, x[:1], 10)
     pruned = [pruned_of(name, size) for name, size in zip(groups.names, groups.sizes)]
     groups.mask(groups.masker(), pruned)
     with torch.no_grad():
-        masked = model(X)
-    small = shrink(copy.deepcopy(model), groups.by_name(pruned), X[:1])
+        masked = model(x)
+    small = shrink(copy.deepcopy(model), groups.by_name(pruned), x[:1])
     with torch.no_grad():
-        removed = small(X)
+        removed = small(x)
     return groups, small, masked, removed
 
 
@@ -86,17 +88,12 @@ def test_bert_heads_and_mlp_channels_masked_equal_removed():
     bert = models.build(BERT, 10, 3, 32).eval()
     layer = "net.bert.encoder.layer.0"
     assert f"{layer}.attention.self.query" in attention_blocks(bert)
-    groups = ChannelGroups(bert, TOKENS[:1], 10)
+    groups, small, masked, removed = masked_and_removed(
+        bert, lambda n, _: torch.tensor([0, 2]) if n.endswith("query") else torch.arange(7), TOKENS)
     assert dict(zip(groups.names, groups.sizes)) == {
         f"net.bert.encoder.layer.{i}.{n}": s for i in (0, 1)
         for n, s in (("attention.self.query", 4), ("intermediate.dense", 64))} | {"net.bert.pooler.dense": 32}
-    pruned = [torch.tensor([0, 2]) if n.endswith("query") else torch.arange(7) for n in groups.names]
-    groups.mask(groups.masker(), pruned)
-    with torch.no_grad():
-        masked = bert(TOKENS)
-    small = shrink(copy.deepcopy(bert), groups.by_name(pruned), TOKENS[:1])
-    with torch.no_grad():
-        assert torch.allclose(small(TOKENS), masked, atol=1e-5)
+    assert torch.allclose(removed, masked, atol=1e-5)
     att = small.net.bert.encoder.layer[0].attention
     assert att.self.num_attention_heads == 2 and att.self.all_head_size == 16
     assert att.self.query.weight.shape == (16, 32) and att.output.dense.weight.shape == (32, 16)
@@ -113,17 +110,12 @@ def tiny_torchvision_vit(num_classes=10, in_channels=3, image_size=32):
 def test_multihead_attention_heads_masked_equal_removed():
     torch.manual_seed(0)
     vit = tiny_torchvision_vit().eval()
-    groups = ChannelGroups(vit, X[:1], 10)
+    groups, small, masked, removed = masked_and_removed(
+        vit, lambda n, _: torch.tensor([3, 1]) if n.endswith("attention") else torch.arange(9))
     name = "encoder.layers.encoder_layer_0.self_attention"
     assert groups.sizes[groups.names.index(name)] == 4
     assert sorted(groups.sizes) == [4, 4, 64, 64]                    # heads, MLP hidden; the width stays dense
-    pruned = [torch.tensor([3, 1]) if n.endswith("attention") else torch.arange(9) for n in groups.names]
-    groups.mask(groups.masker(), pruned)
-    with torch.no_grad():
-        masked = vit(X)
-    small = shrink(copy.deepcopy(vit), groups.by_name(pruned), X[:1])
-    with torch.no_grad():
-        assert torch.allclose(small(X), masked, atol=1e-5)
+    assert torch.allclose(removed, masked, atol=1e-5)
     att = small.encoder.layers[0].self_attention
     assert att.num_heads == 2 and att.in_proj_weight.shape == (48, 32) and att.out_proj.weight.shape == (32, 16)
     # the FLOPs counter sees the smaller attention: an unpruned copy counts as nn.MultiheadAttention does
@@ -196,16 +188,11 @@ def test_hugging_face_vit_heads_masked_equal_removed():
     torch.manual_seed(0)
     vit = models.build("hf:vit,hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64,"
                        "patch_size=8", 10, 3, 32).eval()
-    groups = ChannelGroups(vit, X[:1], 10)
     name = "net.vit.layers.0.attention.q_proj"           # transformers 5: q_proj, k_proj, v_proj, o_proj
+    groups, small, masked, removed = masked_and_removed(
+        vit, lambda n, _: torch.tensor([2]) if n == name else torch.arange(3))
     assert groups.sizes[groups.names.index(name)] == 4
-    pruned = [torch.tensor([2]) if n == name else torch.arange(3) for n in groups.names]
-    groups.mask(groups.masker(), pruned)
-    with torch.no_grad():
-        masked = vit(X)
-    small = shrink(copy.deepcopy(vit), groups.by_name(pruned), X[:1])
-    with torch.no_grad():
-        assert torch.allclose(small(X), masked, atol=1e-5)
+    assert torch.allclose(removed, masked, atol=1e-5)
     assert small.net.vit.layers[0].attention.num_attention_heads == 3
 
 
