@@ -174,15 +174,17 @@ def main(argv=None) -> int:
         plan(args, copies, probe, {}, world=nproc)   # bad input: one line here, before any rank starts
         return launch.launch(nproc, rest, "analysis.stability", KEPT)
     device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
+    code = 1
     try:
-        return analyse(args, copies, probe, device)
+        code = analyse(args, copies, probe, device)
+        return code
     except RuntimeError as e:
         error = distributed.peer_lost_error(e, KEPT)
         if error is None:
             raise
         raise error from None
     finally:
-        distributed.shutdown()  # torchrun: leave the process group cleanly
+        distributed.shutdown(clean=code == 0)  # torchrun: leave the process group cleanly
 
 
 def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:

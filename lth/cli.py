@@ -94,8 +94,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def console() -> None:
-    """The `lth` console script (setup.cfg's entry point)."""
-    sys.exit(cli_main(main))
+    """The `lth` console script (setup.cfg's entry point); under torchrun (`torchrun $(which lth)
+    run ...`) it leaves the process group as `python -m lth.run` does."""
+    code = 1
+    try:
+        code = cli_main(main)
+    finally:
+        from lth.training import distributed
+        distributed.shutdown(clean=code == 0)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -99,8 +99,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    code = 1
     try:
         code = cli_main(main)
     finally:
-        distributed.shutdown()  # torchrun: leave the process group cleanly
+        distributed.shutdown(clean=code == 0)  # torchrun: leave the process group cleanly
     sys.exit(code)

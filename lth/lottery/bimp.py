@@ -164,10 +164,12 @@ def main(argv=None) -> int:
     """Under torchrun every run trains data-parallel (each is lth.lottery.execution.execute, which
     starts the process group once); rank 0 alone prints, as in lth.run (docs/distributed.md)."""
     runs, arithmetic = plan(argv)
+    code = 1
     try:
-        return run_all(runs, arithmetic)
+        code = run_all(runs, arithmetic)
+        return code
     finally:
-        distributed.shutdown()   # torchrun: leave the process group cleanly
+        distributed.shutdown(clean=code == 0)   # torchrun: leave the process group cleanly
 
 
 def run_all(runs: List[Tuple[str, config_mod.RunConfig]], arithmetic: str) -> int:
