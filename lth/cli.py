@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from lth import __version__, plugins
-from lth.errors import EXIT_USAGE, LthError, cli_main
+from lth.errors import EXIT_USAGE, LthError
 from lth.registry import Registry
 
 RUNNERS = Registry("command")
@@ -96,13 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def console() -> None:
     """The `lth` console script (setup.cfg's entry point); under torchrun (`torchrun $(which lth)
     run ...`) it leaves the process group as `python -m lth.run` does."""
-    code = 1
-    try:
-        code = cli_main(main)
-    finally:
-        from lth.training import distributed
-        distributed.shutdown(clean=code == 0)
-    sys.exit(code)
+    from lth.training import distributed
+    sys.exit(distributed.cli_main_then_leave(main))
 
 
 if __name__ == "__main__":

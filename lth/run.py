@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lth import config as config_mod
 from lth.training import launch
-from lth.errors import EXIT_INTERRUPTED, LthError, cli_main
+from lth.errors import EXIT_INTERRUPTED, LthError
 from lth.knobs import number
 from lth.lottery.execution import execute
 from lth.runs.store import open_run, run_name
@@ -99,9 +99,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    code = 1
-    try:
-        code = cli_main(main)
-    finally:
-        distributed.shutdown(clean=code == 0)  # torchrun: leave the process group cleanly
-    sys.exit(code)
+    sys.exit(distributed.cli_main_then_leave(main))  # torchrun: every rank leaves the process group

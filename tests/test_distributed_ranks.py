@@ -80,14 +80,19 @@ def test_ranks_detect_config_and_mask_differences_and_only_rank0_writes(tmp_path
 
 # ---- torchrun end to end -------------------------------------------------------------------
 
-def torchrun(run_dir: Path, *extra, n: int = 2, wait: bool = True):
-    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={n}", "-m", "lth.run", *RUN, "--run-dir", str(run_dir), *extra]
+def torchrun_module(module: str, *args, n: int = 2, wait: bool = True):
+    """torchrun --standalone -m MODULE ARGS on n ranks: (exit code, output), or the process if not wait."""
+    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={n}", "-m", module, *map(str, args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     if not wait:
         return proc
     out, _ = proc.communicate(timeout=300)
     return proc.returncode, out
+
+
+def torchrun(run_dir: Path, *extra, n: int = 2, wait: bool = True):
+    return torchrun_module("lth.run", *RUN, "--run-dir", run_dir, *extra, n=n, wait=wait)
 
 
 def single(run_dir: Path):

@@ -16,21 +16,14 @@ import pytest
 import torch
 
 from lth.runs.files import load_tensors
-from tests.test_distributed_ranks import ROOT, TORCHRUN, env, kill_rank_when
+from tests.test_distributed_ranks import ROOT, env, kill_rank_when
+from tests.test_distributed_ranks import torchrun_module as torchrun
 
 RUN = ["--preset", "quick", "--rounds", "2", "--steps", "120", "--device", "cpu", "--no-progress"]
 ANALYSIS = ["--steps", "60", "--alphas", "5", "--no-figures", "--no-progress"]
 TIMING = "timing"   # the one field of a result that differs between identical analyses
 
 
-def torchrun(module: str, *args, n: int = 2, wait: bool = True):
-    cmd = [TORCHRUN, "--standalone", f"--nproc_per_node={n}", "-m", module, *map(str, args)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    if not wait:
-        return proc
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out
 
 
 def stability_files(run_dir: Path) -> list:

@@ -22,14 +22,19 @@ X = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 def tiny_resnet(seed=0):
     torch.manual_seed(seed)
     model = ResNet((4, 8), (2, 1), num_classes=5, in_channels=3, imagenet_stem=False)
-    with torch.no_grad():   # non-trivial BatchNorm parameters and statistics
+    return random_batchnorm(model).eval()
+
+
+def random_batchnorm(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm parameters and statistics, so that a wrong channel shows."""
+    with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return model
 
 
 def members(groups, name):
@@ -218,14 +223,7 @@ def grouped_net(seed=0):
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(),
                         nn.Conv2d(8, 12, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
                         nn.Conv2d(12, 6, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return net.eval()
+    return random_batchnorm(net).eval()
 
 
 def test_grouped_convolutions_prune_the_same_positions_in_every_conv_group():

@@ -152,7 +152,10 @@ def test_requeued_job_and_killed_driver_resume_to_the_uninterrupted_result(slurm
     assert any(line.startswith(f"slurm: run:{run_dir.name}: job {job} ") for line in status.stdout.splitlines()), status.stdout
     again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"following Slurm job {job}" in again.stdout + again.stderr
+    # the rerun follows the requeued job, or, if that job already finished the run (it restarts
+    # at once once released; seen under load), finds the task done: either way no second job
+    out = again.stdout + again.stderr
+    assert f"following Slurm job {job}" in out or "1 already done, 0 to do" in out, out
     assert json.loads(jobs_file.read_text()) == {f"run:{run_dir.name}": job}       # never submitted twice
     log = (tmp_path / "st" / "logs").glob("*.log")
     assert any("resuming from the checkpoint" in p.read_text() for p in log)

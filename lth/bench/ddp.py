@@ -157,11 +157,5 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> dict:
 
 
 if __name__ == "__main__":
-    from lth.errors import cli_main
-    code = 1
-    try:
-        code = cli_main(worker)
-    finally:
-        from lth.training import distributed
-        distributed.shutdown(clean=code == 0)
-    sys.exit(code)
+    from lth.training import distributed
+    sys.exit(distributed.cli_main_then_leave(worker))

@@ -128,6 +128,18 @@ def shutdown(clean: bool = False) -> None:
     dist.destroy_process_group()
 
 
+def cli_main_then_leave(main) -> int:
+    """lth.errors.cli_main(main), then shutdown: what a command's `__main__` runs, so that under
+    torchrun every rank leaves the process group (cleanly when its command succeeded)."""
+    from lth.errors import cli_main
+    code = 1
+    try:
+        code = cli_main(main)
+    finally:
+        shutdown(clean=code == 0)
+    return code
+
+
 def lost_peer(e: BaseException) -> bool:
     """Whether `e` is a collective failing because another rank died or hung (gloo's "Connection
     reset by peer", NCCL's errors, torch.distributed's own error types), in a data-parallel run."""
