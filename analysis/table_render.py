@@ -10,12 +10,20 @@ import io
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+import numpy as np
+
 MISSING = "–"
 
 
 # How datasets and models are named in tables and figures.
 DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "caltech101": "Caltech-101", "mnist": "MNIST",
          "digits": "digits", "resnet18": "ResNet-18", "vgg16": "VGG-16"}
+
+
+def mean_std(values: List[float]):
+    """(mean, sample standard deviation; 0 for one value) of a table entry's seeds."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def ordered(values, order=None) -> list:

@@ -96,8 +96,6 @@ def setup(args: argparse.Namespace) -> Bench:
         size = dataclasses.replace(size, steps=args.steps)
         size_name += f", --steps {args.steps}"
     if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise LthError(f"--batch-size must be at least 1, got {args.batch_size}")
         size = dataclasses.replace(size, step_batch=args.batch_size, train_batch=args.batch_size,
                                    big_batch=args.batch_size)
         size_name += f", --batch-size {args.batch_size}"

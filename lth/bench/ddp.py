@@ -124,8 +124,6 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> dict:
     from lth.training.device import pick_device
     device = pick_device(args.device)
     ranks: List[int] = args.ranks or [1, 2]
-    if any(n < 1 for n in ranks):
-        raise LthError(f"--ranks must be at least 1 each, got {ranks}")
     if device.type == "cuda" and max(ranks) > torch.cuda.device_count():
         raise LthError(f"--ranks {max(ranks)} needs {max(ranks)} GPUs; this machine has {torch.cuda.device_count()}")
     model = (args.models or ["resnet20" if device.type == "cpu" else "resnet18"])[0]

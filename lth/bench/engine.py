@@ -126,14 +126,6 @@ class EngineStep:
         model.train()
 
     @property
-    def model(self) -> nn.Module:
-        return self.loop.model
-
-    @property
-    def masks(self) -> Optional[Masks]:
-        return self.loop.masks
-
-    @property
     def optimizer(self) -> torch.optim.Optimizer:
         return self.loop.optimizer
 

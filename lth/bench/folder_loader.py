@@ -39,6 +39,7 @@ from typing import Callable, Iterator, List, Sequence
 
 import torch
 
+from lth.bench.engine import cycle
 from lth.data import folders
 from lth.data.device_decode import EncodedFiles, check_decoder
 from lth.data.datasets import Dataset
@@ -69,11 +70,6 @@ def _rate(make: Callable[[], Iterator], batches: int, batch_size: int, device: t
     return statistics.median(rates)
 
 
-def _endless(loader) -> Iterator:
-    while True:
-        yield from loader
-
-
 def measure(root: Path, image_size: int, batch_size: int, workers: List[int], batches: int, device,
             decodes: Sequence[str] = ("cpu",)) -> List[dict]:
     from torch.utils.data import DataLoader
@@ -97,7 +93,7 @@ def measure(root: Path, image_size: int, batch_size: int, workers: List[int], ba
                 loader = StreamingLoader(images, labels, stream, batch_size, device, train=True, augment="crop_flip",
                                          image_size=image_size, order_seed=1, augment_seed=2, workers=w)
                 loader.workers = w   # 0: decode in this process (the constructor's 0 means "one per core")
-                return _endless(loader)
+                return cycle(loader)
             rows.append({"loader": f"lth stream, {w} workers, decode {decode}",
                          "images_per_s": _rate(lth_stream, batches, batch_size, device)})
         transform = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.RandomCrop(image_size, padding=4),
@@ -106,7 +102,7 @@ def measure(root: Path, image_size: int, batch_size: int, workers: List[int], ba
                                                   transform=transform)
 
         def tv(w=w):
-            return _endless(DataLoader(folder, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=w,
+            return cycle(DataLoader(folder, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=w,
                                        pin_memory=device.type == "cuda", persistent_workers=w > 0,
                                        generator=torch.Generator().manual_seed(1)))
         rows.append({"loader": f"torchvision, {w} workers", "images_per_s": _rate(tv, batches, batch_size, device)})
@@ -115,7 +111,7 @@ def measure(root: Path, image_size: int, batch_size: int, workers: List[int], ba
     decode_s = time.perf_counter() - start
     memory = Dataset(root.name, x, labels, x, labels, len(classes))
     rows.append({"loader": f"lth memory (decoding once: {len(files) / decode_s:.0f} images/s)",
-                 "images_per_s": _rate(lambda: _endless(DeviceLoader(memory.train_x, memory.train_y, memory, batch_size,
+                 "images_per_s": _rate(lambda: cycle(DeviceLoader(memory.train_x, memory.train_y, memory, batch_size,
                                                                      device, train=True, augment="crop_flip",
                                                                      image_size=image_size, order_seed=1,
                                                                      augment_seed=2)),

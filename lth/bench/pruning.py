@@ -23,9 +23,7 @@ layer's pruned count is exactly its target's, update ms = (round - fixed mask ro
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
-
-import torch
+from typing import Dict, List, Optional
 
 from lth import config
 from lth.data import datasets

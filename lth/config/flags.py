@@ -9,7 +9,7 @@ from lth.config.presets import PRESETS
 from lth.config.sections import (RunConfig, _check_dataset, _entry_params, _field_type, _flat_owners,
                                  _section_fields, apply_overrides, load_config_file)
 from lth.errors import LthError, OneLineParser
-from lth.knobs import flag, number
+from lth.knobs import flag, number, range_help
 from lth.models import check as check_model
 from lth.registry import Registry
 
@@ -18,7 +18,7 @@ def _flag_type(base, name, bounds=None):
     check lth.knobs.check_bounds runs on the whole config later)."""
     if base in (int, float):
         return number(base, name, **(bounds or {}))
-    def parse(text):
+    def parse(text):   # a str flag: no range, so no .bounds (lth's numeric-flag checks skip it)
         try:
             return base(text)
         except ValueError:
@@ -65,7 +65,6 @@ def _default(f: dataclasses.Field):
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    from lth.knobs import describe_bounds
     plugins.load()   # before the flags and choice lists are read from the registries
     _flat_owners()  # refuses an entry parameter named like a config field (one flag, two meanings)
     parser = OneLineParser(prog=prog, description=description)
@@ -78,7 +77,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         choices = f.metadata.get("choices")
         listed = f"; one of {', '.join(choices)}" if isinstance(choices, Registry) else ""
         _add_flag(parser, f, f"{f.metadata['help']} [default: {_default(f)}{listed}"
-                             f"{'; ' + describe_bounds(bounds) if bounds else ''}]")
+                             f"{range_help(bounds)}]")
     seen = set()
     for _, _, registry, name, f in _entry_params():
         if name in seen:
@@ -88,7 +87,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         defaults = ", ".join(f"{o} {_default(registry.get(o).params.__dataclass_fields__[name])}" for o in owners)
         bounds = f.metadata["bounds"]
         _add_flag(parser, f, f"{registry.kind} {', '.join(owners)}: {f.metadata['help']} [default: {defaults}"
-                             f"{'; ' + describe_bounds(bounds) if bounds else ''}]")
+                             f"{range_help(bounds)}]")
     return parser
 
 

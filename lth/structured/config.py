@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 from lth import config as base_config
 from lth import plugins
 from lth.errors import LthError, OneLineParser
-from lth.knobs import check_bounds, describe_bounds, flag, knob
+from lth.knobs import check_bounds, flag, knob, range_help
 from lth.pruning.schedules import SCHEDULES
 
 SCHEDULE_METHODS = ("one_shot", "iterative", "agp", "ocp")
@@ -154,7 +154,7 @@ def _schedule_fields():
 def _add(parser, f: dataclasses.Field, default, prefix: str = "") -> None:
     base, _, is_tuple = base_config._field_type(f)
     bounds = f.metadata.get("bounds", {})
-    text = f"{prefix}{f.metadata.get('help', '')} [default: {default}{'; ' + describe_bounds(bounds) if bounds else ''}]"
+    text = f"{prefix}{f.metadata.get('help', '')} [default: {default}{range_help(bounds)}]"
     kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
     if base is bool:
         parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)

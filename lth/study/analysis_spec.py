@@ -52,6 +52,11 @@ class Stability:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Stability":
+        """to_dict's inverse (a task payload's lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 @dataclass
 class Analysis:
@@ -118,7 +123,3 @@ def _stability(raw, where: str) -> Stability:
         if not ok:
             raise LthError(message)
     return s
-
-
-# ---- the bridge into the analysis package -------------------------------------------------------
-

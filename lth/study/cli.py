@@ -134,8 +134,8 @@ def run(args, spec, analysis, plan, study_dir) -> int:
     try:
         result = driver.drive(plan, executor, state, study_dir, progress=args.progress)
     except KeyboardInterrupt:
-        print(f"interrupted: finished runs and copies are kept, unfinished ones continue from their last epoch; "
-              f"run the same command again to continue", file=sys.stderr)
+        print("interrupted: finished runs and copies are kept, unfinished ones continue from their last epoch; "
+              "run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         executor.close()

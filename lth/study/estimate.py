@@ -126,14 +126,10 @@ class Estimator:
             found = (sum(values) / len(values), f"recorded ({len(values)} rounds)")
         elif self.device_kind == "cpu":
             found = (self._timed(cfg, facts, size), "timed here")
-        elif is_text(cfg):   # issue 21 follow-up: 3 x (2 N + attention) FLOP a token (lth.study.text_cost)
-            from lth.study import text_cost
-            flops, detail = text_cost.training_flops(cfg.model.model, facts.num_classes, size)
-            found = (self.assume_tflops * 1e12 / flops, f"flops ({flops / 1e9:.2f} GFLOP/sequence: {detail}; at "
-                                                        f"{self.assume_tflops:g} TFLOP/s)")
         else:
-            flops = training_flops(cfg.model.model, facts, size)
-            found = (self.assume_tflops * 1e12 / flops, f"flops ({flops / 1e9:.2f} GFLOP/img at {self.assume_tflops:g} TFLOP/s)")
+            flops, per = _flops(cfg, facts, size)
+            found = (self.assume_tflops * 1e12 / flops, f"flops ({flops / 1e9:.2f} {per} at "
+                                                        f"{self.assume_tflops:g} TFLOP/s)")
         self.rates[key] = found
         return found
 
@@ -144,8 +140,7 @@ class Estimator:
         import torch.nn.functional as F
         from lth import models
         from lth.study import text_cost
-        flops = (text_cost.training_flops(cfg.model.model, facts.num_classes, size)[0] if is_text(cfg)
-                 else training_flops(cfg.model.model, facts, size))
+        flops, _ = _flops(cfg, facts, size)
         batch = max(1, min(cfg.train.batch_size, int(TIMED_MAX_FLOP // flops)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -190,6 +185,16 @@ class Estimator:
             return steps * cfg.train.batch_size / rate + facts.n_test / (EVAL_SPEEDUP * rate)
         images = s["alphas"] * (facts.n_test + (s["bn_batches"] * cfg.train.batch_size if s["bn"] == "reset" else 0))
         return images / (EVAL_SPEEDUP * rate)
+
+
+def _flops(cfg: RunConfig, facts: Facts, size: int) -> Tuple[float, str]:
+    """Training FLOP an input, and what that is: "GFLOP/sequence: ..." for a text model (issue 21:
+    3 x (2 N + attention) FLOP a token, lth.study.text_cost), "GFLOP/img" for an image model."""
+    if is_text(cfg):
+        from lth.study import text_cost
+        flops, detail = text_cost.training_flops(cfg.model.model, facts.num_classes, size)
+        return flops, f"GFLOP/sequence: {detail};"
+    return training_flops(cfg.model.model, facts, size), "GFLOP/img"
 
 
 def is_text(cfg: RunConfig) -> bool:

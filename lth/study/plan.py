@@ -29,7 +29,7 @@ class Plan:
         p = task.payload
         if task.kind == "run":
             return cells_mod.is_done(self.cells_by_dir[task.run_dir].cfg, Path(task.run_dir))
-        stability = analysis_spec.Stability(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["stability"].items()})
+        stability = analysis_spec.Stability.from_dict(p["stability"])
         if task.kind == "copy":
             return analyses.copy_done(Path(task.run_dir), p["round"], p["what"], p["copy"], stability)
         return analyses.measured(Path(task.run_dir), p["round"], p["what"], stability)

@@ -1,4 +1,4 @@
-"""One figure per study table (analysis.study_tables), drawn like the paper's figures
+"""One figure per study table (lth.study.tables), drawn like the paper's figures
 (analysis.figures: Agg canvas, seaborn's paper style, PDF + PNG, its data as CSV):
 
   table1  heatmaps of accuracy over alpha x beta: measured, and the paper's beside it
@@ -15,14 +15,9 @@ import seaborn as sns
 
 from analysis.figures import csv_bytes, new_figure, paper_style, render
 from analysis.results import SCHEDULE_ORDER, schedule_label
-from analysis.table_render import DISPLAY_NAMES, Grid, ordered
+from analysis.table_render import DISPLAY_NAMES, Grid, mean_std, ordered
 
 PANEL_IN = 2.6   # inches per panel side
-
-
-def _mean_std(values: List[float]):
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def draw(analysis, records: List[dict], grid: Grid, stem: Path) -> Dict[Path, bytes]:
@@ -56,7 +51,7 @@ def _lines(ax, records, x_key: str, colours, paper=None) -> List[list]:
     for colour, s in zip(colours, ordered((r["schedule"] for r in records), SCHEDULE_ORDER)):
         mine = [r for r in records if r["schedule"] == s]
         xs = sorted({r[x_key] for r in mine})
-        stats = [_mean_std([100 * r["acc"] for r in mine if r[x_key] == x]) for x in xs]
+        stats = [mean_std([100 * r["acc"] for r in mine if r[x_key] == x]) for x in xs]
         means, stds = np.array([m for m, _ in stats]), np.array([d for _, d in stats])
         ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, color=colour,
                     label=schedule_label(s))

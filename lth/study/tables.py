@@ -17,23 +17,21 @@ beside the measured one; at --scale cpu, for the paper setting each row stands i
 (analysis.stands_for in the study), which the table's notes name.
 """
 import csv
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-
 from analysis import table_render
 from analysis.results import SCHEDULE_ORDER, schedule_label
-from analysis.table_render import DISPLAY_NAMES, Entry, Grid, ordered
+from analysis.table_render import DISPLAY_NAMES, Entry, Grid, mean_std, ordered
 from lth.errors import LthError, OneLineParser, cli_main
 from lth.runs.store import RunStore
 from lth.runs.files import atomic_write_bytes
 
-log = logging.getLogger("analysis.tables")
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
+
+
 def paper_numbers(path: Path = PAPER_NUMBERS):
     """(rows, source line) of the paper's published numbers."""
     lines = path.read_text().splitlines()
@@ -67,8 +65,7 @@ def _entry(records: List[dict]) -> Entry:
     values = [r["acc"] for r in records if r["acc"] is not None]
     if not values:
         return Entry(expected=len(records))
-    v = np.asarray(values, dtype=float)
-    return Entry(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), len(records))
+    return Entry(*mean_std(values), len(values), len(records))
 
 
 def _paper(rows, table: str, **key) -> Optional[dict]:
@@ -141,9 +138,9 @@ def table3(records, analysis, paper_rows, title) -> Grid:
         for s in schedules:
             mine = [r for r in records if r["dataset"] == ds and r["schedule"] == s]
             budgets = sorted({r["budget"] for r in mine})
-            reached = [b for b in budgets if (e := _entry([r for r in mine if r["budget"] == b])).mean is not None
-                       and e.mean >= target]
-            done = all(_entry([r for r in mine if r["budget"] == b]).n for b in budgets)
+            entries = {b: _entry([r for r in mine if r["budget"] == b]) for b in budgets}
+            reached = [b for b in budgets if entries[b].mean is not None and entries[b].mean >= target]
+            done = all(entries[b].n for b in budgets)
             e = Entry(reached[0], 0.0, 1) if reached else Entry(text=f"> {budgets[-1]:g}×" if done else None)
             row.append(_with_paper(e, _paper(paper_rows, "table3", dataset=_stand_in(analysis, "dataset", ds),
                                              schedule=s)))

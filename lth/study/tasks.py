@@ -93,8 +93,7 @@ def _dispatch(payload: dict, device: str, threads: int = 1, log_file: Optional[s
     if kind == "run":
         cfg = RunConfig.from_dict(payload["config"], where=payload["id"])
         return cells.execute_cell(cfg, payload["runs_root"], device, Path(payload["run_dir"]))
-    stability = analysis_spec.Stability(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in payload["stability"].items()})
+    stability = analysis_spec.Stability.from_dict(payload["stability"])
     if kind == "copy":
         return analyses.train_copy(Path(payload["run_dir"]), payload["round"], payload["what"], payload["copy"],
                                    stability, device, payload.get("data_dir"))
