@@ -36,7 +36,7 @@ from analysis.tickets import CONTROLS
 from lth.data import datasets, sources
 from lth.lottery import assemble
 from lth.config import RunConfig
-from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser, cli_main
+from lth.errors import EXIT_INTERRUPTED, LthError, OneLineParser
 from lth.knobs import number
 from lth.runs.store import RunStore
 from lth.training import distributed, launch
@@ -174,17 +174,13 @@ def main(argv=None) -> int:
         plan(args, copies, probe, {}, world=nproc)   # bad input: one line here, before any rank starts
         return launch.launch(nproc, rest, "analysis.stability", KEPT)
     device = distributed.setup(args.device)  # issue 22: under torchrun, this rank's device and the process group
-    code = 1
     try:
-        code = analyse(args, copies, probe, device)
-        return code
+        return analyse(args, copies, probe, device)
     except RuntimeError as e:
         error = distributed.peer_lost_error(e, KEPT)
         if error is None:
             raise
         raise error from None
-    finally:
-        distributed.shutdown(clean=code == 0)  # torchrun: leave the process group cleanly
 
 
 def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:
@@ -213,4 +209,4 @@ def analyse(args, copies: CopySettings, probe: ProbeSettings, device) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    sys.exit(distributed.cli_main_then_leave(main))  # torchrun: every rank leaves the process group

@@ -1,8 +1,8 @@
 """`python -m lth.bimp`: an alias of `lth bimp` (lth.lottery.bimp)."""
 import sys
 
-from lth.errors import cli_main
 from lth.lottery.bimp import main
+from lth.training import distributed
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    sys.exit(distributed.cli_main_then_leave(main))

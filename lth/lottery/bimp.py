@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 
 from lth.lottery import assemble
 from lth import config as config_mod
-from lth.errors import LthError, cli_main
+from lth.errors import LthError
 from lth.knobs import number
 from lth.lottery.execution import execute
 from lth.training.lr_schedules import LR_SCHEDULES
@@ -164,12 +164,7 @@ def main(argv=None) -> int:
     """Under torchrun every run trains data-parallel (each is lth.lottery.execution.execute, which
     starts the process group once); rank 0 alone prints, as in lth.run (docs/distributed.md)."""
     runs, arithmetic = plan(argv)
-    code = 1
-    try:
-        code = run_all(runs, arithmetic)
-        return code
-    finally:
-        distributed.shutdown(clean=code == 0)   # torchrun: leave the process group cleanly
+    return run_all(runs, arithmetic)
 
 
 def run_all(runs: List[Tuple[str, config_mod.RunConfig]], arithmetic: str) -> int:
@@ -194,4 +189,4 @@ def run_all(runs: List[Tuple[str, config_mod.RunConfig]], arithmetic: str) -> in
     return 0
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    sys.exit(distributed.cli_main_then_leave(main))  # torchrun: every rank leaves the process group
