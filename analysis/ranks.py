@@ -5,7 +5,7 @@ writes; every rank trains and evaluates.
 
 Every rank runs the same analysis on the same inputs. Each copy trains data-parallel through
 lth.training.loop (DistributedDataParallel, each rank its slice of the global batch) and the
-interpolation's evaluations are sharded over the ranks (lth.training.sharded_eval), so every
+interpolation's evaluations are sharded over the ranks (lth.training.loop.evaluate), so every
 rank holds the same copies and the same curve. What could differ between ranks is what the
 file system says at the moment each looks (a folder's lock, a finished copy, a checkpoint, a
 saved result: another process may be working on the same run), so rank 0 looks and tells the

@@ -1,4 +1,4 @@
-"""Evaluation split over data-parallel ranks (issue 22, lth.training.sharded_eval): each rank's
+"""Evaluation split over data-parallel ranks (issue 22, lth.training.loop.evaluate): each rank's
 batches are the single-process batches by number, and 2 and 3 real gloo ranks get the
 single-process accuracy and loss exactly. About 15 s (the ranks are processes).
 

@@ -94,7 +94,7 @@ class DeviceLoader:
             yield batch
 
     def every_nth(self, rank: int, world: int):
-        """Evaluation split over data-parallel ranks (lth.training.sharded_eval): (number, batch)
+        """Evaluation split over data-parallel ranks (lth.training.loop.evaluate): (number, batch)
         for batches rank, rank + world, ... of the fixed order, the others neither built nor yielded.
         The batches are exactly those one process's iteration yields under the same numbers."""
         if self.train:

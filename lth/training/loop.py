@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -43,7 +44,6 @@ from lth.training import callbacks as cbs
 from lth.training.callbacks import Callback
 from lth.training.divergence import Divergence
 from lth.training.retrain_lr import LrContext
-from lth.training.sharded_eval import sharded_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +130,36 @@ def train_step(forward: Callable, optimizer: torch.optim.Optimizer, masks: Optio
 
 @torch.inference_mode()
 def evaluate(forward: Callable, model: nn.Module, loader: DeviceLoader, bf16: bool = True) -> Dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy over the loader, in eval mode. Under torchrun each
-    rank evaluates its share of the batches (lth.training.sharded_eval; every rank must call)."""
-    if distributed.active():
-        return sharded_evaluate(forward, model, loader, bf16, autocast)
+    """Top-1 accuracy and mean cross-entropy over the loader, in eval mode.
+
+    Under torchrun (issue 22) every rank must call it: rank r evaluates batches r, r + N, ... of
+    the loader's fixed order (DeviceLoader.every_nth: the batches, by number, one process
+    evaluates) and writes their loss sums and correct counts into one entry per batch, zeros
+    elsewhere; one SUM all-reduce fills every entry (x + 0 is exact). In one process every entry
+    is this process's. The loss sums are then added in batch order in float32, so the correct
+    count, and the accuracy, are the single-process ones; the loss too wherever a batch's loss
+    sum is (same device type and kernels), else equal up to float order within a batch."""
+    sharded = distributed.active()
+    batches = loader.every_nth(distributed.rank(), distributed.world_size()) if sharded else enumerate(loader)
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    # on the loader's device: NCCL reduces GPU tensors, gloo CPU ones (a CPU run's device)
+    loss_sums = torch.zeros(len(loader), device=loader.device)
+    correct = torch.zeros(len(loader), device=loader.device, dtype=torch.long)
     with autocast(loader.device, bf16):
-        for x, y in loader:
+        for i, (x, y) in batches:
             logits = forward(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+            loss_sums[i] = F.cross_entropy(logits, y, reduction="sum")
+            correct[i] = (logits.argmax(1) == y).sum()
     model.train(was_training)
+    if sharded:
+        dist.all_reduce(loss_sums)
+        dist.all_reduce(correct)
+    loss_sum = torch.zeros((), device=loader.device)
+    for value in loss_sums:   # batch order, float32
+        loss_sum += value
     n = len(loader.y)
-    return {"test_loss": loss_sum.item() / n, "test_acc": correct.item() / n}
+    return {"test_loss": loss_sum.item() / n, "test_acc": correct.sum().item() / n}
 
 
 def make_loaders(dataset: Dataset, cfg: TrainConfig, device, image_size: int, augment: str,
