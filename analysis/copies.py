@@ -21,6 +21,7 @@ from analysis import ranks
 from analysis.settings import CopySettings
 from analysis.tickets import StartingPoint
 from lth.lottery import assemble
+from lth.lottery.rewind_api import snapshot
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.errors import LthError
@@ -107,7 +108,7 @@ def train_copy(ws: Workspace, start: StartingPoint, seeds: dict, path: Path, che
     # distributed.callbacks(): under torchrun, the mask and weight checks and BatchNorm broadcast of lth.run
     result = fit(loop, resume=resume, save_checkpoint=save, callbacks=distributed.callbacks(),
                  progress=progress and ranks.writes(), desc=desc)
-    payload = {"model": {k: v.detach().to("cpu", copy=True) for k, v in ws.model.state_dict().items()},
+    payload = {"model": snapshot(ws.model),
                "outcome": {k: result[k] for k in OUTCOME_KEYS}, "timing": {k: result[k] for k in TIMING_KEYS},
                "metrics": result["metrics"], "seeds": dict(seeds),
                "start_digest": digest(start.state), "mask_digest": digest(start.mask)}

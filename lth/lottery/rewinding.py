@@ -21,6 +21,7 @@ from torch import nn
 from lth.config import RunConfig
 from lth.data.datasets import Dataset
 from lth.lottery.restart import REWIND_FORMAT
+from lth.lottery.rewind_api import snapshot
 from lth.runs.store import RunStore
 from lth.lottery import assemble
 from lth.training.loop import train
@@ -47,6 +48,6 @@ def ensure_rewind_point(cfg: RunConfig, store: RunStore, dataset: Dataset, model
     log.info("late rewinding: training the dense network for %d steps to W_%d", k, k)
     model.load_state_dict(store.load_init())
     loader = dense_phase(cfg, model, dataset, device, k, forward)
-    state = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
+    state = snapshot(model)
     store.save_rewind({"format": REWIND_FORMAT, "step": k, "model": state, "loader": loader})
 

@@ -26,7 +26,7 @@ The callbacks every lth run uses are below; `lth.training.loop.fit` assembles th
 """
 import logging
 import sys
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -109,14 +109,11 @@ class PrunedStayZero(Callback):
 
 class EpochEval(Callback):
     """Test accuracy every `eval_every` epochs, except after the last (the final evaluation
-    follows it); `last_too`: also after the last (structured runs record every epoch)."""
-
-    def __init__(self, last_too: bool = False):
-        self.last_too = last_too
+    follows it)."""
 
     def on_epoch_end(self, loop, line: dict) -> None:
         every = loop.cfg.eval_every
-        if every and loop.epoch % every == 0 and (self.last_too or loop.step < loop.total):
+        if every and loop.epoch % every == 0 and loop.step < loop.total:
             line.update(loop.evaluate())
 
 

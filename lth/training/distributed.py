@@ -20,7 +20,7 @@ What N ranks share and what they do not (docs/distributed.md):
   a non-zero rank); ranks meet at a barrier after each write that another rank reads.
   `decided` gives every rank rank 0's look at the files, `agreed` stops every rank when any
   finds bad input (the stability analysis: analysis.ranks).
-- Evaluation is split over the ranks (lth.training.sharded_eval): accuracy identical to N = 1.
+- Evaluation is split over the ranks (lth.training.loop.evaluate): accuracy identical to N = 1.
 - Not identical to N = 1: BatchNorm batch statistics are per rank (each normalises its slice;
   running statistics are rank 0's, broadcast every step by DDP), unless --sync-bn (CUDA); and
   the float summation order of the gradient average differs, so weights agree to rounding.
@@ -319,12 +319,12 @@ class DistributedCheck(Callback):
     def on_train_start(self, loop) -> None:
         if not active():
             return
-        self.updates = getattr(getattr(loop, "pruning", None), "updates", 0)
+        self.updates = getattr(loop.pruning, "updates", 0)
         self._check_masks(loop, "at the start")
         self._check_weights(loop, "at the start")
 
     def before_step(self, loop) -> None:
-        pruning = getattr(loop, "pruning", None)
+        pruning = loop.pruning
         if active() and pruning is not None and pruning.updates != self.updates:
             self.updates = pruning.updates
             self._check_masks(loop, "after a mask update")

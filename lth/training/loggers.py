@@ -61,9 +61,7 @@ class MetricLogger(Callback):
         self.round, self.offset, self._last, self._last_total = r, (r - 1) * total, None, None
 
     def after_step(self, loop, loss) -> None:
-        values = {"train/lr": loop.lr} if hasattr(loop, "lr") else {}
-        if values:
-            self.scalars(values, self.offset + loop.step)
+        self.scalars({"train/lr": loop.lr}, self.offset + loop.step)
         # the mask trained under at step k was updated before it: log it at step k (loop.step - 1)
         self._sparsity(loop, loop.step - 1)
 
