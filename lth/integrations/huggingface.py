@@ -22,8 +22,7 @@ transformers = require("transformers", "hf")
 
 from lth.errors import LthError  # noqa: E402
 from lth.pruning.pruner import Pruner  # noqa: E402
-from lth.runs.store import save_tensors  # noqa: E402
-from lth.runs.files import load_tensors
+from lth.runs.files import load_tensors, save_tensors  # noqa: E402
 
 STATE_FILE = "lth_pruner.pt"
 

@@ -66,7 +66,7 @@ def _state(state, which: str) -> dict:
             raise LthError(f"checkpoint {which}: {path} is not a weights-only torch file "
                            f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:120]})") from None
         if isinstance(state, dict) and "payload" in state and "sha256" in state:
-            from lth.runs.store import load_tensors  # verifies the checksum
+            from lth.runs.files import load_tensors  # verifies the checksum
             state = load_tensors(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

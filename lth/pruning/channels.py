@@ -132,7 +132,7 @@ class ChannelGroups:
             if any(item.dep.target.module in producers and graph.is_out_channel_pruning_fn(item.dep.handler)
                    for item in g):
                 continue   # a head block's channels: its head group stands for them
-            if heads_mod.is_residual_stream(g, names):
+            if heads_mod.is_residual_stream(g):
                 # A transformer's width (LayerNorm, token and position embeddings): it stays.
                 log.info("channel group of %s left dense: a transformer's residual stream", names.get(root, "?"))
                 continue
@@ -142,10 +142,7 @@ class ChannelGroups:
                                f"BERT-style self-attention and nn.MultiheadAttention")
             members = []
             for item in g:
-                module = item.dep.target.module
-                if not isinstance(module, nn.Module):
-                    raise LthError("the model has a free parameter (not in a layer) in a channel group; "
-                                   "channel pruning supports Conv, Linear and BatchNorm layers")
+                module = item.dep.target.module   # a layer: is_residual_stream took free parameters
                 if module not in names:   # torch-pruning's stand-ins for add, ReLU, flatten, cat
                     continue
                 member = _member(names[module], module, graph.is_out_channel_pruning_fn(item.dep.handler),

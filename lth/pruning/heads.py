@@ -146,7 +146,7 @@ def block_of(model: nn.Module, group_name: str) -> Optional[Block]:
     return attention_blocks(model).get(group_name)
 
 
-def is_residual_stream(group, names: Dict[nn.Module, str]) -> bool:
+def is_residual_stream(group) -> bool:
     """A DepGraph group holding a free parameter or a LayerNorm: a transformer's width."""
     for item in group:
         module = item.dep.target.module

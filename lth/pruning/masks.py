@@ -19,8 +19,6 @@ from torch import nn
 from lth.errors import LthError
 from lth.pruning import layers as layers_mod
 
-PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Which layers are candidates before --exclude. fasterai's sparsifier prunes nn.Conv2d only (so the
 # paper's classifier stayed dense); OpenLTH prunes every layer but the output layer. Issue 21:
 # by module type for any model (lth.pruning.layers: linear, attention, all_with_embeddings too).

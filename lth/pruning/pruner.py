@@ -102,7 +102,7 @@ class Pruner:
                        "final_sparsity": s_f, "total_steps": total_steps, "layers": layers,
                        "exclude": list(exclude), "scope": scope,
                        "criterion": criterion, "interval": interval, "tolerance": float(tolerance), "seed": seed}
-        generator = torch.Generator().manual_seed(seed) if criterion == "random" else None
+        generator = torch.Generator().manual_seed(seed) if CRITERIA.get(criterion).traits["seeded"] else None
         self.updater = MaskUpdater(self.masks, in_round_target(schedule, params, s_i, s_f), criterion, scope,
                                    interval, generator, tolerance=tolerance)
         if masks is not None:
@@ -212,7 +212,7 @@ def _targets(initial, final, layers: int, scope: str):
             raise LthError(f"{name} must be a number in [0, 1) (or a list of them, one per layer), got {value!r}")
         return float(value)
     if isinstance(initial, (list, tuple)) or isinstance(final, (list, tuple)):
-        if scope == "global":
+        if not SCOPES.get(scope).traits["per_layer"]:
             raise LthError("per-layer sparsities need scope='local' (global pruning has one threshold)")
         initial = list(initial) if isinstance(initial, (list, tuple)) else [initial] * layers
         final = list(final) if isinstance(final, (list, tuple)) else [final] * layers
